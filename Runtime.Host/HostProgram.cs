@@ -1,0 +1,130 @@
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Runtime.Memory;
+using Runtime.Memory.Diagnostics;
+using Runtime.Memory.Hosting;
+
+namespace Runtime.Host;
+
+/// <summary>
+/// The reference embedding host: builds the memory service on the .NET generic host from <c>appsettings.json</c>,
+/// environment variables and command-line switches (in that order of precedence, lowest first), runs the
+/// built-in workload and prints the per-domain report.
+/// </summary>
+public static class HostProgram
+{
+    /// <summary>Success.</summary>
+    public const int ExitOk = 0;
+
+    /// <summary>The configuration is invalid; one line per problem went to stderr.</summary>
+    public const int ExitConfigurationError = 2;
+
+    /// <summary>The workload saw corrupt contents or a result that broke the allocator contract.</summary>
+    public const int ExitWorkloadFailed = 3;
+
+    /// <summary>Blocks were still live at the end.</summary>
+    public const int ExitLeak = 4;
+
+    /// <summary>
+    /// Runs the host. <paramref name="contentRoot"/> is where <c>appsettings.json</c> is read from (default: the
+    /// directory of the program, so that <c>dotnet run</c> from any directory finds the bundled defaults).
+    /// </summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, string? contentRoot = null)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        if (args.Any(a => a is "--help" or "-h" or "-?"))
+        {
+            await stdout.WriteAsync(Usage);
+            return ExitOk;
+        }
+
+        IHost host;
+        IRuntimeMemory runtime;
+        try
+        {
+            HostApplicationBuilder builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+            {
+                Args = args,
+                ContentRootPath = contentRoot ?? AppContext.BaseDirectory,
+            });
+            builder.Services.AddRuntimeMemory(RuntimeMemoryOptions.DefaultSectionName);
+            host = builder.Build();
+
+            // Validate now rather than relying on StartAsync, so a bad setting stops us before any work.
+            runtime = host.Services.ValidateRuntimeMemory();
+        }
+        catch (Exception ex) when (DescribeConfigurationError(ex) is { } lines)
+        {
+            foreach (string line in lines)
+            {
+                await stderr.WriteLineAsync($"Runtime.Host: configuration error: {line}");
+            }
+
+            return ExitConfigurationError;
+        }
+
+        using (host)
+        {
+            await host.StartAsync();
+            BuiltInWorkload.Result result = BuiltInWorkload.Run(runtime);
+            RuntimeMemoryStatistics statistics = runtime.GetStatistics();
+            await stdout.WriteAsync(FormatReport(runtime, result, statistics));
+            await host.StopAsync();
+
+            if (result.CorruptBlocks != 0 || result.Anomalies != 0)
+            {
+                await stderr.WriteLineAsync(
+                    $"Runtime.Host: workload failed: {result.CorruptBlocks} corrupt blocks, {result.Anomalies} results that broke the allocator contract.");
+                return ExitWorkloadFailed;
+            }
+
+            if (statistics.LiveBlocks != 0)
+            {
+                await stderr.WriteLineAsync($"Runtime.Host: leak: {statistics.LiveBlocks} blocks ({statistics.LiveBytes} bytes) still live after the workload.");
+                return ExitLeak;
+            }
+
+            return ExitOk;
+        }
+    }
+
+    /// <summary>The report printed after the workload; deterministic for a given configuration.</summary>
+    internal static string FormatReport(IRuntimeMemory runtime, BuiltInWorkload.Result result, RuntimeMemoryStatistics statistics)
+    {
+        var text = new System.Text.StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"RuntimeMem host: allocator '{runtime.AllocatorName}'\n");
+        text.Append(CultureInfo.InvariantCulture,
+            $"workload: {result.Operations:N0} operations over raw, mem and obj; {result.CorruptBlocks} corrupt blocks, {result.Anomalies} contract violations\n");
+        text.Append('\n');
+        text.Append(StatisticsReport.Format(statistics));
+        return text.ToString();
+    }
+
+    /// <summary>The configuration problems in <paramref name="ex"/>, one line each; null when it is not a configuration error.</summary>
+    private static IReadOnlyList<string>? DescribeConfigurationError(Exception ex) => ex switch
+    {
+        OptionsValidationException validation => [.. validation.Failures],
+        AggregateException aggregate when aggregate.InnerExceptions.All(e => e is OptionsValidationException) =>
+            [.. aggregate.InnerExceptions.Cast<OptionsValidationException>().SelectMany(e => e.Failures)],
+
+        // A malformed appsettings.json: the JSON provider names the file, its inner exception the position.
+        InvalidDataException data => [data.InnerException is null ? data.Message : $"{data.Message} {data.InnerException.Message}"],
+
+        // A command-line switch without a value, and similar parse errors of the configuration providers.
+        FormatException format => [format.Message],
+        _ => null,
+    };
+
+    private const string Usage = """
+        Usage: Runtime.Host [--RuntimeMemory:Allocator=<name>]
+
+        Runs the built-in workload through the raw, mem and obj domains and prints the per-domain report.
+        Settings come from appsettings.json, then environment variables (RuntimeMemory__Allocator=malloc),
+        then command-line switches (--RuntimeMemory:Allocator=malloc); later sources win.
+
+        Exit codes: 0 success, 2 configuration error, 3 workload failed, 4 blocks left live.
+
+        """;
+}

@@ -1,0 +1,3 @@
+using Runtime.Host;
+
+return await HostProgram.RunAsync(args, Console.Out, Console.Error);

@@ -1,0 +1,223 @@
+using System.Collections.Concurrent;
+using Runtime.Memory.Accounting;
+using Runtime.Memory.Testing;
+using Runtime.Memory.Tests.Infrastructure;
+
+namespace Runtime.Memory.Tests.Accounting;
+
+/// <summary>Per-domain accounting: exact single-threaded, exact at quiescence under concurrency, per-instance.</summary>
+public sealed unsafe class AccountingTests
+{
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Every_figure_is_exact_on_one_thread(MemoryDomainKind kind)
+    {
+        MemoryDomain domain = RuntimeMemory.Create()[kind];
+        void* a = domain.Malloc(100);
+        void* b = domain.Calloc(10, 20);
+        void* c = domain.Malloc(0);
+        a = domain.Realloc(a, 300);  // +200
+        b = domain.Realloc(b, 50);   // -150
+        domain.Free(c);
+        Assert.True(domain.Malloc(nuint.MaxValue) == null);
+
+        DomainStatistics s = domain.GetStatistics();
+        Assert.Equal(kind, s.Domain);
+        Assert.Equal("malloc", s.Allocator);
+        Assert.Equal(2, s.LiveBlocks);
+        Assert.Equal(350, s.LiveBytes);
+        Assert.Equal(500, s.PeakBytes);        // 100 + 200 + 0 + 200 growth
+        Assert.Equal(3, s.Allocations);
+        Assert.Equal(1, s.Frees);
+        Assert.Equal(2, s.Reallocations);
+        Assert.Equal(1, s.Failures);
+        Assert.Equal(500, s.BytesAllocated);
+
+        domain.Free(a);
+        domain.Free(b);
+        s = domain.GetStatistics();
+        Assert.Equal((0, 0, 500), (s.LiveBlocks, s.LiveBytes, s.PeakBytes));
+    }
+
+    [Fact]
+    public void The_peak_is_exact_across_publish_thresholds_on_one_thread()
+    {
+        MemoryDomain domain = RuntimeMemory.Create().Obj;
+        var blocks = new List<nint>();
+        long expectedPeak = 0, live = 0;
+
+        // Rise and fall several times across the 64 KiB publishing threshold, with a higher peak each time.
+        for (int wave = 1; wave <= 4; wave++)
+        {
+            for (int i = 0; i < wave * 300; i++)
+            {
+                blocks.Add((nint)domain.Malloc(100));
+                live += 100;
+                expectedPeak = Math.Max(expectedPeak, live);
+            }
+
+            for (int i = 0; i < wave * 250; i++)
+            {
+                domain.Free((void*)blocks[^1]);
+                blocks.RemoveAt(blocks.Count - 1);
+                live -= 100;
+            }
+
+            DomainStatistics s = domain.GetStatistics();
+            Assert.Equal((live, expectedPeak), (s.LiveBytes, s.PeakBytes));
+        }
+
+        foreach (nint p in blocks)
+        {
+            domain.Free((void*)p);
+        }
+
+        MemoryAssert.NoLiveBlocks(domain);
+        Assert.True(expectedPeak > MemoryAccounting.PublishThreshold, "the test must cross the publishing threshold");
+    }
+
+    [Fact]
+    public void The_peak_is_exact_when_a_thread_that_ended_is_folded_in_before_the_next_one_starts()
+    {
+        MemoryDomain domain = RuntimeMemory.Create().Mem;
+        nint p1 = 0;
+        var t1 = new Thread(() => p1 = (nint)domain.Malloc(1000));
+        t1.Start();
+        t1.Join();
+
+        void* p2 = domain.Malloc(500); // this thread's first use folds the ended thread's unpublished 1,000 bytes in
+        domain.Free((void*)p1);
+        domain.Free(p2);
+
+        DomainStatistics s = domain.GetStatistics();
+        Assert.Equal((0, 1500, 2, 2), (s.LiveBytes, s.PeakBytes, s.Allocations, s.Frees));
+    }
+
+    [Fact]
+    public void With_several_threads_the_peak_is_within_the_documented_bound()
+    {
+        MemoryDomain domain = RuntimeMemory.Create().Mem;
+        void* p0 = domain.Malloc(10); // this thread holds 10 unpublished bytes from here on
+        nint p1 = 0;
+        var t1 = new Thread(() => p1 = (nint)domain.Malloc(1000));
+        t1.Start();
+        t1.Join();
+        void* p2 = domain.Malloc(500);
+
+        const long TrueHighWater = 1510;
+        long peak = domain.GetStatistics().PeakBytes;
+        Assert.InRange(peak, TrueHighWater - MemoryAccounting.PublishThreshold, TrueHighWater + MemoryAccounting.PublishThreshold);
+        Assert.True(peak >= 1510, "a read raises the peak to the exact live size");
+
+        domain.Free(p0);
+        domain.Free((void*)p1);
+        domain.Free(p2);
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+
+    [Fact]
+    public void Counts_of_threads_that_have_ended_are_kept()
+    {
+        RuntimeMemory runtime = RuntimeMemory.Create();
+        var blocks = new ConcurrentBag<nint>();
+        for (int t = 0; t < 20; t++)
+        {
+            var thread = new Thread(() =>
+            {
+                for (int i = 0; i < 10; i++)
+                {
+                    blocks.Add((nint)runtime.Obj.Malloc(8));
+                }
+            });
+            thread.Start();
+            thread.Join();
+        }
+
+        Assert.Equal((200, 1600), (runtime.Obj.GetStatistics().LiveBlocks, runtime.Obj.GetStatistics().LiveBytes));
+        foreach (nint p in blocks)
+        {
+            runtime.Obj.Free((void*)p);
+        }
+
+        DomainStatistics s = runtime.Obj.GetStatistics();
+        Assert.Equal((0, 0, 200, 200, 1600), (s.LiveBlocks, s.LiveBytes, s.Allocations, s.Frees, s.PeakBytes));
+    }
+
+    [Fact]
+    public void Concurrent_allocation_and_cross_thread_frees_leave_exact_accounting_on_every_domain()
+    {
+        RuntimeMemory runtime = RuntimeMemory.Create();
+        const int Threads = 4;
+        const int PerThread = 20_000;
+        var handoff = new ConcurrentQueue<(MemoryDomainKind Kind, nint Block, nuint Size, byte Seed)>();
+        long freedByOthers = 0;
+
+        Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads }, t =>
+        {
+            var rng = new Random(1234 + t);
+            for (int i = 0; i < PerThread; i++)
+            {
+                var kind = (MemoryDomainKind)rng.Next(3);
+                nuint size = (nuint)rng.Next(0, 700);
+                byte seed = (byte)rng.Next(256);
+                byte* p = (byte*)runtime[kind].Malloc(size);
+                if (size > 0)
+                {
+                    Blocks.Fill(p, size, seed);
+                }
+
+                if (i % 2 == 0)
+                {
+                    handoff.Enqueue((kind, (nint)p, size, seed)); // freed by whichever thread dequeues it
+                }
+                else
+                {
+                    Assert.True(Blocks.Holds(p, size, seed));
+                    runtime[kind].Free(p);
+                }
+
+                if (handoff.TryDequeue(out var other))
+                {
+                    Assert.True(Blocks.Holds((void*)other.Block, other.Size, other.Seed), "a block handed to another thread was corrupted");
+                    runtime[other.Kind].Free((void*)other.Block);
+                    Interlocked.Increment(ref freedByOthers);
+                }
+            }
+        });
+
+        while (handoff.TryDequeue(out var rest))
+        {
+            runtime[rest.Kind].Free((void*)rest.Block);
+        }
+
+        RuntimeMemoryStatistics s = runtime.GetStatistics();
+        Assert.Equal(0, s.LiveBlocks);
+        Assert.Equal(0, s.LiveBytes);
+        Assert.Equal(Threads * PerThread, s.Domains.Sum(d => d.Allocations));
+        Assert.Equal(Threads * PerThread, s.Domains.Sum(d => d.Frees));
+        Assert.All(s.Domains, d => Assert.Equal(d.Allocations, d.Frees));
+        Assert.True(freedByOthers > 0);
+    }
+
+    [Fact]
+    public void Two_runtimes_share_no_state_even_on_one_thread()
+    {
+        RuntimeMemory a = RuntimeMemory.Create();
+        RuntimeMemory b = RuntimeMemory.Create();
+
+        void* pa = a.Obj.Malloc(10);
+        void* pb = b.Obj.Malloc(20);
+        void* pa2 = a.Obj.Malloc(30);
+        b.Obj.InstallHook(new RecordingAllocator());
+
+        Assert.Equal((2, 40), (a.Obj.GetStatistics().LiveBlocks, a.Obj.GetStatistics().LiveBytes));
+        Assert.Equal((1, 20), (b.Obj.GetStatistics().LiveBlocks, b.Obj.GetStatistics().LiveBytes));
+        Assert.IsType<SystemAllocator>(a.Obj.Allocator);
+
+        a.Obj.Free(pa);
+        a.Obj.Free(pa2);
+        b.Obj.Free(pb);
+        MemoryAssert.NoLiveBlocks(a);
+        MemoryAssert.NoLiveBlocks(b);
+        Assert.Equal(0, a.Mem.GetStatistics().Allocations);
+    }
+}

@@ -1,0 +1,295 @@
+using Runtime.Memory.Testing;
+using Runtime.Memory.Tests.Infrastructure;
+
+namespace Runtime.Memory.Tests.Domains;
+
+/// <summary>
+/// PEP 445's guarantees, one named test per edge case, each on raw, mem and obj
+/// (after CPython's <c>test_pymem_alloc0</c> and mimalloc's <c>test-api.c</c>).
+/// </summary>
+public sealed unsafe class DomainGuaranteeTests
+{
+    private static readonly nuint AboveMax = (nuint)nint.MaxValue + 1;
+
+    /// <summary>A fresh runtime and the domain under test with a recorder on top, so tests can see what reached the allocator.</summary>
+    private static (RuntimeMemory Runtime, MemoryDomain Domain, RecordingAllocator Recorder) Setup(MemoryDomainKind kind)
+    {
+        var runtime = RuntimeMemory.Create();
+        var recorder = new RecordingAllocator();
+        runtime[kind].InstallHook(recorder);
+        return (runtime, runtime[kind], recorder);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Malloc_zero_returns_a_distinct_non_null_block(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        void* a = domain.Malloc(0);
+        void* b = domain.Malloc(0);
+        Assert.True(a != null && b != null);
+        Assert.True(a != b);
+        Assert.Equal(2, domain.GetStatistics().LiveBlocks);
+        domain.Free(a);
+        domain.Free(b);
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Malloc_zero_many_times_gives_pairwise_distinct_blocks(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        var seen = new HashSet<nint>();
+        for (int i = 0; i < 1000; i++)
+        {
+            Assert.True(seen.Add((nint)domain.Malloc(0)));
+        }
+
+        foreach (nint p in seen)
+        {
+            domain.Free((void*)p);
+        }
+
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Calloc_zero_count_returns_a_distinct_non_null_block(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        void* a = domain.Calloc(0, 8);
+        void* b = domain.Calloc(0, 8);
+        Assert.True(a != null && b != null && a != b);
+        domain.Free(a);
+        domain.Free(b);
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Calloc_zero_size_returns_a_distinct_non_null_block(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        void* a = domain.Calloc(8, 0);
+        void* b = domain.Calloc(0, 0);
+        Assert.True(a != null && b != null && a != b);
+        domain.Free(a);
+        domain.Free(b);
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Calloc_returns_zeroed_memory(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+
+        // Dirty some memory first so a non-zeroing calloc would likely be caught.
+        void* dirty = domain.Malloc(4096);
+        Blocks.Fill(dirty, 4096, 0xAB);
+        domain.Free(dirty);
+
+        void* p = domain.Calloc(512, 8);
+        Assert.True(p != null);
+        Assert.True(Blocks.IsZero(p, 4096));
+        Assert.Equal(4096, domain.GetStatistics().LiveBytes);
+        domain.Free(p);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Calloc_passes_count_and_size_to_the_allocator_unchanged(MemoryDomainKind kind)
+    {
+        var (_, domain, recorder) = Setup(kind);
+        void* p = domain.Calloc(2, 5);
+        RecordedCall call = Assert.Single(recorder.GetSnapshot());
+        Assert.Equal((AllocatorOperation.Calloc, (nuint)2, (nuint)5, (nint)p), (call.Operation, call.Count, call.Size, call.Result));
+        domain.Free(p);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Realloc_of_null_is_malloc(MemoryDomainKind kind)
+    {
+        var (_, domain, recorder) = Setup(kind);
+        void* p = domain.Realloc(null, 42);
+        Assert.True(p != null);
+        RecordedCall call = Assert.Single(recorder.GetSnapshot());
+        Assert.Equal((AllocatorOperation.Malloc, (nuint)42), (call.Operation, call.Size));
+        DomainStatistics s = domain.GetStatistics();
+        Assert.Equal((1, 1, 42, 0), (s.Allocations, s.LiveBlocks, s.LiveBytes, s.Reallocations));
+        domain.Free(p);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Realloc_to_zero_resizes_and_returns_non_null(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        void* p = domain.Malloc(100);
+        void* q = domain.Realloc(p, 0);
+        Assert.True(q != null);
+        DomainStatistics s = domain.GetStatistics();
+        Assert.Equal((1, 0, 1), (s.LiveBlocks, s.LiveBytes, s.Reallocations));
+        domain.Free(q);
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Realloc_keeps_contents_when_growing(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        void* p = domain.Malloc(64);
+        Blocks.Fill(p, 64, 3);
+        void* q = domain.Realloc(p, 1 << 20);
+        Assert.True(q != null);
+        Assert.True(Blocks.Holds(q, 64, 3));
+        Assert.Equal(1 << 20, domain.GetStatistics().LiveBytes);
+        domain.Free(q);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Realloc_keeps_contents_when_shrinking(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        void* p = domain.Malloc(4096);
+        Blocks.Fill(p, 4096, 9);
+        void* q = domain.Realloc(p, 10);
+        Assert.True(Blocks.Holds(q, 10, 9));
+        Assert.Equal(10, domain.GetStatistics().LiveBytes);
+        domain.Free(q);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Failed_realloc_returns_null_and_leaves_the_old_block_valid(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        void* p = domain.Malloc(32);
+        Blocks.Fill(p, 32, 5);
+        var failing = new FailingAllocator().FailOnly(1);
+        domain.InstallHook(failing);
+
+        Assert.True(domain.Realloc(p, 64) == null);
+
+        Assert.True(Blocks.Holds(p, 32, 5));
+        DomainStatistics s = domain.GetStatistics();
+        Assert.Equal((1, 32, 0, 1), (s.LiveBlocks, s.LiveBytes, s.Reallocations, s.Failures));
+        void* q = domain.Realloc(p, 64); // the next request succeeds, from the same old block
+        Assert.True(q != null && Blocks.Holds(q, 32, 5));
+        domain.Free(q);
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Realloc_above_the_limit_returns_null_and_leaves_the_old_block_valid(MemoryDomainKind kind)
+    {
+        var (_, domain, recorder) = Setup(kind);
+        void* p = domain.Malloc(32);
+        Blocks.Fill(p, 32, 1);
+        recorder.Clear();
+
+        Assert.True(domain.Realloc(p, AboveMax) == null);
+        Assert.True(domain.Realloc(p, nuint.MaxValue) == null);
+
+        Assert.Equal(0, recorder.Count);
+        Assert.True(Blocks.Holds(p, 32, 1));
+        domain.Free(p);
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Free_of_null_does_nothing(MemoryDomainKind kind)
+    {
+        var (_, domain, recorder) = Setup(kind);
+        domain.Free(null);
+        Assert.Equal(0, recorder.Count);
+        DomainStatistics s = domain.GetStatistics();
+        Assert.Equal((0, 0), (s.Frees, s.LiveBlocks));
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Malloc_above_nint_max_returns_null_without_calling_the_allocator(MemoryDomainKind kind)
+    {
+        var (_, domain, recorder) = Setup(kind);
+        Assert.True(domain.Malloc(AboveMax) == null);
+        Assert.True(domain.Malloc(nuint.MaxValue) == null);
+        Assert.Equal(0, recorder.Count);
+        Assert.Equal(2, domain.GetStatistics().Failures);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Malloc_of_nint_max_reaches_the_allocator_and_fails_with_null(MemoryDomainKind kind)
+    {
+        var (_, domain, recorder) = Setup(kind);
+        Assert.True(domain.Malloc((nuint)nint.MaxValue) == null);
+        RecordedCall call = Assert.Single(recorder.GetSnapshot());
+        Assert.Equal(((nuint)nint.MaxValue, (nint)0), (call.Size, call.Result));
+        Assert.Equal(1, domain.GetStatistics().Failures);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Calloc_whose_product_overflows_returns_null_without_calling_the_allocator(MemoryDomainKind kind)
+    {
+        var (_, domain, recorder) = Setup(kind);
+        Assert.True(domain.Calloc((nuint)1 << 32, ((nuint)1 << 32) + 1) == null);
+        Assert.True(domain.Calloc(nuint.MaxValue, 2) == null);
+        Assert.True(domain.Calloc(2, nuint.MaxValue) == null);
+        Assert.Equal(0, recorder.Count);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Calloc_whose_product_exceeds_nint_max_returns_null_without_calling_the_allocator(MemoryDomainKind kind)
+    {
+        var (_, domain, recorder) = Setup(kind);
+        nuint half = ((nuint)nint.MaxValue / 2) + 1; // 2 × half = nint.MaxValue + 1: fits in nuint, exceeds the limit
+        Assert.True(domain.Calloc(2, half) == null);
+        Assert.Equal(0, recorder.Count);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Every_block_is_16_byte_aligned(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        var blocks = new List<nint>();
+        for (nuint size = 0; size <= 1100; size += 1)
+        {
+            blocks.Add((nint)domain.Malloc(size));
+        }
+
+        blocks.Add((nint)domain.Calloc(3, 7));
+        blocks.Add((nint)domain.Malloc(3 << 20));
+        blocks[10] = (nint)domain.Realloc((void*)blocks[10], 5000);
+        foreach (nint p in blocks)
+        {
+            Assert.True(p != 0 && Blocks.IsAligned((void*)p), $"block 0x{p:x} is not 16-byte aligned");
+        }
+
+        foreach (nint p in blocks)
+        {
+            domain.Free((void*)p);
+        }
+
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void An_allocator_failure_is_a_null_return_not_an_exception(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        domain.InstallHook(new FailingAllocator().FailFrom(1));
+        Assert.True(domain.Malloc(16) == null);
+        Assert.True(domain.Calloc(4, 4) == null);
+        Assert.True(domain.Realloc(null, 16) == null);
+        DomainStatistics s = domain.GetStatistics();
+        Assert.Equal((3, 0, 0), (s.Failures, s.Allocations, s.LiveBlocks));
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void Malloc_returns_writable_memory_of_the_requested_size(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        foreach (nuint size in new nuint[] { 1, 15, 16, 17, 511, 512, 513, 4096, 1 << 20 })
+        {
+            void* p = domain.Malloc(size);
+            Blocks.Fill(p, size, (byte)size);
+            Assert.True(Blocks.Holds(p, size, (byte)size));
+            domain.Free(p);
+        }
+
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+}

@@ -1,0 +1,131 @@
+using Runtime.Host;
+using Runtime.Memory.Tests.Infrastructure;
+
+namespace Runtime.Memory.Tests.Host;
+
+/// <summary>
+/// Runtime.Host end to end, in process: configuration sources and precedence, the report, exit codes.
+/// The tests of this class run one at a time (xunit runs a class's tests sequentially), which the environment
+/// variable tests rely on.
+/// </summary>
+public sealed class HostProgramTests : IDisposable
+{
+    private readonly string _tempRoot = Directory.CreateTempSubdirectory("runtimemem-host-").FullName;
+
+    public void Dispose()
+    {
+        Environment.SetEnvironmentVariable("RuntimeMemory__Allocator", null);
+        Directory.Delete(_tempRoot, recursive: true);
+    }
+
+    private static async Task<(int Exit, string Out, string Err)> Run(string[] args, string? contentRoot = null)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int exit = await HostProgram.RunAsync(args, stdout, stderr, contentRoot);
+        return (exit, stdout.ToString(), stderr.ToString());
+    }
+
+    private string ContentRootWith(string appsettingsJson)
+    {
+        File.WriteAllText(Path.Combine(_tempRoot, "appsettings.json"), appsettingsJson);
+        return _tempRoot;
+    }
+
+    [Fact]
+    public async Task The_built_in_workload_report_matches_the_snapshot()
+    {
+        var (exit, output, error) = await Run([]);
+        Assert.Equal("", error);
+        Assert.Equal(HostProgram.ExitOk, exit);
+        TextSnapshot.Verify(output);
+    }
+
+    [Fact]
+    public async Task The_bundled_appsettings_select_the_default_allocator()
+    {
+        var (exit, output, _) = await Run([]);
+        Assert.Equal(0, exit);
+        Assert.StartsWith("RuntimeMem host: allocator 'default'", output);
+    }
+
+    [Fact]
+    public async Task A_command_line_switch_overrides_the_file()
+    {
+        var (exit, output, _) = await Run(["--RuntimeMemory:Allocator=malloc"]);
+        Assert.Equal(0, exit);
+        Assert.StartsWith("RuntimeMem host: allocator 'malloc'", output);
+    }
+
+    [Fact]
+    public async Task An_environment_variable_overrides_the_file_and_a_switch_overrides_both()
+    {
+        Environment.SetEnvironmentVariable("RuntimeMemory__Allocator", "malloc");
+        var (exit, output, _) = await Run([]);
+        Assert.Equal(0, exit);
+        Assert.StartsWith("RuntimeMem host: allocator 'malloc'", output);
+
+        Environment.SetEnvironmentVariable("RuntimeMemory__Allocator", "bogus-from-env");
+        (exit, output, _) = await Run(["--RuntimeMemory:Allocator=default"]);
+        Assert.Equal(0, exit);
+        Assert.StartsWith("RuntimeMem host: allocator 'default'", output);
+    }
+
+    [Fact]
+    public async Task The_allocator_is_read_from_appsettings_json_in_the_content_root()
+    {
+        string root = ContentRootWith("""{ "RuntimeMemory": { "Allocator": "malloc" } }""");
+        var (exit, output, _) = await Run([], root);
+        Assert.Equal(0, exit);
+        Assert.StartsWith("RuntimeMem host: allocator 'malloc'", output);
+    }
+
+    [Fact]
+    public async Task A_bogus_allocator_exits_non_zero_with_one_line_naming_key_value_and_allowed_names()
+    {
+        var (exit, output, error) = await Run(["--RuntimeMemory:Allocator=bogus"]);
+        Assert.Equal(HostProgram.ExitConfigurationError, exit);
+        Assert.Equal("", output);
+        string line = Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("RuntimeMemory:Allocator", line);
+        Assert.Contains("'bogus'", line);
+        Assert.Contains("default, malloc", line);
+        Assert.Contains("pymalloc", line);
+    }
+
+    [Fact]
+    public async Task A_wrong_type_in_appsettings_json_is_a_configuration_error()
+    {
+        string root = ContentRootWith("""{ "RuntimeMemory": { "Allocator": { "Name": "malloc" } } }""");
+        var (exit, _, error) = await Run([], root);
+        Assert.Equal(HostProgram.ExitConfigurationError, exit);
+        Assert.Contains("RuntimeMemory:Allocator must be a string", error);
+    }
+
+    [Fact]
+    public async Task Malformed_appsettings_json_is_a_configuration_error_naming_the_file()
+    {
+        string root = ContentRootWith("""{ "RuntimeMemory": { "Allocator": "malloc", } ,, }""");
+        var (exit, output, error) = await Run([], root);
+        Assert.Equal(HostProgram.ExitConfigurationError, exit);
+        Assert.Equal("", output);
+        Assert.StartsWith("Runtime.Host: configuration error:", error);
+        Assert.Contains("appsettings.json", error);
+    }
+
+    [Fact]
+    public async Task An_unknown_key_is_a_configuration_error()
+    {
+        var (exit, _, error) = await Run(["--RuntimeMemory:Alocator=malloc"]);
+        Assert.Equal(HostProgram.ExitConfigurationError, exit);
+        Assert.Contains("RuntimeMemory:Alocator is not a setting of RuntimeMemory", error);
+    }
+
+    [Fact]
+    public async Task Help_prints_usage_and_succeeds()
+    {
+        var (exit, output, _) = await Run(["--help"]);
+        Assert.Equal(0, exit);
+        Assert.StartsWith("Usage: Runtime.Host", output);
+    }
+}

@@ -1,0 +1,202 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Runtime.Memory.Hosting;
+using Runtime.Memory.Testing;
+
+namespace Runtime.Memory.Tests.Hosting;
+
+/// <summary><c>AddRuntimeMemory</c>: binding, validation at start, TryAdd swaps, instance isolation.</summary>
+public sealed class ServiceRegistrationTests
+{
+    private static ServiceProvider Build(Dictionary<string, string?> settings, Action<IServiceCollection>? before = null)
+    {
+        IConfiguration configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
+        var services = new ServiceCollection();
+        services.AddSingleton(configuration);
+        before?.Invoke(services);
+        services.AddRuntimeMemory();
+        return services.BuildServiceProvider();
+    }
+
+    private static string ValidationMessage(Dictionary<string, string?> settings)
+    {
+        using ServiceProvider provider = Build(settings);
+        return Assert.Throws<OptionsValidationException>(() => provider.ValidateRuntimeMemory()).Message;
+    }
+
+    [Fact]
+    public void The_allocator_is_bound_from_the_runtime_memory_section()
+    {
+        using ServiceProvider provider = Build(new() { ["RuntimeMemory:Allocator"] = "malloc" });
+        IRuntimeMemory runtime = provider.ValidateRuntimeMemory();
+        Assert.Equal("malloc", runtime.AllocatorName);
+        Assert.IsType<SystemAllocator>(runtime.Obj.Allocator);
+        Assert.Same(runtime, provider.GetRequiredService<IRuntimeMemory>());
+    }
+
+    [Fact]
+    public void Allocator_names_ignore_case_and_surrounding_spaces()
+    {
+        using ServiceProvider provider = Build(new() { ["RuntimeMemory:Allocator"] = " MALLOC " });
+        Assert.Equal("malloc", provider.ValidateRuntimeMemory().AllocatorName);
+    }
+
+    [Fact]
+    public void With_no_section_the_default_allocator_is_used()
+    {
+        using ServiceProvider provider = Build([]);
+        Assert.Equal("default", provider.ValidateRuntimeMemory().AllocatorName);
+    }
+
+    [Fact]
+    public void An_unknown_allocator_name_names_the_key_the_value_and_the_allowed_values()
+    {
+        string message = ValidationMessage(new() { ["RuntimeMemory:Allocator"] = "bogus" });
+        Assert.Contains("RuntimeMemory:Allocator", message);
+        Assert.Contains("'bogus'", message);
+        Assert.Contains("Allowed values: default, malloc", message);
+    }
+
+    [Theory]
+    [InlineData("pymalloc", "the small-object allocator")]
+    [InlineData("debug", "the debug hooks")]
+    [InlineData("malloc_debug", "the debug hooks")]
+    [InlineData("pymalloc_debug", "the small-object allocator and the debug hooks")]
+    [InlineData("mimalloc", "the mimalloc backend")]
+    [InlineData("mimalloc_debug", "the mimalloc backend and the debug hooks")]
+    public void A_name_whose_backend_arrives_later_says_which_names_work_now(string name, string arrivesWith)
+    {
+        string message = ValidationMessage(new() { ["RuntimeMemory:Allocator"] = name });
+        Assert.Contains($"RuntimeMemory:Allocator = '{name}'", message);
+        Assert.Contains($"arrives with {arrivesWith}", message);
+        Assert.Contains("Allowed values now: default, malloc", message);
+    }
+
+    [Fact]
+    public void An_empty_allocator_name_is_rejected()
+    {
+        string message = ValidationMessage(new() { ["RuntimeMemory:Allocator"] = "" });
+        Assert.Contains("RuntimeMemory:Allocator = ''", message);
+    }
+
+    [Fact]
+    public void An_object_where_the_allocator_name_belongs_is_rejected()
+    {
+        string message = ValidationMessage(new() { ["RuntimeMemory:Allocator:Name"] = "malloc" });
+        Assert.Contains("RuntimeMemory:Allocator must be a string, not an object", message);
+    }
+
+    [Fact]
+    public void An_unknown_key_in_the_section_is_rejected_with_the_allowed_keys()
+    {
+        string message = ValidationMessage(new() { ["RuntimeMemory:Alocator"] = "malloc" });
+        Assert.Contains("RuntimeMemory:Alocator is not a setting of RuntimeMemory. Allowed keys: Allocator.", message);
+    }
+
+    [Fact]
+    public void The_action_overload_validates_too()
+    {
+        var services = new ServiceCollection();
+        services.AddRuntimeMemory(o => o.Allocator = "nope");
+        using ServiceProvider provider = services.BuildServiceProvider();
+        var error = Assert.Throws<OptionsValidationException>(() => provider.ValidateRuntimeMemory());
+        Assert.Contains("RuntimeMemory:Allocator = 'nope'", error.Message);
+    }
+
+    [Fact]
+    public void The_section_overload_binds_the_section_it_is_given()
+    {
+        IConfiguration configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["Interp:Memory:Allocator"] = "wrong" })
+            .Build();
+        var services = new ServiceCollection();
+        services.AddRuntimeMemory(configuration.GetSection("Interp:Memory"));
+        using ServiceProvider provider = services.BuildServiceProvider();
+        var error = Assert.Throws<OptionsValidationException>(() => provider.ValidateRuntimeMemory());
+        Assert.Contains("Interp:Memory:Allocator = 'wrong'", error.Message);
+    }
+
+    [Fact]
+    public async Task A_generic_host_refuses_to_start_with_a_bad_allocator()
+    {
+        HostApplicationBuilder builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["RuntimeMemory:Allocator"] = "bogus" });
+        builder.Services.AddRuntimeMemory();
+        using IHost host = builder.Build();
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+        Assert.Contains("'bogus'", error.Message);
+    }
+
+    [Fact]
+    public unsafe void An_allocator_provider_registered_first_replaces_the_default()
+    {
+        var recorders = new List<RecordingAllocator>();
+        using ServiceProvider provider = Build([], services =>
+            services.AddSingleton<IAllocatorProvider>(new FakeProvider(recorders)));
+
+        IRuntimeMemory runtime = provider.ValidateRuntimeMemory();
+        runtime.Obj.Free(runtime.Obj.Malloc(5));
+
+        Assert.Equal("fake", runtime.AllocatorName);
+        Assert.Equal(3, recorders.Count);
+        Assert.Equal(2, recorders[(int)MemoryDomainKind.Obj].Count);
+        Assert.Equal(0, recorders[(int)MemoryDomainKind.Raw].Count);
+    }
+
+    [Fact]
+    public void A_runtime_registered_first_is_the_one_resolved()
+    {
+        var mine = RuntimeMemory.Create();
+        using ServiceProvider provider = Build([], services => services.AddSingleton<IRuntimeMemory>(mine));
+        Assert.Same(mine, provider.ValidateRuntimeMemory());
+    }
+
+    [Fact]
+    public void Adding_the_service_twice_registers_it_once()
+    {
+        var services = new ServiceCollection();
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().Build());
+        services.AddRuntimeMemory();
+        services.AddRuntimeMemory();
+        Assert.Single(services, d => d.ServiceType == typeof(IRuntimeMemory));
+        Assert.Single(services, d => d.ServiceType == typeof(IAllocatorProvider));
+    }
+
+    [Fact]
+    public unsafe void Two_service_providers_get_two_independent_runtimes()
+    {
+        using ServiceProvider a = Build([]);
+        using ServiceProvider b = Build([]);
+        IRuntimeMemory ra = a.ValidateRuntimeMemory();
+        IRuntimeMemory rb = b.ValidateRuntimeMemory();
+        void* p = ra.Mem.Malloc(64);
+
+        Assert.NotSame(ra, rb);
+        Assert.NotSame(ra.Mem.BaseAllocator, rb.Mem.BaseAllocator);
+        Assert.Equal(1, ra.Mem.LiveBlocks);
+        Assert.Equal(0, rb.Mem.LiveBlocks);
+        ra.Mem.Free(p);
+    }
+
+    [Fact]
+    public void Create_without_di_validates_the_same_way()
+    {
+        var error = Assert.Throws<OptionsValidationException>(() => RuntimeMemory.Create(new RuntimeMemoryOptions { Allocator = "jemalloc" }));
+        Assert.Contains("RuntimeMemory:Allocator = 'jemalloc'", error.Message);
+        Assert.Equal("malloc", RuntimeMemory.Create(new RuntimeMemoryOptions { Allocator = "malloc" }).AllocatorName);
+    }
+
+    private sealed class FakeProvider(List<RecordingAllocator> recorders) : IAllocatorProvider
+    {
+        public string Name => "fake";
+
+        public MemoryAllocator CreateBaseAllocator(MemoryDomainKind domain)
+        {
+            var recorder = new RecordingAllocator(new SystemAllocator());
+            recorders.Add(recorder);
+            return recorder;
+        }
+    }
+}

@@ -1,0 +1,44 @@
+namespace Runtime.Memory.Tests.Infrastructure;
+
+/// <summary>Theory data: every domain kind, so each guarantee is tested on raw, mem and obj.</summary>
+public sealed class AllDomains : TheoryData<MemoryDomainKind>
+{
+    public AllDomains()
+    {
+        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+        {
+            Add(kind);
+        }
+    }
+}
+
+/// <summary>Small helpers for pointer tests.</summary>
+internal static unsafe class Blocks
+{
+    public static bool IsAligned(void* p) => ((nuint)p & (MemoryDomain.Alignment - 1)) == 0;
+
+    public static void Fill(void* p, nuint size, byte seed)
+    {
+        var span = new Span<byte>(p, checked((int)size));
+        for (int i = 0; i < span.Length; i++)
+        {
+            span[i] = (byte)(seed + i);
+        }
+    }
+
+    public static bool Holds(void* p, nuint size, byte seed)
+    {
+        var span = new ReadOnlySpan<byte>(p, checked((int)size));
+        for (int i = 0; i < span.Length; i++)
+        {
+            if (span[i] != (byte)(seed + i))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public static bool IsZero(void* p, nuint size) => !new ReadOnlySpan<byte>(p, checked((int)size)).ContainsAnyExcept((byte)0);
+}

@@ -1,0 +1,75 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Runtime.Memory.Accounting;
+
+/// <summary>
+/// One thread's counters for one domain. Written only by the owning thread with plain stores; other threads
+/// only read them (64-bit reads are atomic on 64-bit platforms). Every field but <see cref="PendingLive"/> only
+/// grows, so the sum over all threads is exact whichever thread allocated or freed a block.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct DomainCounters
+{
+    /// <summary>Blocks created: malloc, calloc and realloc(null).</summary>
+    public long Allocations;
+
+    /// <summary>Blocks released by free.</summary>
+    public long Frees;
+
+    /// <summary>Successful reallocs of an existing block.</summary>
+    public long Reallocations;
+
+    /// <summary>Requests that returned null: rejected sizes and allocator failures.</summary>
+    public long Failures;
+
+    /// <summary>Bytes requested by created blocks plus the growth of reallocs.</summary>
+    public long BytesAllocated;
+
+    /// <summary>Bytes of freed blocks plus the shrinkage of reallocs.</summary>
+    public long BytesFreed;
+
+    /// <summary>
+    /// Live-byte change on this thread not yet published to the domain's <see cref="PeakTracker"/>
+    /// (signed; see <see cref="MemoryAccounting.PublishThreshold"/>).
+    /// </summary>
+    public long PendingLive;
+
+    public void Add(in DomainCounters other)
+    {
+        Allocations += other.Allocations;
+        Frees += other.Frees;
+        Reallocations += other.Reallocations;
+        Failures += other.Failures;
+        BytesAllocated += other.BytesAllocated;
+        BytesFreed += other.BytesFreed;
+        PendingLive += other.PendingLive;
+    }
+}
+
+/// <summary>The counters of the three domains, inline in one per-thread object.</summary>
+[InlineArray(MemoryDomainKindExtensions.Count)]
+internal struct DomainCountersByKind
+{
+    private DomainCounters _element;
+}
+
+/// <summary>
+/// One domain's published live bytes and peak, alone on a 64-byte cache line so that the rare writes to it
+/// do not disturb the neighbouring domains.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+internal struct PeakTracker
+{
+    /// <summary>Sum of the live-byte deltas threads have published (Interlocked).</summary>
+    [FieldOffset(0)] public long Published;
+
+    /// <summary>Highest live-byte estimate seen (CAS max).</summary>
+    [FieldOffset(8)] public long Peak;
+}
+
+[InlineArray(MemoryDomainKindExtensions.Count)]
+internal struct PeakTrackerByKind
+{
+    private PeakTracker _element;
+}

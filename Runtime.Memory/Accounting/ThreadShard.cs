@@ -1,0 +1,17 @@
+namespace Runtime.Memory.Accounting;
+
+/// <summary>
+/// The counters one thread keeps for one <see cref="MemoryAccounting"/> (one runtime instance).
+/// Only <see cref="Thread"/> writes <see cref="Counters"/>; readers sum all shards.
+/// </summary>
+internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
+{
+    /// <summary>The accounting this shard belongs to: the per-thread cache is valid only when it matches.</summary>
+    public readonly MemoryAccounting Owner = owner;
+
+    /// <summary>The thread that writes this shard; once it has ended the shard is folded into the retired totals.</summary>
+    public readonly Thread Thread = thread;
+
+    /// <summary>Per-domain counters, indexed by <see cref="MemoryDomainKind"/>.</summary>
+    public DomainCountersByKind Counters;
+}

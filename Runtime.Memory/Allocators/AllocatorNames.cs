@@ -1,0 +1,60 @@
+namespace Runtime.Memory;
+
+/// <summary>
+/// The allocator names of the <c>RuntimeMemory:Allocator</c> setting: the names users know from CPython's
+/// <c>PYTHONMALLOC</c>, in <c>PyMemAllocatorName</c> order. Matching ignores case.
+/// </summary>
+public static class AllocatorNames
+{
+    /// <summary>The default allocators (today: <see cref="Malloc"/> in every domain).</summary>
+    public const string Default = "default";
+
+    /// <summary>The default allocators with debug hooks.</summary>
+    public const string Debug = "debug";
+
+    /// <summary>The C runtime's malloc in every domain (<see cref="SystemAllocator"/>).</summary>
+    public const string Malloc = "malloc";
+
+    /// <summary>malloc with debug hooks.</summary>
+    public const string MallocDebug = "malloc_debug";
+
+    /// <summary>The small-object allocator for <c>mem</c> and <c>obj</c>, malloc for <c>raw</c>.</summary>
+    public const string Pymalloc = "pymalloc";
+
+    /// <summary>pymalloc with debug hooks.</summary>
+    public const string PymallocDebug = "pymalloc_debug";
+
+    /// <summary>mimalloc in every domain.</summary>
+    public const string Mimalloc = "mimalloc";
+
+    /// <summary>mimalloc with debug hooks.</summary>
+    public const string MimallocDebug = "mimalloc_debug";
+
+    /// <summary>Every recognised name, in <c>PyMemAllocatorName</c> order.</summary>
+    public static IReadOnlyList<string> All { get; } =
+        [Default, Debug, Malloc, MallocDebug, Pymalloc, PymallocDebug, Mimalloc, MimallocDebug];
+
+    /// <summary>The names whose backend this build has.</summary>
+    public static IReadOnlyList<string> Available { get; } = [Default, Malloc];
+
+    /// <summary>The canonical (lowercase) form of a recognised name, or <see langword="null"/>.</summary>
+    public static string? Normalize(string? name) =>
+        name is null ? null : All.FirstOrDefault(n => string.Equals(n, name.Trim(), StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Whether <paramref name="name"/> is recognised and its backend is in this build.</summary>
+    public static bool IsAvailable(string? name) => Normalize(name) is { } n && Available.Contains(n);
+
+    /// <summary>
+    /// Why a recognised name is not available yet, e.g. "arrives with the small-object allocator";
+    /// <see langword="null"/> for available or unknown names.
+    /// </summary>
+    public static string? MissingBackend(string? name) => Normalize(name) switch
+    {
+        Debug or MallocDebug => "the debug hooks",
+        Pymalloc => "the small-object allocator",
+        PymallocDebug => "the small-object allocator and the debug hooks",
+        Mimalloc => "the mimalloc backend",
+        MimallocDebug => "the mimalloc backend and the debug hooks",
+        _ => null,
+    };
+}

@@ -1,0 +1,57 @@
+using Microsoft.Extensions.Options;
+using Runtime.Memory.Hosting;
+
+namespace Runtime.Memory;
+
+/// <summary>
+/// Chooses the base allocator of each domain when a <see cref="RuntimeMemory"/> is created. The DI registration is
+/// a <c>TryAdd</c>, so a test or host that registers its own provider first (a fake, a recording allocator) wins.
+/// </summary>
+public interface IAllocatorProvider
+{
+    /// <summary>The name reported as the runtime's allocator.</summary>
+    string Name { get; }
+
+    /// <summary>
+    /// A new base allocator for <paramref name="domain"/>: a plain allocator, or a chain of hooks over one.
+    /// Called once per domain per runtime; a hook instance must not be returned for two domains.
+    /// </summary>
+    MemoryAllocator CreateBaseAllocator(MemoryDomainKind domain);
+}
+
+/// <summary>Maps the <c>RuntimeMemory:Allocator</c> name to the built-in allocators.</summary>
+public sealed class DefaultAllocatorProvider : IAllocatorProvider
+{
+    private readonly string _name;
+
+    /// <summary>A provider for <paramref name="options"/>' allocator name.</summary>
+    /// <exception cref="ArgumentException">The name is unknown or its backend is not in this build.</exception>
+    public DefaultAllocatorProvider(RuntimeMemoryOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        string? problem = RuntimeMemoryOptionsValidator.DescribeAllocatorProblem(options.Allocator);
+        if (problem is not null)
+        {
+            throw new ArgumentException($"Allocator '{options.Allocator}': {problem}", nameof(options));
+        }
+
+        _name = AllocatorNames.Normalize(options.Allocator)!;
+    }
+
+    /// <summary>The DI constructor.</summary>
+    public DefaultAllocatorProvider(IOptions<RuntimeMemoryOptions> options)
+        : this(options?.Value ?? throw new ArgumentNullException(nameof(options)))
+    {
+    }
+
+    /// <inheritdoc/>
+    public string Name => _name;
+
+    /// <inheritdoc/>
+    public MemoryAllocator CreateBaseAllocator(MemoryDomainKind domain) => _name switch
+    {
+        // Until the small-object allocator lands, "default" is malloc in every domain.
+        AllocatorNames.Default or AllocatorNames.Malloc => new SystemAllocator(),
+        _ => throw new InvalidOperationException($"Allocator '{_name}' has no backend in this build."),
+    };
+}

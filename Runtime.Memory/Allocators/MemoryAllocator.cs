@@ -1,0 +1,53 @@
+namespace Runtime.Memory;
+
+/// <summary>
+/// The allocator contract of one domain: PEP 445's <c>PyMemAllocatorEx</c> seen from C#.
+/// </summary>
+/// <remarks>
+/// <para>
+/// A <see cref="MemoryDomain"/> calls its allocator only with requests it has already checked: sizes are at
+/// most <see cref="MemoryDomain.MaxRequestSize"/> and <c>count × size</c> of a calloc does not overflow.
+/// Allocators called directly (outside a domain) must make those checks themselves; the built-in ones do.
+/// </para>
+/// <para>What every implementation must guarantee:</para>
+/// <list type="bullet">
+/// <item>Failure is a <see langword="null"/> return, never an exception.</item>
+/// <item>A request for zero bytes (or a calloc with a zero count or size) returns a distinct, non-null block.</item>
+/// <item>Every block is 16-byte aligned (<see cref="MemoryDomain.Alignment"/>).</item>
+/// <item><see cref="Realloc"/> that fails returns <see langword="null"/> and leaves the old block valid and unchanged.</item>
+/// <item><see cref="Free"/> of <see langword="null"/> does nothing.</item>
+/// <item><see cref="BlockSize"/> returns the size last requested for a live block (the size given to
+/// <see cref="Malloc"/> or <see cref="Realloc"/>, or <c>count × size</c> for <see cref="Calloc"/>).
+/// Domains use it to keep their accounting exact.</item>
+/// <item>Every method is safe to call from any thread (CPython's rule since 3.12).</item>
+/// </list>
+/// <para>
+/// Wrap an existing allocator by deriving from <see cref="MemoryHook"/> rather than from this class.
+/// </para>
+/// </remarks>
+public abstract unsafe class MemoryAllocator
+{
+    /// <summary>A short name for reports, e.g. <c>malloc</c>.</summary>
+    public virtual string Name => GetType().Name;
+
+    /// <summary>Allocates <paramref name="size"/> uninitialised bytes; <see langword="null"/> on failure.</summary>
+    public abstract void* Malloc(nuint size);
+
+    /// <summary>Allocates <paramref name="count"/> × <paramref name="size"/> zeroed bytes; <see langword="null"/> on failure.</summary>
+    public abstract void* Calloc(nuint count, nuint size);
+
+    /// <summary>
+    /// Resizes <paramref name="ptr"/> to <paramref name="newSize"/> bytes, moving it if needed.
+    /// <paramref name="ptr"/> is never <see langword="null"/> when a domain calls this.
+    /// </summary>
+    public abstract void* Realloc(void* ptr, nuint newSize);
+
+    /// <summary>Releases a block this allocator returned. <see langword="null"/> does nothing.</summary>
+    public abstract void Free(void* ptr);
+
+    /// <summary>The size last requested for the live block <paramref name="ptr"/>.</summary>
+    public abstract nuint BlockSize(void* ptr);
+
+    /// <inheritdoc/>
+    public override string ToString() => Name;
+}

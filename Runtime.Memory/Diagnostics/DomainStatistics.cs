@@ -1,0 +1,34 @@
+namespace Runtime.Memory;
+
+/// <summary>
+/// The accounting of one domain at one moment. Sizes are the sizes callers requested, not what the allocator
+/// reserved underneath.
+/// </summary>
+/// <remarks>
+/// All figures are exact when no thread is allocating in the domain, including when blocks were freed on other
+/// threads than the ones that allocated them. Read while other threads allocate, each figure is a recent value and
+/// the figures may be from slightly different moments. <see cref="PeakBytes"/> is exact while a single thread has
+/// used the domain; once T threads have, it is within (T − 1) × 64 KiB of the true high-water mark, and it is never
+/// below the <see cref="LiveBytes"/> of any read.
+/// </remarks>
+/// <param name="Domain">Which domain.</param>
+/// <param name="Allocator">The allocator chain, top first (<c>hook &gt; malloc</c>).</param>
+/// <param name="LiveBlocks">Blocks allocated and not yet freed.</param>
+/// <param name="LiveBytes">Requested bytes of the live blocks.</param>
+/// <param name="PeakBytes">Highest <see cref="LiveBytes"/> since the domain was created.</param>
+/// <param name="Allocations">Blocks created (malloc, calloc, realloc of null).</param>
+/// <param name="Frees">Blocks freed.</param>
+/// <param name="Reallocations">Successful reallocs of existing blocks.</param>
+/// <param name="Failures">Requests that returned null (rejected sizes and allocator failures).</param>
+/// <param name="BytesAllocated">Total bytes requested over the domain's life, including realloc growth.</param>
+public sealed record DomainStatistics(
+    MemoryDomainKind Domain,
+    string Allocator,
+    long LiveBlocks,
+    long LiveBytes,
+    long PeakBytes,
+    long Allocations,
+    long Frees,
+    long Reallocations,
+    long Failures,
+    long BytesAllocated);

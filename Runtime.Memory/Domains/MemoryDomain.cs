@@ -1,0 +1,203 @@
+using System.Runtime.CompilerServices;
+using Runtime.Memory.Accounting;
+
+namespace Runtime.Memory;
+
+/// <summary>
+/// One allocator domain (<c>raw</c>, <c>mem</c> or <c>obj</c>): the front door with PEP 445's exact
+/// malloc / calloc / realloc / free semantics, the chain of hooks over a base allocator, and the domain's accounting.
+/// </summary>
+/// <remarks>
+/// <para><b>Guarantees</b>, on every domain and whatever allocator is installed (allocators honour
+/// <see cref="MemoryAllocator"/>'s contract; the checks below are made here, before the allocator is called):</para>
+/// <list type="bullet">
+/// <item>A size above <see cref="MaxRequestSize"/> (<c>nint.MaxValue</c>), or a calloc whose <c>count × size</c>
+/// overflows or exceeds it, returns <see langword="null"/> without calling the allocator.</item>
+/// <item>Size 0 (and calloc with a zero count or size) returns a distinct non-null block, as if 1 byte had been asked for.</item>
+/// <item><c>Realloc(null, n)</c> is <c>Malloc(n)</c>; <c>Realloc(p, 0)</c> resizes and returns non-null; a failed realloc
+/// returns <see langword="null"/> and leaves <c>p</c> valid.</item>
+/// <item><c>Free(null)</c> does nothing.</item>
+/// <item>Every block is <see cref="Alignment"/>-byte aligned. Failure is a <see langword="null"/> return, never an exception.</item>
+/// </list>
+/// <para>A block must be freed through the domain that allocated it (PEP 445's domain rule).</para>
+/// <para><b>Hot path.</b> One size compare, one volatile load of the top allocator, a type check that calls the
+/// built-in allocator directly (no virtual dispatch) or the contract otherwise, and the accounting update
+/// described on <see cref="MemoryAccounting"/>: no lock, no managed allocation.</para>
+/// </remarks>
+public sealed unsafe partial class MemoryDomain
+{
+    /// <summary>Largest size any domain accepts: <c>nint.MaxValue</c> (CPython's <c>PY_SSIZE_T_MAX</c>).</summary>
+    public static readonly nuint MaxRequestSize = (nuint)nint.MaxValue;
+
+    /// <summary>Alignment of every block, in bytes, with or without hooks.</summary>
+    public const nuint Alignment = 16;
+
+    private readonly MemoryAccounting _accounting;
+
+    /// <summary>Index of this domain in the accounting (its <see cref="MemoryDomainKind"/> value).</summary>
+    private readonly int _index;
+
+    /// <summary>The allocator calls go to: a hook, or the base allocator when no hook is installed.</summary>
+    private volatile MemoryAllocator _top;
+
+    internal MemoryDomain(MemoryDomainKind kind, MemoryAllocator baseAllocator, MemoryAccounting accounting)
+    {
+        ArgumentNullException.ThrowIfNull(baseAllocator);
+        Kind = kind;
+        _index = (int)kind;
+        _accounting = accounting;
+        _top = baseAllocator;
+        _base = BottomOf(baseAllocator);
+        if (baseAllocator is MemoryHook hook)
+        {
+            AdoptChainUnsynchronized(hook);
+        }
+    }
+
+    /// <summary>Which domain this is.</summary>
+    public MemoryDomainKind Kind { get; }
+
+    /// <summary><c>raw</c>, <c>mem</c> or <c>obj</c>.</summary>
+    public string Name => Kind.ToName();
+
+    // ---- the front door (hot path) --------------------------------------------------------------------------
+
+    /// <summary>Allocates <paramref name="size"/> uninitialised bytes (PyMem_Malloc). Null on failure.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void* Malloc(nuint size)
+    {
+        if (size > MaxRequestSize)
+        {
+            return Rejected();
+        }
+
+        MemoryAllocator top = _top;
+        void* p = top is SystemAllocator system ? system.Malloc(size) : top.Malloc(size);
+        if (p == null)
+        {
+            return Rejected();
+        }
+
+        _accounting.OnAllocated(_index, size);
+        return p;
+    }
+
+    /// <summary>Allocates <paramref name="count"/> × <paramref name="size"/> zeroed bytes (PyMem_Calloc). Null on failure or overflow.</summary>
+    public void* Calloc(nuint count, nuint size)
+    {
+        if (!SizeMath.TryMultiply(count, size, out nuint total) || total > MaxRequestSize)
+        {
+            return Rejected();
+        }
+
+        MemoryAllocator top = _top;
+        void* p = top is SystemAllocator system ? system.Calloc(count, size) : top.Calloc(count, size);
+        if (p == null)
+        {
+            return Rejected();
+        }
+
+        _accounting.OnAllocated(_index, total);
+        return p;
+    }
+
+    /// <summary>
+    /// Resizes <paramref name="ptr"/> to <paramref name="newSize"/> bytes (PyMem_Realloc). <c>Realloc(null, n)</c> is
+    /// <c>Malloc(n)</c>. On failure returns null and <paramref name="ptr"/> stays valid and unchanged.
+    /// </summary>
+    public void* Realloc(void* ptr, nuint newSize)
+    {
+        if (ptr == null)
+        {
+            return Malloc(newSize);
+        }
+
+        if (newSize > MaxRequestSize)
+        {
+            return Rejected();
+        }
+
+        MemoryAllocator top = _top;
+        nuint oldSize;
+        void* p;
+        if (top is SystemAllocator system)
+        {
+            oldSize = system.BlockSize(ptr);
+            p = system.Realloc(ptr, newSize);
+        }
+        else
+        {
+            oldSize = top.BlockSize(ptr);
+            p = top.Realloc(ptr, newSize);
+        }
+
+        if (p == null)
+        {
+            return Rejected();
+        }
+
+        _accounting.OnReallocated(_index, oldSize, newSize);
+        return p;
+    }
+
+    /// <summary>Releases a block allocated by this domain (PyMem_Free). Null does nothing.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Free(void* ptr)
+    {
+        if (ptr == null)
+        {
+            return;
+        }
+
+        MemoryAllocator top = _top;
+        nuint size;
+        if (top is SystemAllocator system)
+        {
+            size = system.BlockSize(ptr);
+            system.Free(ptr);
+        }
+        else
+        {
+            size = top.BlockSize(ptr);
+            top.Free(ptr);
+        }
+
+        _accounting.OnFreed(_index, size);
+    }
+
+    /// <summary>Counts a null return; the cold tail of every front-door method.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void* Rejected()
+    {
+        _accounting.OnFailed(_index);
+        return null;
+    }
+
+    // ---- statistics -----------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// This domain's accounting: exact when no thread is allocating in it; see <see cref="DomainStatistics"/>
+    /// for how each figure behaves under concurrency.
+    /// </summary>
+    public DomainStatistics GetStatistics()
+    {
+        AccountingTotals t = _accounting.Read(_index);
+        return new DomainStatistics(
+            Kind,
+            DescribeChain(),
+            t.LiveBlocks,
+            t.LiveBytes,
+            t.PeakBytes,
+            t.Allocations,
+            t.Frees,
+            t.Reallocations,
+            t.Failures,
+            t.BytesAllocated);
+    }
+
+    /// <summary>Live blocks right now (a convenience over <see cref="GetStatistics"/>).</summary>
+    public long LiveBlocks => _accounting.Read(_index).LiveBlocks;
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Name} domain ({DescribeChain()})";
+}

@@ -1,0 +1,23 @@
+namespace Runtime.Memory.Hosting;
+
+/// <summary>
+/// Settings of the memory service, bound from the <c>RuntimeMemory</c> configuration section.
+/// </summary>
+/// <remarks>
+/// <code>
+/// { "RuntimeMemory": { "Allocator": "default" } }
+/// </code>
+/// Read once when the service is created. Environment variables (<c>RuntimeMemory__Allocator</c>) and command-line
+/// switches (<c>--RuntimeMemory:Allocator=malloc</c>) override the file, as the .NET host does.
+/// </remarks>
+public sealed class RuntimeMemoryOptions
+{
+    /// <summary>The configuration section bound by default.</summary>
+    public const string DefaultSectionName = "RuntimeMemory";
+
+    /// <summary>
+    /// Which allocators the domains start on, by a <c>PYTHONMALLOC</c> name (<see cref="AllocatorNames"/>).
+    /// Default <c>default</c>.
+    /// </summary>
+    public string Allocator { get; set; } = AllocatorNames.Default;
+}

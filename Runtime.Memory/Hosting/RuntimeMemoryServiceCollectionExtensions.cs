@@ -1,0 +1,114 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace Runtime.Memory.Hosting;
+
+/// <summary>What <c>AddRuntimeMemory</c> returns: the service collection, for extensions that configure the service further.</summary>
+public interface IRuntimeMemoryBuilder
+{
+    /// <summary>The services the runtime memory was added to.</summary>
+    IServiceCollection Services { get; }
+}
+
+/// <summary>Registers the memory service in a service collection.</summary>
+/// <remarks>
+/// Every default is registered with <c>TryAdd</c>: a test that registers its own <see cref="IAllocatorProvider"/>
+/// (or <see cref="IRuntimeMemory"/>) first keeps it. Options are validated at start (<c>ValidateOnStart</c>); a
+/// host that does not start a generic host calls <see cref="ValidateRuntimeMemory"/> right after building the
+/// provider. A bad setting fails with one message naming the key, the value and the allowed values.
+/// </remarks>
+public static class RuntimeMemoryServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the memory service, bound to the configuration section at <paramref name="configSectionPath"/> of the
+    /// <see cref="IConfiguration"/> registered in the container (the generic host registers one).
+    /// </summary>
+    public static IRuntimeMemoryBuilder AddRuntimeMemory(
+        this IServiceCollection services, string configSectionPath = RuntimeMemoryOptions.DefaultSectionName)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configSectionPath);
+        services.AddOptions<RuntimeMemoryOptions>().BindConfiguration(configSectionPath);
+        AddSectionValidator(services, sp => sp.GetRequiredService<IConfiguration>().GetSection(configSectionPath));
+        return AddCore(services);
+    }
+
+    /// <summary>Adds the memory service, bound to <paramref name="section"/> (e.g. <c>configuration.GetSection("RuntimeMemory")</c>).</summary>
+    public static IRuntimeMemoryBuilder AddRuntimeMemory(this IServiceCollection services, IConfigurationSection section)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(section);
+        services.Configure<RuntimeMemoryOptions>(section);
+        AddSectionValidator(services, _ => section);
+        return AddCore(services);
+    }
+
+    /// <summary>Adds the memory service, configured in code.</summary>
+    public static IRuntimeMemoryBuilder AddRuntimeMemory(this IServiceCollection services, Action<RuntimeMemoryOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configure);
+        services.Configure(configure);
+        return AddCore(services);
+    }
+
+    /// <summary>
+    /// Validates the memory options now and creates the service, for hosts that build a service provider without
+    /// starting a generic host (which would run <c>ValidateOnStart</c> itself).
+    /// </summary>
+    /// <exception cref="OptionsValidationException">A setting is invalid.</exception>
+    public static IRuntimeMemory ValidateRuntimeMemory(this IServiceProvider services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        _ = services.GetRequiredService<IOptions<RuntimeMemoryOptions>>().Value; // runs every IValidateOptions
+        return services.GetRequiredService<IRuntimeMemory>();
+    }
+
+    private static IRuntimeMemoryBuilder AddCore(IServiceCollection services)
+    {
+        services.AddOptions<RuntimeMemoryOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RuntimeMemoryOptions>, CodeOptionsValidator>());
+        services.TryAddSingleton<IAllocatorProvider, DefaultAllocatorProvider>();
+        services.TryAddSingleton(sp => new RuntimeMemory(sp.GetRequiredService<IAllocatorProvider>()));
+        services.TryAddSingleton<IRuntimeMemory>(sp => sp.GetRequiredService<RuntimeMemory>());
+        return new Builder(services);
+    }
+
+    /// <summary>Registers the raw-section validator once, for the first section the service is bound to.</summary>
+    private static void AddSectionValidator(IServiceCollection services, Func<IServiceProvider, IConfigurationSection> section)
+    {
+        if (services.Any(d => d.ServiceType == typeof(SectionValidatorMarker)))
+        {
+            return;
+        }
+
+        services.AddSingleton<SectionValidatorMarker>();
+        services.AddSingleton<IValidateOptions<RuntimeMemoryOptions>>(sp => new SectionValidator(section(sp)));
+    }
+
+    private sealed class Builder(IServiceCollection services) : IRuntimeMemoryBuilder
+    {
+        public IServiceCollection Services { get; } = services;
+    }
+
+    private sealed class SectionValidatorMarker;
+
+    /// <summary>Checks the raw section (unknown keys, wrong shapes) when the options come from configuration.</summary>
+    private sealed class SectionValidator(IConfigurationSection section) : IValidateOptions<RuntimeMemoryOptions>
+    {
+        private readonly RuntimeMemoryOptionsValidator _inner = new(section);
+
+        public ValidateOptionsResult Validate(string? name, RuntimeMemoryOptions options) => _inner.Validate(name, options);
+    }
+
+    /// <summary>Checks the bound values when no section validator applies (options configured in code).</summary>
+    private sealed class CodeOptionsValidator(IServiceProvider services) : IValidateOptions<RuntimeMemoryOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, RuntimeMemoryOptions options) =>
+            services.GetService<SectionValidatorMarker>() is null
+                ? new RuntimeMemoryOptionsValidator().Validate(name, options)
+                : ValidateOptionsResult.Skip;
+    }
+}

@@ -1,0 +1,72 @@
+using Runtime.Memory.Accounting;
+using Runtime.Memory.Hosting;
+
+namespace Runtime.Memory;
+
+/// <summary>
+/// The memory service: three domains (<c>raw</c>, <c>mem</c>, <c>obj</c>) over base allocators chosen by an
+/// <see cref="IAllocatorProvider"/>, with per-domain accounting. Every instance owns its state: two runtimes in one
+/// process share nothing but the C runtime's heap.
+/// </summary>
+/// <remarks>
+/// Hosts normally get it from DI (<c>services.AddRuntimeMemory()</c>); without DI use <see cref="Create"/>, which
+/// validates the options the same way.
+/// </remarks>
+public sealed class RuntimeMemory : IRuntimeMemory
+{
+    private readonly MemoryDomain[] _domains;
+
+    /// <summary>Creates the domains over the base allocators <paramref name="provider"/> gives.</summary>
+    public RuntimeMemory(IAllocatorProvider provider)
+    {
+        ArgumentNullException.ThrowIfNull(provider);
+        var accounting = new MemoryAccounting();
+        AllocatorName = provider.Name;
+        _domains = new MemoryDomain[MemoryDomainKindExtensions.Count];
+        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+        {
+            MemoryAllocator allocator = provider.CreateBaseAllocator(kind)
+                ?? throw new InvalidOperationException($"Allocator provider '{provider.Name}' returned no allocator for the {kind.ToName()} domain.");
+            _domains[(int)kind] = new MemoryDomain(kind, allocator, accounting);
+        }
+    }
+
+    /// <summary>
+    /// Creates a runtime from <paramref name="options"/> (defaults when null), validated as at host start.
+    /// </summary>
+    /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">The options are invalid; the message names the key, the value and the allowed values.</exception>
+    public static RuntimeMemory Create(RuntimeMemoryOptions? options = null)
+    {
+        options ??= new RuntimeMemoryOptions();
+        var result = new RuntimeMemoryOptionsValidator().Validate(null, options);
+        if (result.Failed)
+        {
+            throw new Microsoft.Extensions.Options.OptionsValidationException(
+                Microsoft.Extensions.Options.Options.DefaultName, typeof(RuntimeMemoryOptions), result.Failures);
+        }
+
+        return new RuntimeMemory(new DefaultAllocatorProvider(options));
+    }
+
+    /// <inheritdoc/>
+    public string AllocatorName { get; }
+
+    /// <inheritdoc/>
+    public MemoryDomain Raw => _domains[(int)MemoryDomainKind.Raw];
+
+    /// <inheritdoc/>
+    public MemoryDomain Mem => _domains[(int)MemoryDomainKind.Mem];
+
+    /// <inheritdoc/>
+    public MemoryDomain Obj => _domains[(int)MemoryDomainKind.Obj];
+
+    /// <inheritdoc/>
+    public MemoryDomain this[MemoryDomainKind kind] =>
+        (uint)kind < (uint)_domains.Length
+            ? _domains[(int)kind]
+            : throw new ArgumentOutOfRangeException(nameof(kind), kind, "Domain kinds are Raw (0), Mem (1) and Obj (2).");
+
+    /// <inheritdoc/>
+    public RuntimeMemoryStatistics GetStatistics() =>
+        new(AllocatorName, _domains.Select(d => d.GetStatistics()).ToArray());
+}
