@@ -259,6 +259,39 @@ public sealed unsafe class AllocatorChainTests
     }
 
     [Fact]
+    public void A_replacement_chain_holding_a_hook_of_another_domain_is_refused_and_nothing_changes()
+    {
+        RuntimeMemory runtime = RuntimeMemory.Create();
+        var elsewhere = new RecordingAllocator();
+        runtime.Raw.InstallHook(elsewhere);
+        var mine = new RecordingAllocator();
+        runtime.Obj.InstallHook(mine);
+        var replacement = new FailingAllocator(elsewhere); // its inner hook sits in raw
+
+        var error = Assert.Throws<ArgumentException>(() => runtime.Obj.SetAllocator(replacement));
+
+        Assert.Contains("installed in the raw domain", error.Message);
+        Assert.Same(mine, runtime.Obj.Allocator);
+        Assert.Same(runtime.Obj, mine.Domain);
+        Assert.Same(runtime.Raw, elsewhere.Domain);
+    }
+
+    [Fact]
+    public void A_replacement_chain_of_hooks_is_adopted_whole()
+    {
+        MemoryDomain domain = RuntimeMemory.Create().Mem;
+        var bottom = new OtherAllocator();
+        var hook = new RecordingAllocator(bottom);
+
+        domain.SetAllocator(hook);
+
+        Assert.Same(hook, domain.Allocator);
+        Assert.Same(bottom, domain.BaseAllocator);
+        Assert.Same(domain, hook.Domain);
+        Assert.Equal("recording > other", domain.DescribeChain());
+    }
+
+    [Fact]
     public void Installing_an_unbound_hook_with_set_allocator_wraps_the_current_allocator()
     {
         MemoryDomain domain = RuntimeMemory.Create().Raw;

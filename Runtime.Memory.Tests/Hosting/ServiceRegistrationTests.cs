@@ -96,6 +96,13 @@ public sealed class ServiceRegistrationTests
     }
 
     [Fact]
+    public void A_value_where_the_section_belongs_is_rejected()
+    {
+        string message = ValidationMessage(new() { ["RuntimeMemory"] = "malloc" });
+        Assert.Contains("RuntimeMemory = 'malloc': RuntimeMemory must be a section with keys, not a value. Allowed keys: Allocator.", message);
+    }
+
+    [Fact]
     public void The_action_overload_validates_too()
     {
         var services = new ServiceCollection();
@@ -140,6 +147,9 @@ public sealed class ServiceRegistrationTests
         runtime.Obj.Free(runtime.Obj.Malloc(5));
 
         Assert.Equal("fake", runtime.AllocatorName);
+        Assert.Same(recorders[(int)MemoryDomainKind.Obj], runtime.Obj.Allocator);
+        Assert.IsType<SystemAllocator>(runtime.Obj.BaseAllocator); // the chain the provider built is adopted whole
+        Assert.Same(runtime.Obj, recorders[(int)MemoryDomainKind.Obj].Domain);
         Assert.Equal(3, recorders.Count);
         Assert.Equal(2, recorders[(int)MemoryDomainKind.Obj].Count);
         Assert.Equal(0, recorders[(int)MemoryDomainKind.Raw].Count);

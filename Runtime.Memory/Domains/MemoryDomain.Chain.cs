@@ -98,15 +98,10 @@ public sealed unsafe partial class MemoryDomain
             }
 
             RefuseIfLive($"replace the allocator of the {Name} domain ({DescribeChain()}) with '{allocator.Name}'");
-            MemoryHook? newTop = allocator as MemoryHook;
-            if (newTop is not null)
-            {
-                CheckNotInstalledElsewhere(newTop);
-            }
-
+            MemoryAllocator newBase = BottomOf(allocator); // validates the whole new chain before anything changes
             ReleaseHooksUnsynchronized(_top, stopAt: null);
-            _base = BottomOf(allocator);
-            if (newTop is not null)
+            _base = newBase;
+            if (allocator is MemoryHook newTop)
             {
                 AdoptChainUnsynchronized(newTop);
             }
@@ -242,11 +237,16 @@ public sealed unsafe partial class MemoryDomain
         }
     }
 
-    private static MemoryAllocator BottomOf(MemoryAllocator allocator)
+    /// <summary>
+    /// The base allocator under <paramref name="allocator"/>'s chain, checking that every hook on the way is bound
+    /// and free to join this domain.
+    /// </summary>
+    private MemoryAllocator BottomOf(MemoryAllocator allocator)
     {
         MemoryAllocator a = allocator;
         while (a is MemoryHook hook)
         {
+            CheckNotInstalledElsewhere(hook);
             a = hook.Inner; // throws a clear error for an unbound hook
         }
 

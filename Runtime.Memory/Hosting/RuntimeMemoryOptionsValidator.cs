@@ -13,7 +13,7 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
 {
     private static readonly string[] KnownKeys = [nameof(RuntimeMemoryOptions.Allocator)];
 
-    private readonly IConfiguration? _section;
+    private readonly IConfigurationSection? _section;
     private readonly string _sectionPath;
 
     /// <summary>A validator for options set in code; keys are named under <paramref name="sectionPath"/>.</summary>
@@ -75,7 +75,13 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
 
     private void CheckSection(List<string> failures)
     {
-        foreach (IConfigurationSection child in _section!.GetChildren())
+        if (!string.IsNullOrEmpty(_section!.Value))
+        {
+            failures.Add(
+                $"{_sectionPath} = '{_section.Value}': {_sectionPath} must be a section with keys, not a value. Allowed keys: {string.Join(", ", KnownKeys)}.");
+        }
+
+        foreach (IConfigurationSection child in _section.GetChildren())
         {
             if (!KnownKeys.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
             {
