@@ -205,9 +205,10 @@ internal sealed class MemoryAccounting
     // ---- reading --------------------------------------------------------------------------------------------
 
     /// <summary>
-    /// Sums every thread's counters for <paramref name="domain"/>. Exact when no thread is allocating in the domain.
+    /// Sums every thread's counters for <paramref name="domain"/> and returns them with the domain's peak live bytes.
+    /// Exact when no thread is allocating in the domain.
     /// </summary>
-    public AccountingTotals Read(int domain)
+    public DomainCounters Read(int domain, out long peakBytes)
     {
         DomainCounters sum;
         lock (_lock)
@@ -220,28 +221,9 @@ internal sealed class MemoryAccounting
             }
         }
 
-        long live = sum.BytesAllocated - sum.BytesFreed;
         ref PeakTracker tracker = ref _peaks[domain];
-        RaisePeak(ref tracker, live);
-        return new AccountingTotals(
-            LiveBlocks: sum.Allocations - sum.Frees,
-            LiveBytes: live,
-            PeakBytes: Volatile.Read(ref tracker.Peak),
-            Allocations: sum.Allocations,
-            Frees: sum.Frees,
-            Reallocations: sum.Reallocations,
-            Failures: sum.Failures,
-            BytesAllocated: sum.BytesAllocated);
+        RaisePeak(ref tracker, sum.BytesAllocated - sum.BytesFreed);
+        peakBytes = Volatile.Read(ref tracker.Peak);
+        return sum;
     }
 }
-
-/// <summary>The summed counters of one domain at one moment.</summary>
-internal readonly record struct AccountingTotals(
-    long LiveBlocks,
-    long LiveBytes,
-    long PeakBytes,
-    long Allocations,
-    long Frees,
-    long Reallocations,
-    long Failures,
-    long BytesAllocated);

@@ -14,7 +14,9 @@ namespace Runtime.Memory;
 /// <para>
 /// A hook that changes where blocks start or how big they are underneath (guard bytes, headers) must say so in
 /// <see cref="ChangesBlockLayout"/>: the domain then refuses to remove it while the domain has live blocks,
-/// because those blocks could not be freed correctly without it.
+/// because those blocks could not be freed correctly without it. Installing is always allowed, so such a hook may
+/// be handed blocks that were allocated before it was installed: it must recognise them and pass them to
+/// <see cref="Inner"/> unchanged.
 /// </para>
 /// </remarks>
 public abstract unsafe class MemoryHook : MemoryAllocator

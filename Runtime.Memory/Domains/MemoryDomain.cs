@@ -63,7 +63,6 @@ public sealed unsafe partial class MemoryDomain
     // ---- the front door (hot path) --------------------------------------------------------------------------
 
     /// <summary>Allocates <paramref name="size"/> uninitialised bytes (PyMem_Malloc). Null on failure.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void* Malloc(nuint size)
     {
         if (size > MaxRequestSize)
@@ -141,7 +140,6 @@ public sealed unsafe partial class MemoryDomain
     }
 
     /// <summary>Releases a block allocated by this domain (PyMem_Free). Null does nothing.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Free(void* ptr)
     {
         if (ptr == null)
@@ -181,22 +179,29 @@ public sealed unsafe partial class MemoryDomain
     /// </summary>
     public DomainStatistics GetStatistics()
     {
-        AccountingTotals t = _accounting.Read(_index);
+        DomainCounters sum = _accounting.Read(_index, out long peakBytes);
         return new DomainStatistics(
             Kind,
             DescribeChain(),
-            t.LiveBlocks,
-            t.LiveBytes,
-            t.PeakBytes,
-            t.Allocations,
-            t.Frees,
-            t.Reallocations,
-            t.Failures,
-            t.BytesAllocated);
+            LiveBlocks: sum.Allocations - sum.Frees,
+            LiveBytes: sum.BytesAllocated - sum.BytesFreed,
+            PeakBytes: peakBytes,
+            sum.Allocations,
+            sum.Frees,
+            sum.Reallocations,
+            sum.Failures,
+            sum.BytesAllocated);
     }
 
     /// <summary>Live blocks right now (a convenience over <see cref="GetStatistics"/>).</summary>
-    public long LiveBlocks => _accounting.Read(_index).LiveBlocks;
+    public long LiveBlocks
+    {
+        get
+        {
+            DomainCounters sum = _accounting.Read(_index, out _);
+            return sum.Allocations - sum.Frees;
+        }
+    }
 
     /// <inheritdoc/>
     public override string ToString() => $"{Name} domain ({DescribeChain()})";
