@@ -109,13 +109,21 @@ public static class HostProgram
         AggregateException aggregate when aggregate.InnerExceptions.All(e => e is OptionsValidationException) =>
             [.. aggregate.InnerExceptions.Cast<OptionsValidationException>().SelectMany(e => e.Failures)],
 
-        // A malformed appsettings.json: the JSON provider names the file, its inner exception the position.
-        InvalidDataException data => [data.InnerException is null ? data.Message : $"{data.Message} {data.InnerException.Message}"],
+        // A malformed appsettings.json: the provider names the file; the innermost exception (the JSON reader's) the position.
+        InvalidDataException data => [string.Join(" ", MessageChain(data))],
 
         // A command-line switch without a value, and similar parse errors of the configuration providers.
         FormatException format => [format.Message],
         _ => null,
     };
+
+    private static IEnumerable<string> MessageChain(Exception ex)
+    {
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+        {
+            yield return e.Message;
+        }
+    }
 
     private const string Usage = """
         Usage: Runtime.Host [--RuntimeMemory:Allocator=<name>]

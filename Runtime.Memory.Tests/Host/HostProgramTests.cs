@@ -111,6 +111,8 @@ public sealed class HostProgramTests : IDisposable
         Assert.Equal("", output);
         Assert.StartsWith("Runtime.Host: configuration error:", error);
         Assert.Contains("appsettings.json", error);
+        Assert.Contains("BytePositionInLine", error); // where the JSON breaks, from the JSON reader
+        Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
     }
 
     [Fact]
