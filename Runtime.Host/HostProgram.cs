@@ -40,7 +40,7 @@ public static class HostProgram
             return ExitOk;
         }
 
-        IHost host;
+        IHost? host = null;
         IRuntimeMemory runtime;
         try
         {
@@ -57,6 +57,7 @@ public static class HostProgram
         }
         catch (Exception ex) when (DescribeConfigurationError(ex) is { } lines)
         {
+            host?.Dispose();
             foreach (string line in lines)
             {
                 await stderr.WriteLineAsync($"Runtime.Host: configuration error: {line}");
@@ -112,7 +113,7 @@ public static class HostProgram
         // A malformed appsettings.json: the provider names the file; the innermost exception (the JSON reader's) the position.
         InvalidDataException data => [string.Join(" ", MessageChain(data))],
 
-        // A command-line switch without a value, and similar parse errors of the configuration providers.
+        // Parse errors of the configuration providers (for example a switch the command-line provider cannot map).
         FormatException format => [format.Message],
         _ => null,
     };

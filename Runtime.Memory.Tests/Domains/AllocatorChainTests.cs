@@ -292,6 +292,44 @@ public sealed unsafe class AllocatorChainTests
     }
 
     [Fact]
+    public void Two_threads_installing_one_hook_into_two_domains_at_once_never_both_succeed()
+    {
+        for (int round = 0; round < 200; round++)
+        {
+            RuntimeMemory runtime = RuntimeMemory.Create();
+            var hook = new RecordingAllocator();
+            using var start = new Barrier(2);
+            bool rawWon = false, objWon = false;
+            void InstallInto(MemoryDomain domain, ref bool won)
+            {
+                start.SignalAndWait();
+                try
+                {
+                    domain.InstallHook(hook);
+                    won = true;
+                }
+                catch (ArgumentException)
+                {
+                }
+            }
+
+            var t1 = new Thread(() => InstallInto(runtime.Raw, ref rawWon));
+            var t2 = new Thread(() => InstallInto(runtime.Obj, ref objWon));
+            t1.Start();
+            t2.Start();
+            t1.Join();
+            t2.Join();
+            Assert.True(rawWon ^ objWon, "exactly one install must win");
+
+            MemoryDomain winner = rawWon ? runtime.Raw : runtime.Obj;
+            MemoryDomain loser = rawWon ? runtime.Obj : runtime.Raw;
+            Assert.Same(winner, hook.Domain);
+            Assert.Same(hook, winner.Allocator);
+            Assert.IsType<SystemAllocator>(loser.Allocator);
+        }
+    }
+
+    [Fact]
     public void Installing_an_unbound_hook_with_set_allocator_wraps_the_current_allocator()
     {
         MemoryDomain domain = RuntimeMemory.Create().Raw;
@@ -323,7 +361,7 @@ public sealed unsafe class AllocatorChainTests
             while (!stop.IsCancellationRequested || operations < 10_000)
             {
                 MemoryDomain domain = runtime[(MemoryDomainKind)(operations % 3)];
-                byte* p = (byte*)domain.Malloc((nuint)(operations % 200));
+                byte* p = (byte*)domain.Malloc((nuint)(1 + (operations % 200)));
                 if (p == null)
                 {
                     throw new InvalidOperationException("allocation failed while hooks were changing");

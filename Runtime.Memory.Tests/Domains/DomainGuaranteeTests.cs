@@ -11,12 +11,19 @@ public sealed unsafe class DomainGuaranteeTests
 {
     private static readonly nuint AboveMax = (nuint)nint.MaxValue + 1;
 
-    /// <summary>A fresh runtime and the domain under test with a recorder on top, so tests can see what reached the allocator.</summary>
-    private static (RuntimeMemory Runtime, MemoryDomain Domain, RecordingAllocator Recorder) Setup(MemoryDomainKind kind)
+    /// <summary>
+    /// A fresh runtime and the domain under test. With <paramref name="record"/> a recorder sits on top so the test
+    /// can see what reached the allocator; without it the domain calls its built-in allocator directly (its fast path).
+    /// </summary>
+    private static (RuntimeMemory Runtime, MemoryDomain Domain, RecordingAllocator Recorder) Setup(MemoryDomainKind kind, bool record = false)
     {
         var runtime = RuntimeMemory.Create();
         var recorder = new RecordingAllocator();
-        runtime[kind].InstallHook(recorder);
+        if (record)
+        {
+            runtime[kind].InstallHook(recorder);
+        }
+
         return (runtime, runtime[kind], recorder);
     }
 
@@ -96,7 +103,7 @@ public sealed unsafe class DomainGuaranteeTests
     [Theory, ClassData(typeof(AllDomains))]
     public void Calloc_passes_count_and_size_to_the_allocator_unchanged(MemoryDomainKind kind)
     {
-        var (_, domain, recorder) = Setup(kind);
+        var (_, domain, recorder) = Setup(kind, record: true);
         void* p = domain.Calloc(2, 5);
         RecordedCall call = Assert.Single(recorder.GetSnapshot());
         Assert.Equal((AllocatorOperation.Calloc, (nuint)2, (nuint)5, (nint)p), (call.Operation, call.Count, call.Size, call.Result));
@@ -106,7 +113,7 @@ public sealed unsafe class DomainGuaranteeTests
     [Theory, ClassData(typeof(AllDomains))]
     public void Realloc_of_null_is_malloc(MemoryDomainKind kind)
     {
-        var (_, domain, recorder) = Setup(kind);
+        var (_, domain, recorder) = Setup(kind, record: true);
         void* p = domain.Realloc(null, 42);
         Assert.True(p != null);
         RecordedCall call = Assert.Single(recorder.GetSnapshot());
@@ -177,7 +184,7 @@ public sealed unsafe class DomainGuaranteeTests
     [Theory, ClassData(typeof(AllDomains))]
     public void Realloc_above_the_limit_returns_null_and_leaves_the_old_block_valid(MemoryDomainKind kind)
     {
-        var (_, domain, recorder) = Setup(kind);
+        var (_, domain, recorder) = Setup(kind, record: true);
         void* p = domain.Malloc(32);
         Blocks.Fill(p, 32, 1);
         recorder.Clear();
@@ -192,9 +199,52 @@ public sealed unsafe class DomainGuaranteeTests
     }
 
     [Theory, ClassData(typeof(AllDomains))]
+    public void Realloc_that_the_allocator_cannot_satisfy_returns_null_and_leaves_the_old_block_valid(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        void* p = domain.Malloc(48);
+        Blocks.Fill(p, 48, 4);
+
+        Assert.True(domain.Realloc(p, (nuint)nint.MaxValue) == null); // passes the front door, fails in the C runtime
+
+        Assert.True(Blocks.Holds(p, 48, 4));
+        DomainStatistics s = domain.GetStatistics();
+        Assert.Equal((1, 48, 1), (s.LiveBlocks, s.LiveBytes, s.Failures));
+        domain.Free(p);
+        MemoryAssert.NoLiveBlocks(domain);
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
+    public void An_allocator_that_throws_gets_a_null_return_and_the_fault_is_recorded(MemoryDomainKind kind)
+    {
+        var (_, domain, _) = Setup(kind);
+        Assert.Null(domain.LastFault);
+        domain.InstallHook(new ThrowingHook());
+
+        Assert.True(domain.Malloc(8) == null);
+        Assert.True(domain.Calloc(2, 8) == null);
+        Assert.True(domain.Realloc(null, 8) == null);
+
+        AllocatorFaultException fault = Assert.IsType<AllocatorFaultException>(domain.LastFault);
+        Assert.Contains("'throwing'", fault.Message);
+        Assert.Contains($"{kind.ToName()} domain", fault.Message);
+        Assert.IsType<InvalidOperationException>(fault.InnerException);
+        Assert.Equal(3, domain.GetStatistics().Failures);
+    }
+
+    private sealed class ThrowingHook : MemoryHook
+    {
+        public override string Name => "throwing";
+
+        public override void* Malloc(nuint size) => throw new InvalidOperationException("a buggy hook");
+
+        public override void* Calloc(nuint count, nuint size) => throw new InvalidOperationException("a buggy hook");
+    }
+
+    [Theory, ClassData(typeof(AllDomains))]
     public void Free_of_null_does_nothing(MemoryDomainKind kind)
     {
-        var (_, domain, recorder) = Setup(kind);
+        var (_, domain, recorder) = Setup(kind, record: true);
         domain.Free(null);
         Assert.Equal(0, recorder.Count);
         DomainStatistics s = domain.GetStatistics();
@@ -204,7 +254,7 @@ public sealed unsafe class DomainGuaranteeTests
     [Theory, ClassData(typeof(AllDomains))]
     public void Malloc_above_nint_max_returns_null_without_calling_the_allocator(MemoryDomainKind kind)
     {
-        var (_, domain, recorder) = Setup(kind);
+        var (_, domain, recorder) = Setup(kind, record: true);
         Assert.True(domain.Malloc(AboveMax) == null);
         Assert.True(domain.Malloc(nuint.MaxValue) == null);
         Assert.Equal(0, recorder.Count);
@@ -214,7 +264,7 @@ public sealed unsafe class DomainGuaranteeTests
     [Theory, ClassData(typeof(AllDomains))]
     public void Malloc_of_nint_max_reaches_the_allocator_and_fails_with_null(MemoryDomainKind kind)
     {
-        var (_, domain, recorder) = Setup(kind);
+        var (_, domain, recorder) = Setup(kind, record: true);
         Assert.True(domain.Malloc((nuint)nint.MaxValue) == null);
         RecordedCall call = Assert.Single(recorder.GetSnapshot());
         Assert.Equal(((nuint)nint.MaxValue, (nint)0), (call.Size, call.Result));
@@ -224,7 +274,7 @@ public sealed unsafe class DomainGuaranteeTests
     [Theory, ClassData(typeof(AllDomains))]
     public void Calloc_whose_product_overflows_returns_null_without_calling_the_allocator(MemoryDomainKind kind)
     {
-        var (_, domain, recorder) = Setup(kind);
+        var (_, domain, recorder) = Setup(kind, record: true);
         Assert.True(domain.Calloc((nuint)1 << 32, ((nuint)1 << 32) + 1) == null);
         Assert.True(domain.Calloc(nuint.MaxValue, 2) == null);
         Assert.True(domain.Calloc(2, nuint.MaxValue) == null);
@@ -234,7 +284,7 @@ public sealed unsafe class DomainGuaranteeTests
     [Theory, ClassData(typeof(AllDomains))]
     public void Calloc_whose_product_exceeds_nint_max_returns_null_without_calling_the_allocator(MemoryDomainKind kind)
     {
-        var (_, domain, recorder) = Setup(kind);
+        var (_, domain, recorder) = Setup(kind, record: true);
         nuint half = ((nuint)nint.MaxValue / 2) + 1; // 2 × half = nint.MaxValue + 1: fits in nuint, exceeds the limit
         Assert.True(domain.Calloc(2, half) == null);
         Assert.Equal(0, recorder.Count);

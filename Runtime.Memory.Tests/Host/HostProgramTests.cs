@@ -42,7 +42,7 @@ public sealed class HostProgramTests : IDisposable
     }
 
     [Fact]
-    public async Task The_bundled_appsettings_select_the_default_allocator()
+    public async Task With_the_bundled_defaults_the_host_runs_on_the_default_allocator()
     {
         var (exit, output, _) = await Run([]);
         Assert.Equal(0, exit);

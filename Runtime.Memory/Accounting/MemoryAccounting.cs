@@ -19,7 +19,7 @@ namespace Runtime.Memory.Accounting;
 /// peak is exact. Every other thread that has allocated or freed in the domain may hold up to
 /// <see cref="PublishThreshold"/> bytes of unpublished change (until it publishes, or has ended and is folded in),
 /// so with T threads the peak is within <c>(T − 1) × PublishThreshold</c> bytes of the true high-water mark.
-/// A read raises the peak to at least the exact live size.</para>
+/// A read reports at least the live size it summed, without storing it, so reading never skews the peak.</para>
 /// <para><b>Threads that end</b> leave their shard behind; the next read or the next thread to register folds it into
 /// <see cref="_retired"/>, so nothing is lost and the shard list does not grow without bound.</para>
 /// </remarks>
@@ -221,9 +221,9 @@ internal sealed class MemoryAccounting
             }
         }
 
-        ref PeakTracker tracker = ref _peaks[domain];
-        RaisePeak(ref tracker, sum.BytesAllocated - sum.BytesFreed);
-        peakBytes = Volatile.Read(ref tracker.Peak);
+        // The peak reported is never below this read's live size, but that size is not stored: read while other
+        // threads allocate, the sum is of counters from slightly different moments and could overstate the peak.
+        peakBytes = Math.Max(Volatile.Read(ref _peaks[domain].Peak), sum.BytesAllocated - sum.BytesFreed);
         return sum;
     }
 }

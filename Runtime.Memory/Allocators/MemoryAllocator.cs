@@ -16,9 +16,12 @@ namespace Runtime.Memory;
 /// <item>Every block is 16-byte aligned (<see cref="MemoryDomain.Alignment"/>).</item>
 /// <item><see cref="Realloc"/> that fails returns <see langword="null"/> and leaves the old block valid and unchanged.</item>
 /// <item><see cref="Free"/> of <see langword="null"/> does nothing.</item>
-/// <item><see cref="BlockSize"/> returns the size last requested for a live block (the size given to
-/// <see cref="Malloc"/> or <see cref="Realloc"/>, or <c>count × size</c> for <see cref="Calloc"/>).
-/// Domains use it to keep their accounting exact.</item>
+/// <item><see cref="BlockSize"/> returns the size of a live block as this allocator counts it: at least the size
+/// requested, and the same value from allocation until the block is reallocated or freed (the system allocator
+/// returns exactly the size requested). Domains account bytes with it on allocation and on free, so their live-byte
+/// figures are exact in the allocator's own terms.</item>
+/// <item>No exception: a domain turns one into a null return and records it in <see cref="MemoryDomain.LastFault"/>,
+/// but an allocator called from native code must never throw.</item>
 /// <item>Every method is safe to call from any thread (CPython's rule since 3.12).</item>
 /// </list>
 /// <para>
@@ -45,7 +48,7 @@ public abstract unsafe class MemoryAllocator
     /// <summary>Releases a block this allocator returned. <see langword="null"/> does nothing.</summary>
     public abstract void Free(void* ptr);
 
-    /// <summary>The size last requested for the live block <paramref name="ptr"/>.</summary>
+    /// <summary>The size of the live block <paramref name="ptr"/> as this allocator counts it (see the class remarks).</summary>
     public abstract nuint BlockSize(void* ptr);
 
     /// <inheritdoc/>

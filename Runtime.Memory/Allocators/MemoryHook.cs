@@ -42,8 +42,23 @@ public abstract unsafe class MemoryHook : MemoryAllocator
     /// <summary>Whether the hook is bound to an allocator.</summary>
     public bool IsBound => _inner is not null;
 
+    private MemoryDomain? _domain;
+
     /// <summary>The domain this hook is installed in, if any.</summary>
-    public MemoryDomain? Domain { get; internal set; }
+    public MemoryDomain? Domain => Volatile.Read(ref _domain);
+
+    /// <summary>
+    /// Atomically marks the hook as installed in <paramref name="domain"/>; false when another domain holds it.
+    /// Claiming is what keeps one instance out of two domains even when both install it at the same moment.
+    /// </summary>
+    internal bool TryClaim(MemoryDomain domain)
+    {
+        MemoryDomain? previous = Interlocked.CompareExchange(ref _domain, domain, null);
+        return previous is null || ReferenceEquals(previous, domain);
+    }
+
+    /// <summary>Marks the hook as no longer installed in <paramref name="domain"/>.</summary>
+    internal void Release(MemoryDomain domain) => Interlocked.CompareExchange(ref _domain, null, domain);
 
     /// <summary>
     /// Whether blocks allocated through this hook cannot be freed by the allocator below it

@@ -1,16 +1,17 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using Runtime.Memory.Platform;
+using System.Runtime.InteropServices;
 
 namespace Runtime.Memory;
 
 /// <summary>
-/// The system allocator (configuration name <c>malloc</c>): the C runtime's <c>malloc</c> family with a 16-byte
-/// header that remembers the requested size, so domains can account every byte exactly.
+/// The system allocator (configuration name <c>malloc</c>): the C runtime's <c>malloc</c> family through
+/// <see cref="NativeMemory"/>, with a 16-byte header that remembers the requested size, so domains can account every
+/// byte exactly.
 /// </summary>
 /// <remarks>
 /// <code>
-/// Block layout (64-bit). S = sizeof(nuint) = 8; the C runtime returns 16-byte aligned memory.
+/// Block layout. S = sizeof(nuint).
 ///
 ///   base                  data = base + HeaderSize                 data + n
 ///   |                     |                                        |
@@ -19,9 +20,13 @@ namespace Runtime.Memory;
 ///   n      the size last requested (native-endian), read by BlockSize and Free
 ///   magic  SystemBlockMagic, checked by Debug.Assert on every free: a cheap trip-wire for foreign pointers
 /// </code>
-/// Because the header is 16 bytes and the C runtime aligns to 16, <c>data</c> keeps 16-byte alignment.
-/// The header also means that a zero-byte request is a 16-byte C allocation, which is distinct and non-null.
-/// <para>Cost: one P/Invoke into the C runtime per call (about 10 ns on a 2024 x64 core) plus two stores.</para>
+/// <para>On 64-bit platforms the C runtime returns 16-byte aligned blocks, so <c>data</c>, 16 bytes further, is
+/// 16-byte aligned too. On 32-bit platforms, where malloc only guarantees 8, the aligned variants of
+/// <see cref="NativeMemory"/> are used instead.</para>
+/// <para>A zero-byte request is a 16-byte C allocation, which is distinct and non-null.</para>
+/// <para><see cref="NativeMemory"/> throws <see cref="OutOfMemoryException"/> where the C function returns null; the
+/// exception is caught here (cold path) and becomes the null return the contract requires.</para>
+/// <para>Cost: one P/Invoke into the C runtime per call plus two stores.</para>
 /// </remarks>
 public sealed unsafe class SystemAllocator : MemoryAllocator
 {
@@ -31,14 +36,16 @@ public sealed unsafe class SystemAllocator : MemoryAllocator
     /// <summary>Largest request this allocator accepts: the domain limit less the header.</summary>
     internal static readonly nuint MaxSize = MemoryDomain.MaxRequestSize - HeaderSize;
 
-    /// <summary>"RTMEMSYS" in ASCII, stored after the size word of every block.</summary>
+    /// <summary>"RTMEMSYS" in ASCII, stored after the size word of every block (truncated on 32-bit).</summary>
     private const ulong SystemBlockMagic = 0x5359_534D_454D_5452;
+
+    /// <summary>Whether plain malloc already returns <see cref="MemoryDomain.Alignment"/>-aligned memory.</summary>
+    private static readonly bool MallocIsAligned = nuint.Size == 8;
 
     /// <inheritdoc/>
     public override string Name => "malloc";
 
     /// <inheritdoc/>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override void* Malloc(nuint size)
     {
         if (size > MaxSize)
@@ -46,7 +53,17 @@ public sealed unsafe class SystemAllocator : MemoryAllocator
             return null;
         }
 
-        return InitHeader(LibC.Malloc(size + HeaderSize), size);
+        void* block;
+        try
+        {
+            block = MallocIsAligned ? NativeMemory.Alloc(size + HeaderSize) : NativeMemory.AlignedAlloc(size + HeaderSize, MemoryDomain.Alignment);
+        }
+        catch (OutOfMemoryException)
+        {
+            return null;
+        }
+
+        return InitHeader(block, size);
     }
 
     /// <inheritdoc/>
@@ -57,8 +74,25 @@ public sealed unsafe class SystemAllocator : MemoryAllocator
             return null;
         }
 
-        // calloc(1, total + header) zeroes the header too; InitHeader then writes it.
-        return InitHeader(LibC.Calloc(1, total + HeaderSize), total);
+        void* block;
+        try
+        {
+            if (MallocIsAligned)
+            {
+                block = NativeMemory.AllocZeroed(total + HeaderSize); // zeroes the header too; InitHeader writes it
+            }
+            else
+            {
+                block = NativeMemory.AlignedAlloc(total + HeaderSize, MemoryDomain.Alignment);
+                NativeMemory.Clear(block, total + HeaderSize);
+            }
+        }
+        catch (OutOfMemoryException)
+        {
+            return null;
+        }
+
+        return InitHeader(block, total);
     }
 
     /// <inheritdoc/>
@@ -74,17 +108,36 @@ public sealed unsafe class SystemAllocator : MemoryAllocator
             return null;
         }
 
-        void* block = LibC.Realloc(BaseOf(ptr), newSize + HeaderSize);
-        return block == null ? null : InitHeader(block, newSize); // on failure the old block is untouched
+        void* block;
+        try
+        {
+            block = MallocIsAligned
+                ? NativeMemory.Realloc(BaseOf(ptr), newSize + HeaderSize)
+                : NativeMemory.AlignedRealloc(BaseOf(ptr), newSize + HeaderSize, MemoryDomain.Alignment);
+        }
+        catch (OutOfMemoryException)
+        {
+            return null; // the old block is untouched
+        }
+
+        return InitHeader(block, newSize);
     }
 
     /// <inheritdoc/>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override void Free(void* ptr)
     {
-        if (ptr != null)
+        if (ptr == null)
         {
-            LibC.Free(BaseOf(ptr));
+            return;
+        }
+
+        if (MallocIsAligned)
+        {
+            NativeMemory.Free(BaseOf(ptr));
+        }
+        else
+        {
+            NativeMemory.AlignedFree(BaseOf(ptr));
         }
     }
 
@@ -101,9 +154,9 @@ public sealed unsafe class SystemAllocator : MemoryAllocator
             return null;
         }
 
-        Debug.Assert(((nuint)block & (MemoryDomain.Alignment - 1)) == 0, "the C runtime returns 16-byte aligned blocks on 64-bit platforms");
+        Debug.Assert(((nuint)block & (MemoryDomain.Alignment - 1)) == 0, "C blocks must be 16-byte aligned (see MallocIsAligned)");
         *(nuint*)block = size;
-        *(ulong*)((byte*)block + sizeof(nuint)) = SystemBlockMagic;
+        *(nuint*)((byte*)block + sizeof(nuint)) = unchecked((nuint)SystemBlockMagic);
         return (byte*)block + HeaderSize;
     }
 
@@ -112,7 +165,7 @@ public sealed unsafe class SystemAllocator : MemoryAllocator
     private static void* BaseOf(void* ptr)
     {
         byte* block = (byte*)ptr - HeaderSize;
-        Debug.Assert(*(ulong*)(block + sizeof(nuint)) == SystemBlockMagic, "pointer was not returned by SystemAllocator, or its header was overwritten");
+        Debug.Assert(*(nuint*)(block + sizeof(nuint)) == unchecked((nuint)SystemBlockMagic), "pointer was not returned by SystemAllocator, or its header was overwritten");
         return block;
     }
 }

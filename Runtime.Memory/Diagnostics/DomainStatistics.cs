@@ -9,7 +9,7 @@ namespace Runtime.Memory;
 /// threads than the ones that allocated them. Read while other threads allocate, each figure is a recent value and
 /// the figures may be from slightly different moments. <see cref="PeakBytes"/> is exact while a single thread has
 /// used the domain; once T threads have, it is within (T − 1) × 64 KiB of the true high-water mark, and it is never
-/// below the <see cref="LiveBytes"/> of any read.
+/// below the <see cref="LiveBytes"/> of the same read.
 /// </remarks>
 /// <param name="Domain">Which domain.</param>
 /// <param name="Allocator">The allocator chain, top first (<c>hook &gt; malloc</c>).</param>

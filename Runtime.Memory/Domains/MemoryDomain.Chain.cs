@@ -6,11 +6,17 @@ namespace Runtime.Memory;
 //
 //   _top --> hook --> hook --> _base        (each hook's Inner is the next link)
 //
-// Invariants, held under _chainLock and relied on by readers without it:
-//   * following MemoryHook.Inner from _top always reaches _base, and every hook on the way has Domain == this;
-//   * a hook is linked into at most one domain;
-//   * links only change under _chainLock; a reader loads _top once per call and follows links that stay valid
-//     (an unlinked hook keeps its Inner, so a call already inside it completes normally).
+// Invariants. Links change only under _chainLock; a hook is claimed (MemoryHook.TryClaim, atomic) before it is
+// linked and released after it is unlinked, so one instance is never linked into two domains:
+//   * following MemoryHook.Inner from _top reaches _base, and every hook on the way has Domain == this;
+//   * a reader loads _top once per call and follows links that stay valid: an unlinked hook keeps its Inner, so a
+//     call already inside it completes normally.
+//
+// What "safe from any thread" covers. Getting the allocator, installing a hook and removing a hook that keeps the
+// block layout are safe at any time, with any traffic. Replacing the base allocator and removing a hook that
+// changes the block layout are refused while the domain has live blocks, but the check cannot see an allocation
+// that another thread has begun and not yet finished: do those two only while no other thread uses the domain
+// (CPython's rule: "the allocator may not be changed after runtime init, except with a wrapper").
 public sealed unsafe partial class MemoryDomain
 {
     private readonly Lock _chainLock = new();
@@ -45,20 +51,14 @@ public sealed unsafe partial class MemoryDomain
         var text = new StringBuilder();
         foreach (MemoryAllocator a in GetChain())
         {
-            if (text.Length > 0)
-            {
-                text.Append(" > ");
-            }
-
-            text.Append(a.Name);
+            text.Append(text.Length == 0 ? "" : " > ").Append(a.Name);
         }
 
         return text.ToString();
     }
 
     /// <summary>
-    /// Sets the allocator of this domain (PyMem_SetAllocator). Safe to call from any thread. What it does depends on
-    /// <paramref name="allocator"/>:
+    /// Sets the allocator of this domain (PyMem_SetAllocator). What it does depends on <paramref name="allocator"/>:
     /// <list type="bullet">
     /// <item>the current <see cref="Allocator"/>: nothing;</item>
     /// <item>an allocator lower in the current chain (one that <see cref="Allocator"/> returned earlier): restores it,
@@ -67,6 +67,8 @@ public sealed unsafe partial class MemoryDomain
     /// current allocator (PEP 445's get / wrap / set); always allowed;</item>
     /// <item>anything else: replaces the whole chain, which is refused while the domain has live blocks.</item>
     /// </list>
+    /// Wrapping and restoring past hooks that keep the block layout are safe with any traffic; replacing, or
+    /// restoring past a hook that changes the layout, must be done while no other thread uses the domain.
     /// </summary>
     /// <exception cref="InvalidOperationException">
     /// A replacement while the domain has live blocks, or an unlink of a hook that changes the block layout while
@@ -91,28 +93,17 @@ public sealed unsafe partial class MemoryDomain
 
             if (allocator is MemoryHook hook && (!hook.IsBound || ReferenceEquals(hook.InnerOrNull, _top)))
             {
-                CheckNotInstalledElsewhere(hook);
-                hook.Bind(_top);
                 LinkOnTopUnsynchronized(hook);
                 return;
             }
 
-            RefuseIfLive($"replace the allocator of the {Name} domain ({DescribeChain()}) with '{allocator.Name}'");
-            MemoryAllocator newBase = BottomOf(allocator); // validates the whole new chain before anything changes
-            ReleaseHooksUnsynchronized(_top, stopAt: null);
-            _base = newBase;
-            if (allocator is MemoryHook newTop)
-            {
-                AdoptChainUnsynchronized(newTop);
-            }
-
-            _top = allocator;
+            ReplaceChainUnsynchronized(allocator);
         }
     }
 
     /// <summary>
     /// Installs <paramref name="hook"/> on top of the current allocator, which it then wraps. Always allowed, even
-    /// with live blocks. Any allocator the hook was built over is replaced by the current one.
+    /// with live blocks and concurrent traffic. Any allocator the hook was built over is replaced by the current one.
     /// </summary>
     /// <exception cref="ArgumentException">The hook is installed already (here or in another domain).</exception>
     public void InstallHook(MemoryHook hook)
@@ -120,14 +111,11 @@ public sealed unsafe partial class MemoryDomain
         ArgumentNullException.ThrowIfNull(hook);
         lock (_chainLock)
         {
-            if (hook.Domain is not null)
+            if (hook.Domain is { } domain)
             {
-                throw new ArgumentException(
-                    $"Hook '{hook.Name}' is already installed in the {hook.Domain.Name} domain; a hook instance can sit in one domain once. Create another instance.",
-                    nameof(hook));
+                throw AlreadyInstalled(hook, domain);
             }
 
-            hook.Bind(_top);
             LinkOnTopUnsynchronized(hook);
         }
     }
@@ -138,6 +126,7 @@ public sealed unsafe partial class MemoryDomain
     /// </summary>
     /// <exception cref="InvalidOperationException">
     /// The hook changes the block layout (<see cref="MemoryHook.ChangesBlockLayout"/>) and the domain has live blocks.
+    /// Remove such a hook only while no other thread uses the domain.
     /// </exception>
     public bool RemoveHook(MemoryHook hook)
     {
@@ -163,7 +152,7 @@ public sealed unsafe partial class MemoryDomain
                         above.Bind(hook.Inner);
                     }
 
-                    hook.Domain = null;
+                    hook.Release(this);
                     return true;
                 }
 
@@ -198,61 +187,98 @@ public sealed unsafe partial class MemoryDomain
             }
         }
 
-        ReleaseHooksUnsynchronized(_top, stopAt: target);
+        MemoryAllocator oldTop = _top;
         _top = target;
+        ReleaseHooks(oldTop, stopAt: target);
     }
 
+    /// <summary>Claims <paramref name="hook"/>, binds it over the current top and makes it the top.</summary>
     private void LinkOnTopUnsynchronized(MemoryHook hook)
     {
-        CheckNotInstalledElsewhere(hook);
-        hook.Domain = this;
+        if (!hook.TryClaim(this))
+        {
+            throw AlreadyInstalled(hook, hook.Domain!);
+        }
+
+        hook.Bind(_top);
         _top = hook;
     }
 
-    /// <summary>Marks every hook of a chain given at construction or replacement as installed here.</summary>
-    private void AdoptChainUnsynchronized(MemoryHook top)
+    /// <summary>Replaces the whole chain with <paramref name="allocator"/>'s, refusing while blocks are live.</summary>
+    private void ReplaceChainUnsynchronized(MemoryAllocator allocator)
     {
-        for (MemoryAllocator a = top; a is MemoryHook hook; a = hook.Inner)
+        RefuseIfLive($"replace the allocator of the {Name} domain ({DescribeChain()}) with '{allocator.Name}'");
+
+        // Claim every hook of the new chain first, undoing the claims if one belongs elsewhere: nothing changes then.
+        var claimed = new List<MemoryHook>();
+        MemoryAllocator bottom = allocator;
+        try
         {
-            CheckNotInstalledElsewhere(hook);
-            hook.Domain = this;
+            while (bottom is MemoryHook hook)
+            {
+                if (!hook.TryClaim(this))
+                {
+                    throw AlreadyInstalled(hook, hook.Domain!);
+                }
+
+                claimed.Add(hook);
+                bottom = hook.Inner; // throws a clear error for an unbound hook
+            }
         }
+        catch
+        {
+            foreach (MemoryHook hook in claimed)
+            {
+                if (!IsInChainUnsynchronized(hook))
+                {
+                    hook.Release(this);
+                }
+            }
+
+            throw;
+        }
+
+        MemoryAllocator oldTop = _top;
+        _base = bottom;
+        _top = allocator;
+        ReleaseHooks(oldTop, stopAt: null, keep: claimed);
     }
 
-    private void CheckNotInstalledElsewhere(MemoryHook hook)
-    {
-        if (hook.Domain is not null && !ReferenceEquals(hook.Domain, this))
-        {
-            throw new ArgumentException(
-                $"Hook '{hook.Name}' is installed in the {hook.Domain.Name} domain already; a hook instance can sit in one domain once.",
-                nameof(hook));
-        }
-    }
-
-    private static void ReleaseHooksUnsynchronized(MemoryAllocator from, MemoryAllocator? stopAt)
-    {
-        for (MemoryAllocator a = from; !ReferenceEquals(a, stopAt) && a is MemoryHook hook; a = hook.Inner)
-        {
-            hook.Domain = null;
-        }
-    }
-
-    /// <summary>
-    /// The base allocator under <paramref name="allocator"/>'s chain, checking that every hook on the way is bound
-    /// and free to join this domain.
-    /// </summary>
-    private MemoryAllocator BottomOf(MemoryAllocator allocator)
+    /// <summary>Claims the hooks of the chain a domain is created with.</summary>
+    private void AdoptInitialChain(MemoryAllocator allocator)
     {
         MemoryAllocator a = allocator;
         while (a is MemoryHook hook)
         {
-            CheckNotInstalledElsewhere(hook);
-            a = hook.Inner; // throws a clear error for an unbound hook
+            if (!hook.TryClaim(this))
+            {
+                throw AlreadyInstalled(hook, hook.Domain!);
+            }
+
+            a = hook.Inner;
         }
 
-        return a;
+        _base = a;
     }
 
+    private void ReleaseHooks(MemoryAllocator from, MemoryAllocator? stopAt, List<MemoryHook>? keep = null)
+    {
+        for (MemoryAllocator a = from; !ReferenceEquals(a, stopAt) && a is MemoryHook hook; a = hook.Inner)
+        {
+            if (keep is null || !keep.Contains(hook))
+            {
+                hook.Release(this);
+            }
+        }
+    }
+
+    private static ArgumentException AlreadyInstalled(MemoryHook hook, MemoryDomain domain) =>
+        new($"Hook '{hook.Name}' is already installed in the {domain.Name} domain; a hook instance can sit in one domain once. Create another instance.", nameof(hook));
+
+    /// <summary>
+    /// Throws unless the domain's live-block count is exactly zero. The count is exact only while no other thread
+    /// allocates in the domain (see the file comment), which is when callers of this are documented to run.
+    /// </summary>
     private void RefuseIfLive(string action)
     {
         DomainStatistics stats = GetStatistics();

@@ -22,7 +22,8 @@ namespace Runtime.Memory;
 /// <para>A block must be freed through the domain that allocated it (PEP 445's domain rule).</para>
 /// <para><b>Hot path.</b> One size compare, one volatile load of the top allocator, a type check that calls the
 /// built-in allocator directly (no virtual dispatch) or the contract otherwise, and the accounting update
-/// described on <see cref="MemoryAccounting"/>: no lock, no managed allocation.</para>
+/// described on <see cref="MemoryAccounting"/>: no lock, no managed allocation. Calls through the contract run
+/// behind an exception barrier: an allocator that throws gets a null return (see <see cref="LastFault"/>).</para>
 /// </remarks>
 public sealed unsafe partial class MemoryDomain
 {
@@ -47,11 +48,8 @@ public sealed unsafe partial class MemoryDomain
         _index = (int)kind;
         _accounting = accounting;
         _top = baseAllocator;
-        _base = BottomOf(baseAllocator);
-        if (baseAllocator is MemoryHook hook)
-        {
-            AdoptChainUnsynchronized(hook);
-        }
+        _base = baseAllocator;
+        AdoptInitialChain(baseAllocator);
     }
 
     /// <summary>Which domain this is.</summary>
@@ -61,6 +59,10 @@ public sealed unsafe partial class MemoryDomain
     public string Name => Kind.ToName();
 
     // ---- the front door (hot path) --------------------------------------------------------------------------
+    //
+    // Each method checks the request, then calls the built-in allocator directly when it is on top (a type check,
+    // no virtual dispatch), or the allocator contract out of line otherwise. Bytes are accounted as the allocator
+    // sizes its blocks (MemoryAllocator.BlockSize), so what is added on allocation is exactly what is removed on free.
 
     /// <summary>Allocates <paramref name="size"/> uninitialised bytes (PyMem_Malloc). Null on failure.</summary>
     public void* Malloc(nuint size)
@@ -71,14 +73,19 @@ public sealed unsafe partial class MemoryDomain
         }
 
         MemoryAllocator top = _top;
-        void* p = top is SystemAllocator system ? system.Malloc(size) : top.Malloc(size);
-        if (p == null)
+        if (top is SystemAllocator system)
         {
-            return Rejected();
+            void* p = system.Malloc(size);
+            if (p == null)
+            {
+                return Rejected();
+            }
+
+            _accounting.OnAllocated(_index, size);
+            return p;
         }
 
-        _accounting.OnAllocated(_index, size);
-        return p;
+        return MallocThroughContract(top, size);
     }
 
     /// <summary>Allocates <paramref name="count"/> × <paramref name="size"/> zeroed bytes (PyMem_Calloc). Null on failure or overflow.</summary>
@@ -90,14 +97,21 @@ public sealed unsafe partial class MemoryDomain
         }
 
         MemoryAllocator top = _top;
-        void* p = top is SystemAllocator system ? system.Calloc(count, size) : top.Calloc(count, size);
-        if (p == null)
+        void* p;
+        try
         {
-            return Rejected();
+            p = top.Calloc(count, size);
+            if (p != null)
+            {
+                _accounting.OnAllocated(_index, top.BlockSize(p));
+            }
+        }
+        catch (Exception ex)
+        {
+            return Faulted(top, ex);
         }
 
-        _accounting.OnAllocated(_index, total);
-        return p;
+        return p == null ? Rejected() : p;
     }
 
     /// <summary>
@@ -117,26 +131,22 @@ public sealed unsafe partial class MemoryDomain
         }
 
         MemoryAllocator top = _top;
-        nuint oldSize;
         void* p;
-        if (top is SystemAllocator system)
+        try
         {
-            oldSize = system.BlockSize(ptr);
-            p = system.Realloc(ptr, newSize);
-        }
-        else
-        {
-            oldSize = top.BlockSize(ptr);
+            nuint oldSize = top.BlockSize(ptr);
             p = top.Realloc(ptr, newSize);
+            if (p != null)
+            {
+                _accounting.OnReallocated(_index, oldSize, top.BlockSize(p));
+            }
         }
-
-        if (p == null)
+        catch (Exception ex)
         {
-            return Rejected();
+            return Faulted(top, ex);
         }
 
-        _accounting.OnReallocated(_index, oldSize, newSize);
-        return p;
+        return p == null ? Rejected() : p;
     }
 
     /// <summary>Releases a block allocated by this domain (PyMem_Free). Null does nothing.</summary>
@@ -148,19 +158,61 @@ public sealed unsafe partial class MemoryDomain
         }
 
         MemoryAllocator top = _top;
-        nuint size;
         if (top is SystemAllocator system)
         {
-            size = system.BlockSize(ptr);
+            nuint size = system.BlockSize(ptr);
             system.Free(ptr);
-        }
-        else
-        {
-            size = top.BlockSize(ptr);
-            top.Free(ptr);
+            _accounting.OnFreed(_index, size);
+            return;
         }
 
-        _accounting.OnFreed(_index, size);
+        FreeThroughContract(top, ptr);
+    }
+
+    /// <summary>
+    /// The last exception an allocator or hook threw into this domain, which the domain turned into a null return
+    /// (allocations) or swallowed (free), as the contract requires; <see langword="null"/> when none has.
+    /// Such a fault is also counted in <see cref="DomainStatistics.Failures"/>.
+    /// </summary>
+    public Exception? LastFault => _lastFault;
+
+    private volatile Exception? _lastFault;
+
+    /// <summary>Malloc through the allocator contract: user allocators and hooks, behind an exception barrier.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void* MallocThroughContract(MemoryAllocator top, nuint size)
+    {
+        void* p;
+        try
+        {
+            p = top.Malloc(size);
+            if (p != null)
+            {
+                _accounting.OnAllocated(_index, top.BlockSize(p));
+            }
+        }
+        catch (Exception ex)
+        {
+            return Faulted(top, ex);
+        }
+
+        return p == null ? Rejected() : p;
+    }
+
+    /// <summary>Free through the allocator contract, behind an exception barrier.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FreeThroughContract(MemoryAllocator top, void* ptr)
+    {
+        try
+        {
+            nuint size = top.BlockSize(ptr);
+            top.Free(ptr);
+            _accounting.OnFreed(_index, size);
+        }
+        catch (Exception ex)
+        {
+            Faulted(top, ex);
+        }
     }
 
     /// <summary>Counts a null return; the cold tail of every front-door method.</summary>
@@ -169,6 +221,16 @@ public sealed unsafe partial class MemoryDomain
     {
         _accounting.OnFailed(_index);
         return null;
+    }
+
+    /// <summary>Records an exception thrown by an allocator and turns it into a counted failure.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void* Faulted(MemoryAllocator allocator, Exception ex)
+    {
+        _lastFault = new AllocatorFaultException(
+            $"Allocator '{allocator.Name}' of the {Name} domain threw {ex.GetType().Name}: {ex.Message}. Allocators must return null instead of throwing; the domain did so for it.",
+            ex);
+        return Rejected();
     }
 
     // ---- statistics -----------------------------------------------------------------------------------------

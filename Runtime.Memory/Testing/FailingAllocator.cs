@@ -13,8 +13,14 @@ public sealed unsafe class FailingAllocator : MemoryHook
 {
     private long _requests;
     private long _failures;
-    private long _firstFailing = long.MaxValue;
-    private long _lastFailing = long.MaxValue;
+
+    /// <summary>The failing window, replaced as a whole so a request never sees half an update.</summary>
+    private volatile Window _window = Window.None;
+
+    private sealed record Window(long First, long Last)
+    {
+        public static readonly Window None = new(long.MaxValue, long.MaxValue);
+    }
 
     /// <summary>A fault injector bound when it is installed.</summary>
     public FailingAllocator()
@@ -41,8 +47,7 @@ public sealed unsafe class FailingAllocator : MemoryHook
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(first, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(last, first);
-        Volatile.Write(ref _firstFailing, first);
-        Volatile.Write(ref _lastFailing, last);
+        _window = new Window(first, last);
         return this;
     }
 
@@ -55,8 +60,7 @@ public sealed unsafe class FailingAllocator : MemoryHook
     /// <summary>Nothing fails any more.</summary>
     public FailingAllocator FailNever()
     {
-        Volatile.Write(ref _firstFailing, long.MaxValue);
-        Volatile.Write(ref _lastFailing, long.MaxValue);
+        _window = Window.None;
         return this;
     }
 
@@ -80,7 +84,8 @@ public sealed unsafe class FailingAllocator : MemoryHook
     private bool ShouldFail()
     {
         long n = Interlocked.Increment(ref _requests);
-        if (n >= Volatile.Read(ref _firstFailing) && n <= Volatile.Read(ref _lastFailing))
+        Window window = _window;
+        if (n >= window.First && n <= window.Last)
         {
             Interlocked.Increment(ref _failures);
             return true;

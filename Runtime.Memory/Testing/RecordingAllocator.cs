@@ -36,7 +36,8 @@ public readonly record struct RecordedCall(
 /// <summary>
 /// A hook that records every call passing through it, then forwards it. Install it in a domain
 /// (<see cref="MemoryDomain.InstallHook"/>), or build it over an allocator and use it as a base allocator.
-/// Thread-safe; the record is in call order.
+/// Thread-safe; the record is in the order the calls completed (a free is recorded as it starts, so an address is
+/// always recorded as freed before another thread's malloc can record it again).
 /// </summary>
 /// <remarks>Test fake: recording takes a lock per call. Block sizes (<see cref="MemoryAllocator.BlockSize"/>) are not recorded.</remarks>
 public sealed unsafe class RecordingAllocator : MemoryHook
@@ -121,8 +122,9 @@ public sealed unsafe class RecordingAllocator : MemoryHook
     /// <inheritdoc/>
     public override void Free(void* ptr)
     {
-        Inner.Free(ptr);
+        // Recorded before forwarding: once freed, the address may be handed out (and recorded) by another thread.
         Record(AllocatorOperation.Free, ptr, 0, 0, null);
+        Inner.Free(ptr);
     }
 
     private long _sequence;
