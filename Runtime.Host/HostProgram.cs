@@ -42,6 +42,7 @@ public static class HostProgram
 
         IHost? host = null;
         IRuntimeMemory runtime;
+        bool showAllocatorStatistics;
         try
         {
             HostApplicationBuilder builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
@@ -50,6 +51,7 @@ public static class HostProgram
                 ContentRootPath = contentRoot ?? AppContext.BaseDirectory,
             });
             builder.Services.AddRuntimeMemory(RuntimeMemoryOptions.DefaultSectionName);
+            showAllocatorStatistics = ReadBool(builder.Configuration, AllocatorStatisticsKey);
             host = builder.Build();
 
             // Validate now rather than relying on StartAsync, so a bad setting stops us before any work.
@@ -72,6 +74,11 @@ public static class HostProgram
             BuiltInWorkload.Result result = BuiltInWorkload.Run(runtime);
             RuntimeMemoryStatistics statistics = runtime.GetStatistics();
             await stdout.WriteAsync(FormatReport(runtime, result, statistics));
+            if (showAllocatorStatistics)
+            {
+                await stdout.WriteAsync(FormatAllocatorStatistics(runtime));
+            }
+
             await host.StopAsync();
 
             if (result.CorruptBlocks != 0 || result.Anomalies != 0)
@@ -103,6 +110,41 @@ public static class HostProgram
         return text.ToString();
     }
 
+    /// <summary>Configuration key that adds the small-object allocator statistics to the report.</summary>
+    public const string AllocatorStatisticsKey = "Host:AllocatorStatistics";
+
+    /// <summary>
+    /// The small-object allocator statistics of each domain that runs on it, in the layout of CPython's
+    /// <c>sys._debugmallocstats()</c>; a line saying so when none does.
+    /// </summary>
+    internal static string FormatAllocatorStatistics(IRuntimeMemory runtime)
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+        {
+            if (runtime[kind].BaseAllocator is SmallObjectAllocator small)
+            {
+                text.Append(CultureInfo.InvariantCulture, $"\nsmall-object allocator of the {kind.ToName()} domain:\n");
+                text.Append(SmallObjectReport.Format(small.GetStatistics()));
+            }
+        }
+
+        return text.Length > 0 ? text.ToString() : "\nno domain runs on the small-object allocator (RuntimeMemory:Allocator is not default or pymalloc)\n";
+    }
+
+    private static bool ReadBool(Microsoft.Extensions.Configuration.IConfiguration configuration, string key)
+    {
+        string? value = configuration[key];
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return false;
+        }
+
+        return bool.TryParse(value, out bool result)
+            ? result
+            : throw new OptionsValidationException(key, typeof(bool), [$"{key} = '{value}': not a boolean. Allowed values: true, false."]);
+    }
+
     /// <summary>The configuration problems in <paramref name="ex"/>, one line each; null when it is not a configuration error.</summary>
     private static IReadOnlyList<string>? DescribeConfigurationError(Exception ex) => ex switch
     {
@@ -127,9 +169,10 @@ public static class HostProgram
     }
 
     private const string Usage = """
-        Usage: Runtime.Host [--RuntimeMemory:Allocator=<name>]
+        Usage: Runtime.Host [--RuntimeMemory:Allocator=<name>] [--Host:AllocatorStatistics=true]
 
-        Runs the built-in workload through the raw, mem and obj domains and prints the per-domain report.
+        Runs the built-in workload through the raw, mem and obj domains and prints the per-domain report;
+        with Host:AllocatorStatistics, also the small-object allocator statistics (as sys._debugmallocstats()).
         Settings come from appsettings.json, then environment variables (RuntimeMemory__Allocator=malloc),
         then command-line switches (--RuntimeMemory:Allocator=malloc); later sources win.
 

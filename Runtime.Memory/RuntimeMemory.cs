@@ -12,7 +12,7 @@ namespace Runtime.Memory;
 /// Hosts normally get it from DI (<c>services.AddRuntimeMemory()</c>); without DI use <see cref="Create"/>, which
 /// validates the options the same way.
 /// </remarks>
-public sealed class RuntimeMemory : IRuntimeMemory
+public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
 {
     private readonly MemoryDomain[] _domains;
 
@@ -65,6 +65,24 @@ public sealed class RuntimeMemory : IRuntimeMemory
         (uint)kind < (uint)_domains.Length
             ? _domains[(int)kind]
             : throw new ArgumentOutOfRangeException(nameof(kind), kind, "Domain kinds are Raw (0), Mem (1) and Obj (2).");
+
+    /// <summary>
+    /// The small-object allocator under <paramref name="kind"/>'s chain, or null when that domain's base allocator is
+    /// another one.
+    /// </summary>
+    public SmallObjectAllocator? SmallObjects(MemoryDomainKind kind) => this[kind].BaseAllocator as SmallObjectAllocator;
+
+    /// <summary>
+    /// Releases what the base allocators hold (the small-object allocators' arenas). Arenas with live blocks stay
+    /// mapped, as CPython leaves them at finalisation. The runtime must not be used afterwards.
+    /// </summary>
+    public void Dispose()
+    {
+        foreach (MemoryDomain domain in _domains)
+        {
+            (domain.BaseAllocator as IDisposable)?.Dispose();
+        }
+    }
 
     /// <inheritdoc/>
     public RuntimeMemoryStatistics GetStatistics() =>

@@ -11,7 +11,7 @@ public sealed unsafe class AccountingTests
     [Theory, ClassData(typeof(AllDomains))]
     public void Every_figure_is_exact_on_one_thread(MemoryDomainKind kind)
     {
-        MemoryDomain domain = RuntimeMemory.Create()[kind];
+        MemoryDomain domain = TestRuntimes.Create()[kind];
         void* a = domain.Malloc(100);
         void* b = domain.Calloc(10, 20);
         void* c = domain.Malloc(0);
@@ -41,7 +41,7 @@ public sealed unsafe class AccountingTests
     [Fact]
     public void The_peak_is_exact_across_publish_thresholds_on_one_thread()
     {
-        MemoryDomain domain = RuntimeMemory.Create().Obj;
+        MemoryDomain domain = TestRuntimes.Create().Obj;
         var blocks = new List<nint>();
         long expectedPeak = 0, live = 0;
 
@@ -78,7 +78,7 @@ public sealed unsafe class AccountingTests
     [Fact]
     public void The_peak_is_exact_when_a_thread_that_ended_is_folded_in_before_the_next_one_starts()
     {
-        MemoryDomain domain = RuntimeMemory.Create().Mem;
+        MemoryDomain domain = TestRuntimes.Create().Mem;
         nint p1 = 0;
         var t1 = new Thread(() => p1 = (nint)domain.Malloc(1000));
         t1.Start();
@@ -118,7 +118,7 @@ public sealed unsafe class AccountingTests
         // Two producers allocate and hand blocks through a queue of capacity 4 to a consumer that frees them, so at
         // most 4 + 2 + 1 blocks are ever live. The documented bound adds (threads − 1) × 64 KiB. A reader polls the
         // statistics the whole time: reading while others allocate and free must not push the peak up.
-        MemoryDomain domain = RuntimeMemory.Create().Obj;
+        MemoryDomain domain = TestRuntimes.Create().Obj;
         domain.SetAllocator(new GiantBlockAllocator());
         const int Producers = 2, Capacity = 4, PerProducer = 30_000;
         const long TrueMaximum = (Capacity + Producers + 1) * GiantBlockAllocator.Giant;
@@ -164,7 +164,7 @@ public sealed unsafe class AccountingTests
     [Fact]
     public void Counts_of_threads_that_have_ended_are_kept()
     {
-        RuntimeMemory runtime = RuntimeMemory.Create();
+        RuntimeMemory runtime = TestRuntimes.Create();
         var blocks = new ConcurrentBag<nint>();
         for (int t = 0; t < 20; t++)
         {
@@ -192,7 +192,7 @@ public sealed unsafe class AccountingTests
     [Fact]
     public void Concurrent_allocation_and_cross_thread_frees_leave_exact_accounting_on_every_domain()
     {
-        RuntimeMemory runtime = RuntimeMemory.Create();
+        RuntimeMemory runtime = TestRuntimes.Create();
         const int Threads = 4;
         const int PerThread = 20_000;
         var handoff = new ConcurrentQueue<(MemoryDomainKind Kind, nint Block, nuint Size, byte Seed)>();
@@ -248,8 +248,8 @@ public sealed unsafe class AccountingTests
     [Fact]
     public void Two_runtimes_share_no_state_even_on_one_thread()
     {
-        RuntimeMemory a = RuntimeMemory.Create();
-        RuntimeMemory b = RuntimeMemory.Create();
+        RuntimeMemory a = TestRuntimes.Create();
+        RuntimeMemory b = TestRuntimes.Create();
 
         void* pa = a.Obj.Malloc(10);
         void* pb = b.Obj.Malloc(20);

@@ -51,18 +51,33 @@ public sealed unsafe class AllocatorChainTests
     }
 
     [Theory, ClassData(typeof(AllDomains))]
-    public void A_new_domain_starts_on_the_system_allocator(MemoryDomainKind kind)
+    public void On_malloc_every_domain_starts_on_the_system_allocator(MemoryDomainKind kind)
     {
-        MemoryDomain domain = RuntimeMemory.Create()[kind];
+        MemoryDomain domain = TestRuntimes.Create(AllocatorNames.Malloc)[kind];
         Assert.IsType<SystemAllocator>(domain.Allocator);
         Assert.Same(domain.Allocator, domain.BaseAllocator);
         Assert.Equal("malloc", domain.DescribeChain());
     }
 
+    [Theory]
+    [InlineData(AllocatorNames.Default)]
+    [InlineData(AllocatorNames.Pymalloc)]
+    public void On_default_and_pymalloc_mem_and_obj_start_on_the_small_object_allocator_and_raw_on_malloc(string allocator)
+    {
+        RuntimeMemory runtime = TestRuntimes.Create(allocator);
+        Assert.IsType<SystemAllocator>(runtime.Raw.Allocator);
+        SmallObjectAllocator mem = Assert.IsType<SmallObjectAllocator>(runtime.Mem.Allocator);
+        SmallObjectAllocator obj = Assert.IsType<SmallObjectAllocator>(runtime.Obj.Allocator);
+        Assert.NotSame(mem, obj); // the domains share no arenas
+        Assert.Equal("pymalloc", runtime.Obj.DescribeChain());
+        Assert.Same(obj, runtime.SmallObjects(MemoryDomainKind.Obj));
+        Assert.Null(runtime.SmallObjects(MemoryDomainKind.Raw));
+    }
+
     [Theory, ClassData(typeof(AllDomains))]
     public void Installing_a_hook_wraps_the_allocator_it_finds_and_removing_it_restores_exactly_that(MemoryDomainKind kind)
     {
-        MemoryDomain domain = RuntimeMemory.Create()[kind];
+        MemoryDomain domain = TestRuntimes.Create()[kind];
         MemoryAllocator before = domain.Allocator;
         var hook = new RecordingAllocator();
 
@@ -81,7 +96,7 @@ public sealed unsafe class AllocatorChainTests
     public void Get_wrap_set_then_set_the_saved_allocator_restores_it(MemoryDomainKind kind)
     {
         // PEP 445 use case 3: save with Get, install a hook over it with Set, later Set the saved allocator back.
-        MemoryDomain domain = RuntimeMemory.Create()[kind];
+        MemoryDomain domain = TestRuntimes.Create()[kind];
         MemoryAllocator saved = domain.Allocator;
         var hook = new RecordingAllocator(saved);
         domain.SetAllocator(hook);
@@ -100,7 +115,7 @@ public sealed unsafe class AllocatorChainTests
     public void Hooks_receive_the_exact_arguments_of_each_call()
     {
         // CPython's test_setallocators: same size (42), calloc (2, 5), realloc pointer and new size (200), free pointer.
-        MemoryDomain domain = RuntimeMemory.Create().Mem;
+        MemoryDomain domain = TestRuntimes.Create().Mem;
         var hook = new RecordingAllocator();
         domain.InstallHook(hook);
 
@@ -123,7 +138,7 @@ public sealed unsafe class AllocatorChainTests
     [Fact]
     public void Hooks_stack_and_calls_flow_from_the_top_down()
     {
-        MemoryDomain domain = RuntimeMemory.Create().Obj;
+        MemoryDomain domain = TestRuntimes.Create().Obj;
         var lower = new RecordingAllocator();
         var upper = new FailingAllocator();
         domain.InstallHook(lower);
@@ -142,7 +157,7 @@ public sealed unsafe class AllocatorChainTests
     [Fact]
     public void Removing_a_hook_from_the_middle_relinks_the_one_above_it()
     {
-        MemoryDomain domain = RuntimeMemory.Create().Obj;
+        MemoryDomain domain = TestRuntimes.Create().Obj;
         var bottom = new RecordingAllocator();
         var middle = new FailingAllocator();
         var top = new RecordingAllocator();
@@ -162,7 +177,7 @@ public sealed unsafe class AllocatorChainTests
     [Fact]
     public void Setting_an_allocator_lower_in_the_chain_unlinks_every_hook_above_it()
     {
-        MemoryDomain domain = RuntimeMemory.Create().Raw;
+        MemoryDomain domain = TestRuntimes.Create().Raw;
         MemoryAllocator saved = domain.Allocator;
         var first = new RecordingAllocator();
         var second = new RecordingAllocator();
@@ -179,7 +194,7 @@ public sealed unsafe class AllocatorChainTests
     [Theory, ClassData(typeof(AllDomains))]
     public void Replacing_the_base_allocator_while_blocks_are_live_is_refused(MemoryDomainKind kind)
     {
-        MemoryDomain domain = RuntimeMemory.Create()[kind];
+        MemoryDomain domain = TestRuntimes.Create()[kind];
         MemoryAllocator before = domain.Allocator;
         void* p = domain.Malloc(100);
 
@@ -196,7 +211,7 @@ public sealed unsafe class AllocatorChainTests
     [Theory, ClassData(typeof(AllDomains))]
     public void Replacing_the_base_allocator_with_no_live_blocks_is_allowed(MemoryDomainKind kind)
     {
-        MemoryDomain domain = RuntimeMemory.Create()[kind];
+        MemoryDomain domain = TestRuntimes.Create()[kind];
         domain.Free(domain.Malloc(100));
         var other = new OtherAllocator();
 
@@ -212,7 +227,7 @@ public sealed unsafe class AllocatorChainTests
     [Fact]
     public void Wrapping_is_allowed_while_blocks_are_live_and_old_blocks_free_through_the_hook()
     {
-        MemoryDomain domain = RuntimeMemory.Create().Mem;
+        MemoryDomain domain = TestRuntimes.Create().Mem;
         void* early = domain.Malloc(50);
         var hook = new RecordingAllocator();
 
@@ -226,7 +241,7 @@ public sealed unsafe class AllocatorChainTests
     [Fact]
     public void A_hook_that_changes_the_block_layout_cannot_be_removed_while_blocks_are_live()
     {
-        MemoryDomain domain = RuntimeMemory.Create().Obj;
+        MemoryDomain domain = TestRuntimes.Create().Obj;
         var hook = new HeaderHook();
         domain.InstallHook(hook);
         void* p = domain.Malloc(64);
@@ -245,7 +260,7 @@ public sealed unsafe class AllocatorChainTests
     [Fact]
     public void A_hook_instance_sits_in_one_domain_at_a_time()
     {
-        RuntimeMemory runtime = RuntimeMemory.Create();
+        RuntimeMemory runtime = TestRuntimes.Create();
         var hook = new RecordingAllocator();
         runtime.Mem.InstallHook(hook);
 
@@ -261,7 +276,7 @@ public sealed unsafe class AllocatorChainTests
     [Fact]
     public void A_replacement_chain_holding_a_hook_of_another_domain_is_refused_and_nothing_changes()
     {
-        RuntimeMemory runtime = RuntimeMemory.Create();
+        RuntimeMemory runtime = TestRuntimes.Create();
         var elsewhere = new RecordingAllocator();
         runtime.Raw.InstallHook(elsewhere);
         var mine = new RecordingAllocator();
@@ -279,7 +294,7 @@ public sealed unsafe class AllocatorChainTests
     [Fact]
     public void A_replacement_chain_of_hooks_is_adopted_whole()
     {
-        MemoryDomain domain = RuntimeMemory.Create().Mem;
+        MemoryDomain domain = TestRuntimes.Create().Mem;
         var bottom = new OtherAllocator();
         var hook = new RecordingAllocator(bottom);
 
@@ -296,7 +311,7 @@ public sealed unsafe class AllocatorChainTests
     {
         for (int round = 0; round < 200; round++)
         {
-            RuntimeMemory runtime = RuntimeMemory.Create();
+            RuntimeMemory runtime = TestRuntimes.Create(AllocatorNames.Malloc);
             var hook = new RecordingAllocator();
             using var start = new Barrier(2);
             bool rawWon = false, objWon = false;
@@ -332,7 +347,7 @@ public sealed unsafe class AllocatorChainTests
     [Fact]
     public void Installing_an_unbound_hook_with_set_allocator_wraps_the_current_allocator()
     {
-        MemoryDomain domain = RuntimeMemory.Create().Raw;
+        MemoryDomain domain = TestRuntimes.Create().Raw;
         MemoryAllocator before = domain.Allocator;
         var hook = new RecordingAllocator();
         domain.SetAllocator(hook);
@@ -350,7 +365,7 @@ public sealed unsafe class AllocatorChainTests
     [Fact]
     public void Hooks_can_be_installed_and_removed_while_other_threads_allocate()
     {
-        RuntimeMemory runtime = RuntimeMemory.Create();
+        RuntimeMemory runtime = TestRuntimes.Create();
         MemoryAllocator[] before = [.. MemoryDomainKindExtensions.All.ToArray().Select(k => runtime[k].Allocator)];
         using var stop = new CancellationTokenSource();
         const int Workers = 3;

@@ -7,7 +7,8 @@ namespace Runtime.Memory.Tests.Domains;
 /// <summary>
 /// Model-based check of a domain: random sequences of malloc / calloc / realloc / free, run against the domain and
 /// against a plain model of the live blocks. After every operation the domain's accounting must equal the model's,
-/// and every live block must still hold what was written into it. CsCheck shrinks a failure to a minimal sequence.
+/// every live block must still hold what was written into it, no two live blocks may overlap, and every block must be
+/// 16-byte aligned. Run on each built-in allocator. CsCheck shrinks a failure to a minimal sequence.
 /// </summary>
 public sealed unsafe class DomainModelTests
 {
@@ -21,22 +22,30 @@ public sealed unsafe class DomainModelTests
         Gen.Enum<OpKind>(), Gen.Int[0, Slots - 1], Gen.Int[0, 2000], Gen.Int[0, 6],
         (kind, slot, size, count) => new Op(kind, slot, size, count));
 
+    /// <summary>A live block of the model: where it is, its requested and accounted sizes, its fill, and whether it
+    /// lives in the small-object allocator's pools (only such blocks are accounted by class size).</summary>
+    private record struct Slot(nint Block, long Size, long Accounted, byte Seed, bool InPool);
+
     private sealed class Model
     {
-        public readonly (nint Block, long Size, byte Seed)[] Live = new (nint, long, byte)[Slots];
+        public readonly Slot[] Live = new Slot[Slots];
         public long Allocations, Frees, Reallocations, LiveBytes, Peak;
 
+        public bool Pools;
+
         public long LiveBlocks => Live.Count(b => b.Block != 0);
+
+        public long Account(bool inPool, long size) => inPool ? (long)SmallObjectAllocator.AccountedSize((nuint)size) : size;
     }
 
-    [Theory, ClassData(typeof(AllDomains))]
-    public void Random_operation_sequences_keep_accounting_and_contents_exact(MemoryDomainKind kind)
+    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    public void Random_operation_sequences_keep_accounting_and_contents_exact(string allocator, MemoryDomainKind kind)
     {
-        GenOp.Array[1, 120].Sample(ops =>
+        GenOp.Array[1, 200].Sample(ops =>
         {
-            RuntimeMemory runtime = RuntimeMemory.Create();
+            using RuntimeMemory runtime = TestRuntimes.Create(allocator);
             MemoryDomain domain = runtime[kind];
-            var model = new Model();
+            var model = new Model { Pools = domain.BaseAllocator is SmallObjectAllocator };
             byte seed = 0;
             try
             {
@@ -48,9 +57,9 @@ public sealed unsafe class DomainModelTests
             }
             finally
             {
-                foreach (var (block, _, _) in model.Live)
+                foreach (Slot slot in model.Live)
                 {
-                    domain.Free((void*)block);
+                    domain.Free((void*)slot.Block);
                 }
             }
 
@@ -60,7 +69,7 @@ public sealed unsafe class DomainModelTests
 
     private static void Apply(MemoryDomain domain, Model model, Op op, byte seed)
     {
-        ref var slot = ref model.Live[op.Slot];
+        ref Slot slot = ref model.Live[op.Slot];
         switch (op.Kind)
         {
             case OpKind.Malloc or OpKind.Calloc:
@@ -78,28 +87,41 @@ public sealed unsafe class DomainModelTests
                 }
 
                 Blocks.Fill(p, (nuint)size, seed);
-                slot = ((nint)p, size, seed);
+                bool inPool = model.Pools && size <= SmallObjectAllocator.SmallRequestThreshold;
+                slot = new Slot((nint)p, size, model.Account(inPool, size), seed, inPool);
                 model.Allocations++;
-                Grow(model, size);
+                Grow(model, slot.Accounted);
                 break;
 
             case OpKind.Realloc:
                 byte* q = (byte*)domain.Realloc((void*)slot.Block, (nuint)op.Size);
                 Assert.True(q != null && Blocks.IsAligned(q));
+                long before = slot.Accounted;
+                bool stays = slot.Block != 0 && !slot.InPool; // a block outside the pools never moves into them
+                bool nowInPool = model.Pools && !stays && op.Size <= SmallObjectAllocator.SmallRequestThreshold;
                 if (slot.Block == 0)
                 {
                     model.Allocations++; // realloc(null, n) is malloc(n)
-                    Grow(model, op.Size);
+                    before = 0;
                 }
                 else
                 {
                     Assert.True(Blocks.Holds(q, (nuint)Math.Min(slot.Size, op.Size), slot.Seed), "realloc must keep the contents");
                     model.Reallocations++;
-                    Grow(model, op.Size - slot.Size);
+                }
+
+                long accounted = model.Account(nowInPool, op.Size);
+                bool inPlace = slot.Block != 0 && slot.InPool && nowInPool && op.Size <= slot.Accounted
+                    && (op.Size * 4 > slot.Accounted * 3 || accounted == slot.Accounted); // pymalloc's shrink-in-place rule
+                if (inPlace)
+                {
+                    Assert.True(q == (byte*)slot.Block, "a small shrink that wastes little stays in place");
+                    accounted = slot.Accounted;
                 }
 
                 Blocks.Fill(q, (nuint)op.Size, seed);
-                slot = ((nint)q, op.Size, seed);
+                slot = new Slot((nint)q, op.Size, accounted, seed, nowInPool);
+                Grow(model, slot.Accounted - before);
                 break;
 
             case OpKind.Free:
@@ -108,13 +130,13 @@ public sealed unsafe class DomainModelTests
         }
     }
 
-    private static void Free(MemoryDomain domain, Model model, ref (nint Block, long Size, byte Seed) slot)
+    private static void Free(MemoryDomain domain, Model model, ref Slot slot)
     {
         if (slot.Block != 0)
         {
             Assert.True(Blocks.Holds((void*)slot.Block, (nuint)slot.Size, slot.Seed), "a live block lost its contents");
             model.Frees++;
-            model.LiveBytes -= slot.Size;
+            model.LiveBytes -= slot.Accounted;
         }
 
         domain.Free((void*)slot.Block); // free(null) included: it must do nothing
@@ -129,6 +151,12 @@ public sealed unsafe class DomainModelTests
 
     private static void Check(MemoryDomain domain, Model model)
     {
+        Slot[] live = [.. model.Live.Where(b => b.Block != 0).OrderBy(b => b.Block)];
+        for (int i = 1; i < live.Length; i++)
+        {
+            Assert.True(live[i - 1].Block + Math.Max(1, live[i - 1].Size) <= live[i].Block, "two live blocks overlap");
+        }
+
         DomainStatistics s = domain.GetStatistics();
         Assert.Equal(
             (model.LiveBlocks, model.LiveBytes, model.Peak, model.Allocations, model.Frees, model.Reallocations, 0L),

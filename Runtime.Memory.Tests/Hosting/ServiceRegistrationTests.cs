@@ -56,14 +56,13 @@ public sealed class ServiceRegistrationTests
         string message = ValidationMessage(new() { ["RuntimeMemory:Allocator"] = "bogus" });
         Assert.Contains("RuntimeMemory:Allocator", message);
         Assert.Contains("'bogus'", message);
-        Assert.Contains("Allowed values: default, malloc", message);
+        Assert.Contains("Allowed values: default, malloc, pymalloc", message);
     }
 
     [Theory]
-    [InlineData("pymalloc", "the small-object allocator")]
     [InlineData("debug", "the debug hooks")]
     [InlineData("malloc_debug", "the debug hooks")]
-    [InlineData("pymalloc_debug", "the small-object allocator and the debug hooks")]
+    [InlineData("pymalloc_debug", "the debug hooks")]
     [InlineData("mimalloc", "the mimalloc backend")]
     [InlineData("mimalloc_debug", "the mimalloc backend and the debug hooks")]
     public void A_name_whose_backend_arrives_later_says_which_names_work_now(string name, string arrivesWith)
@@ -71,7 +70,7 @@ public sealed class ServiceRegistrationTests
         string message = ValidationMessage(new() { ["RuntimeMemory:Allocator"] = name });
         Assert.Contains($"RuntimeMemory:Allocator = '{name}'", message);
         Assert.Contains($"arrives with {arrivesWith}", message);
-        Assert.Contains("Allowed values now: default, malloc", message);
+        Assert.Contains("Allowed values now: default, malloc, pymalloc", message);
     }
 
     [Fact]
@@ -185,6 +184,7 @@ public sealed class ServiceRegistrationTests
 
         Assert.NotSame(ra, rb);
         Assert.NotSame(ra.Mem.BaseAllocator, rb.Mem.BaseAllocator);
+        Assert.IsType<SmallObjectAllocator>(ra.Mem.BaseAllocator);
         Assert.Equal(1, ra.Mem.LiveBlocks);
         Assert.Equal(0, rb.Mem.LiveBlocks);
         ra.Mem.Free(p);

@@ -12,6 +12,32 @@ public sealed class AllDomains : TheoryData<MemoryDomainKind>
     }
 }
 
+/// <summary>Theory data: every built-in allocator configuration × every domain kind.</summary>
+public sealed class AllAllocatorsAndDomains : TheoryData<string, MemoryDomainKind>
+{
+    public AllAllocatorsAndDomains()
+    {
+        foreach (string allocator in new[] { AllocatorNames.Malloc, AllocatorNames.Pymalloc })
+        {
+            foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+            {
+                Add(allocator, kind);
+            }
+        }
+    }
+}
+
+/// <summary>Runtimes on a chosen allocator, and what their domains account for a request.</summary>
+internal static class TestRuntimes
+{
+    public static RuntimeMemory Create(string allocator = AllocatorNames.Malloc) =>
+        RuntimeMemory.Create(new Runtime.Memory.Hosting.RuntimeMemoryOptions { Allocator = allocator });
+
+    /// <summary>Bytes a domain accounts for a request: the class size on the small-object allocator, else the request.</summary>
+    public static long Accounted(MemoryDomain domain, nuint size) =>
+        domain.BaseAllocator is SmallObjectAllocator ? (long)SmallObjectAllocator.AccountedSize(size) : (long)size;
+}
+
 /// <summary>Small helpers for pointer tests.</summary>
 internal static unsafe class Blocks
 {

@@ -1,5 +1,7 @@
 using Runtime.Memory.Testing;
 
+using Runtime.Memory.Tests.Infrastructure;
+
 namespace Runtime.Memory.Tests.Testing;
 
 /// <summary>The fakes shipped in <c>Runtime.Memory.Testing</c> for users' tests.</summary>
@@ -78,7 +80,7 @@ public sealed unsafe class FakeTests
     [Fact]
     public void A_no_memory_scope_fails_every_domain_and_restores_each_chain()
     {
-        RuntimeMemory runtime = RuntimeMemory.Create();
+        RuntimeMemory runtime = TestRuntimes.Create();
         MemoryAllocator[] before = [runtime.Raw.Allocator, runtime.Mem.Allocator, runtime.Obj.Allocator];
 
         using (var scope = NoMemoryScope.Install(runtime, first: 2, last: 2))
@@ -100,7 +102,7 @@ public sealed unsafe class FakeTests
     [Fact]
     public void No_live_blocks_passes_on_a_clean_domain_and_names_the_leak_otherwise()
     {
-        RuntimeMemory runtime = RuntimeMemory.Create();
+        RuntimeMemory runtime = TestRuntimes.Create();
         MemoryAssert.NoLiveBlocks(runtime);
         void* p = runtime.Obj.Malloc(48);
         void* q = runtime.Raw.Malloc(2);

@@ -6,7 +6,7 @@ namespace Runtime.Memory;
 /// </summary>
 public static class AllocatorNames
 {
-    /// <summary>The default allocators (today: <see cref="Malloc"/> in every domain).</summary>
+    /// <summary>The default allocators: <see cref="Pymalloc"/> (small-object allocator for mem and obj, malloc for raw).</summary>
     public const string Default = "default";
 
     /// <summary>The default allocators with debug hooks.</summary>
@@ -35,7 +35,7 @@ public static class AllocatorNames
         [Default, Debug, Malloc, MallocDebug, Pymalloc, PymallocDebug, Mimalloc, MimallocDebug];
 
     /// <summary>The names whose backend this build has.</summary>
-    public static IReadOnlyList<string> Available { get; } = [Default, Malloc];
+    public static IReadOnlyList<string> Available { get; } = [Default, Malloc, Pymalloc];
 
     /// <summary>The canonical (lowercase) form of a recognised name, or <see langword="null"/>.</summary>
     public static string? Normalize(string? name) =>
@@ -50,9 +50,7 @@ public static class AllocatorNames
     /// </summary>
     public static string? MissingBackend(string? name) => Normalize(name) switch
     {
-        Debug or MallocDebug => "the debug hooks",
-        Pymalloc => "the small-object allocator",
-        PymallocDebug => "the small-object allocator and the debug hooks",
+        Debug or MallocDebug or PymallocDebug => "the debug hooks",
         Mimalloc => "the mimalloc backend",
         MimallocDebug => "the mimalloc backend and the debug hooks",
         _ => null,

@@ -48,10 +48,15 @@ public sealed class DefaultAllocatorProvider : IAllocatorProvider
     public string Name => _name;
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// <c>default</c> and <c>pymalloc</c>: a <see cref="SmallObjectAllocator"/> for mem and for obj (one each, so the
+    /// domains share no arenas), the <see cref="SystemAllocator"/> for raw, as in CPython. <c>malloc</c>: the system
+    /// allocator everywhere.
+    /// </remarks>
     public MemoryAllocator CreateBaseAllocator(MemoryDomainKind domain) => _name switch
     {
-        // Until the small-object allocator lands, "default" is malloc in every domain.
-        AllocatorNames.Default or AllocatorNames.Malloc => new SystemAllocator(),
+        AllocatorNames.Default or AllocatorNames.Pymalloc when domain != MemoryDomainKind.Raw => new SmallObjectAllocator(),
+        AllocatorNames.Default or AllocatorNames.Pymalloc or AllocatorNames.Malloc => new SystemAllocator(),
         _ => throw new InvalidOperationException($"Allocator '{_name}' has no backend in this build."),
     };
 }

@@ -65,6 +65,12 @@ public sealed unsafe partial class MemoryDomain
     // sizes its blocks (MemoryAllocator.BlockSize), so what is added on allocation is exactly what is removed on free.
 
     /// <summary>Allocates <paramref name="size"/> uninitialised bytes (PyMem_Malloc). Null on failure.</summary>
+    /// <remarks>
+    /// Cost on the small-object allocator: the size compare, the load of <c>_top</c> and its type check, the
+    /// allocator's fast path (thread-static heap, pop a free list), and the accounting update (thread-static shard,
+    /// four adds, a compare with the published peak): no lock, no atomic, no native call, no managed allocation.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void* Malloc(nuint size)
     {
         if (size > MaxRequestSize)
@@ -73,6 +79,18 @@ public sealed unsafe partial class MemoryDomain
         }
 
         MemoryAllocator top = _top;
+        if (top is SmallObjectAllocator small)
+        {
+            void* block = small.Malloc(size);
+            if (block == null)
+            {
+                return Rejected();
+            }
+
+            _accounting.OnAllocated(_index, SmallObjectAllocator.AccountedSize(size));
+            return block;
+        }
+
         if (top is SystemAllocator system)
         {
             void* p = system.Malloc(size);
@@ -150,6 +168,7 @@ public sealed unsafe partial class MemoryDomain
     }
 
     /// <summary>Releases a block allocated by this domain (PyMem_Free). Null does nothing.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Free(void* ptr)
     {
         if (ptr == null)
@@ -158,6 +177,12 @@ public sealed unsafe partial class MemoryDomain
         }
 
         MemoryAllocator top = _top;
+        if (top is SmallObjectAllocator small)
+        {
+            _accounting.OnFreed(_index, small.FreeCounted(ptr));
+            return;
+        }
+
         if (top is SystemAllocator system)
         {
             nuint size = system.BlockSize(ptr);

@@ -1,0 +1,125 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Runtime.Memory.SmallObject;
+
+/// <summary>
+/// Which addresses belong to this allocator's arenas, answered in O(1) without touching the memory asked about
+/// (CPython 3.10's radix tree, bpo-37448, in two levels).
+/// </summary>
+/// <remarks>
+/// <code>
+///  address bits:  63..48 | 47..34 (top index) | 33..20 (leaf index) | 19..0 (offset in a 1 MiB slot)
+///                 must be 0
+/// </code>
+/// Each 1 MiB slot of address space has an entry: <c>EndBefore</c>, where an arena that began in the previous slot
+/// ends (it covers [0, EndBefore)), and <c>BeginPlusOne</c>, one more than the offset where an arena begins in this
+/// slot (it covers [BeginPlusOne - 1, 1 MiB)); zero means none. An arena aligned to 1 MiB fills one slot; any other
+/// arena covers the end of one slot and the start of the next. The top level (128 KiB of pointers) and each leaf
+/// (128 KiB of entries) come from calloc, so untouched parts cost no resident memory. Leaves are freed with the map.
+/// Entries change under the allocator's arena lock; lookups read without a lock. Only addresses below 2^48 can be
+/// arenas; an arena the arena allocator places higher is refused.
+/// </remarks>
+internal sealed unsafe class ArenaMap : IDisposable
+{
+    private const int TopBits = 14;
+    private const int LeafBits = 14;
+    private const int SlotBits = SizeClasses.ArenaBits;
+    private const int AddressBits = TopBits + LeafBits + SlotBits; // 48
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Coverage
+    {
+        public int EndBefore;
+        public int BeginPlusOne;
+    }
+
+    private Coverage** _top = (Coverage**)NativeMemory.AllocZeroed((nuint)(1 << TopBits), (nuint)sizeof(Coverage*));
+
+    /// <summary>Whether <paramref name="p"/> lies in one of the arenas marked here.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool Contains(void* p)
+    {
+        ulong a = (ulong)p;
+        if ((a >> AddressBits) != 0)
+        {
+            return false;
+        }
+
+        Coverage* leaf = _top[a >> (LeafBits + SlotBits)];
+        if (leaf == null)
+        {
+            return false;
+        }
+
+        Coverage c = leaf[(a >> SlotBits) & ((1 << LeafBits) - 1)];
+        int offset = (int)(a & ((1 << SlotBits) - 1));
+        return offset < c.EndBefore || (c.BeginPlusOne != 0 && offset >= c.BeginPlusOne - 1);
+    }
+
+    /// <summary>Whether an arena at <paramref name="arena"/> can be represented (its whole range is below 2^48).</summary>
+    public static bool CanMap(void* arena) => ((ulong)arena + SizeClasses.ArenaSize) >> AddressBits == 0;
+
+    /// <summary>Marks (or unmarks) the arena at <paramref name="arena"/>. Caller holds the arena lock. False when out of memory.</summary>
+    public bool Mark(void* arena, bool used)
+    {
+        ulong a = (ulong)arena;
+        int offset = (int)(a & ((1 << SlotBits) - 1));
+        Coverage* first = Entry(a, create: used);
+        if (first == null)
+        {
+            return !used;
+        }
+
+        if (offset == 0)
+        {
+            first->BeginPlusOne = used ? 1 : 0;
+            return true;
+        }
+
+        Coverage* second = Entry(a + SizeClasses.ArenaSize, create: used);
+        if (second == null)
+        {
+            return !used;
+        }
+
+        first->BeginPlusOne = used ? offset + 1 : 0;
+        second->EndBefore = used ? offset : 0;
+        return true;
+    }
+
+    private Coverage* Entry(ulong address, bool create)
+    {
+        ulong topIndex = address >> (LeafBits + SlotBits);
+        Coverage* leaf = _top[topIndex];
+        if (leaf == null)
+        {
+            if (!create)
+            {
+                return null;
+            }
+
+            leaf = (Coverage*)NativeMemory.AllocZeroed((nuint)(1 << LeafBits), (nuint)sizeof(Coverage));
+            Volatile.Write(ref *(nint*)&_top[topIndex], (nint)leaf);
+        }
+
+        return &leaf[(address >> SlotBits) & ((1 << LeafBits) - 1)];
+    }
+
+    /// <summary>Frees the map's own memory. Only when no arena is left.</summary>
+    public void Dispose()
+    {
+        if (_top == null)
+        {
+            return;
+        }
+
+        for (int i = 0; i < 1 << TopBits; i++)
+        {
+            NativeMemory.Free(_top[i]);
+        }
+
+        NativeMemory.Free(_top);
+        _top = null;
+    }
+}

@@ -1,0 +1,510 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Runtime.Memory.SmallObject;
+
+namespace Runtime.Memory;
+
+// Slow paths of the small-object allocator. Methods named ...Locked run under _arenaLock; everything else here runs
+// on the thread that owns the heap it is given.
+public sealed unsafe partial class SmallObjectAllocator
+{
+    private readonly Lock _arenaLock = new();
+
+    /// <summary>Arena table; a pool header stores its arena's index. Freed slots are null and reused.</summary>
+    private readonly List<Arena?> _arenas = [];
+
+    /// <summary>Pools whose owner thread ended, per class, linked through <see cref="Pool.Next"/>/<see cref="Pool.Prev"/>.</summary>
+    private readonly long[] _abandoned = new long[SizeClasses.Count];
+
+    /// <summary>Every registered heap, for abandoning those of ended threads.</summary>
+    private readonly List<ThreadHeap> _heaps = [];
+
+    private readonly ThreadLocal<ThreadHeap?> _heapOfThread = new();
+
+    private long _arenasAllocatedTotal;
+    private long _arenasReclaimed;
+    private long _arenasHighWater;
+    private int _arenasCurrent;
+    private bool _disposed;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void* MallocOther(nuint size) => size == 0 ? Malloc(1) : _large.Malloc(size);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nuint FreeLarge(void* ptr)
+    {
+        if (ptr == null)
+        {
+            return 0;
+        }
+
+        nuint size = _large.BlockSize(ptr);
+        _large.Free(ptr);
+        return size;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Heap* CurrentHeapSlow(bool create)
+    {
+        ThreadHeap? registration = _heapOfThread.Value;
+        if (registration is null)
+        {
+            if (!create)
+            {
+                return null;
+            }
+
+            var heap = (Heap*)NativeMemory.AllocZeroed((nuint)sizeof(Heap));
+            registration = new ThreadHeap(this, Thread.CurrentThread, heap);
+            lock (_arenaLock)
+            {
+                AbandonEndedThreadsLocked();
+                _heaps.Add(registration);
+            }
+
+            _heapOfThread.Value = registration;
+        }
+
+        t_lastHeap = registration;
+        return registration.Heap;
+    }
+
+    /// <summary>Pops the head of a pool's local free list, which the caller has checked is not empty.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void* Pop(Pool* pool)
+    {
+        byte* block = pool->LocalFree;
+        pool->LocalFree = *(byte**)block;
+        pool->Used++;
+        return block;
+    }
+
+    /// <summary>
+    /// The current pool of the class had no free block. In order: the Available pools (collecting remote frees,
+    /// extending into virgin blocks, moving exhausted pools to Full), then the Full pools that received remote frees
+    /// (returning those that became empty), then a pool from the arenas.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void* MallocSlow(Heap* heap, int cls)
+    {
+        while (true)
+        {
+            Pool* pool = (Pool*)heap->Available[cls];
+            while (pool != null)
+            {
+                if (pool->LocalFree != null || (pool->ThreadFree != 0 && Pool.CollectThreadFree(pool) > 0) || Pool.ExtendFromVirgin(pool))
+                {
+                    return Pop(pool);
+                }
+
+                Pool* next = pool->Next;
+                Heap.Unlink(heap, pool);
+                Heap.PushFront(heap, pool, PoolList.Full);
+                pool = next;
+            }
+
+            Pool* reusable = ReclaimFullPools(heap, cls);
+            if (reusable == null)
+            {
+                reusable = AcquirePool(heap, cls);
+                if (reusable == null)
+                {
+                    return null; // the arena allocator is out of memory
+                }
+            }
+
+            Heap.PushFront(heap, reusable, PoolList.Available);
+        }
+    }
+
+    /// <summary>
+    /// Collects remote frees of every Full pool of the class: the first pool that regains blocks is returned for
+    /// reuse (unlinked), later ones move to Available, and pools that became wholly free go back to their arena.
+    /// </summary>
+    private Pool* ReclaimFullPools(Heap* heap, int cls)
+    {
+        Pool* chosen = null;
+        Pool* pool = (Pool*)heap->Full[cls];
+        while (pool != null)
+        {
+            Pool* next = pool->Next;
+            if (pool->ThreadFree != 0 && Pool.CollectThreadFree(pool) > 0)
+            {
+                Heap.Unlink(heap, pool);
+                if (chosen == null)
+                {
+                    chosen = pool;
+                }
+                else if (pool->Used == 0)
+                {
+                    ReleasePool(pool);
+                }
+                else
+                {
+                    Heap.PushFront(heap, pool, PoolList.Available);
+                }
+            }
+
+            pool = next;
+        }
+
+        return chosen;
+    }
+
+    /// <summary>
+    /// After an owner free that emptied the pool, or that freed into a Full pool: a Full pool moves to the front of
+    /// Available; an empty pool that is not the class's current pool goes back to its arena.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FreeSlow(Heap* heap, Pool* pool)
+    {
+        if (pool->List == PoolList.Full)
+        {
+            Heap.Unlink(heap, pool);
+            Heap.PushFront(heap, pool, PoolList.Available);
+            return;
+        }
+
+        if (pool->Used == 0 && (Pool*)heap->Available[pool->ClassIndex] != pool)
+        {
+            Heap.Unlink(heap, pool);
+            ReleasePool(pool);
+        }
+    }
+
+    /// <summary>Gives an empty pool (unlinked from every list) back to its arena.</summary>
+    private void ReleasePool(Pool* pool)
+    {
+        lock (_arenaLock)
+        {
+            ReleasePoolLocked(pool);
+        }
+    }
+
+    // ---- arena management (under _arenaLock) ----------------------------------------------------------------
+
+    /// <summary>A pool for class <paramref name="cls"/>: an abandoned one to adopt, else a fresh one from the arenas.</summary>
+    private Pool* AcquirePool(Heap* heap, int cls)
+    {
+        lock (_arenaLock)
+        {
+            AbandonEndedThreadsLocked();
+            Pool* adopted = AdoptAbandonedLocked(heap, cls);
+            if (adopted != null)
+            {
+                return adopted;
+            }
+
+            Arena? arena = MostUsedArenaWithFreePoolLocked() ?? NewArenaLocked();
+            if (arena == null)
+            {
+                return null;
+            }
+
+            Pool* pool = arena.TakePool(out int poolIndex);
+            Pool.Init(pool, cls, heap, arena.Index, poolIndex);
+            return pool;
+        }
+    }
+
+    /// <summary>
+    /// The arena with the fewest free pools that still has one, so nearly empty arenas drain and can be returned
+    /// (pymalloc's ordering). A linear scan: pool acquisitions are rare (once per pool's worth of blocks) and arenas
+    /// number in the tens for hundreds of megabytes.
+    /// </summary>
+    private Arena? MostUsedArenaWithFreePoolLocked()
+    {
+        Arena? best = null;
+        foreach (Arena? arena in _arenas)
+        {
+            if (arena is not null && arena.FreeCount > 0 && (best is null || arena.FreeCount < best.FreeCount))
+            {
+                best = arena;
+            }
+        }
+
+        return best;
+    }
+
+    private Arena? NewArenaLocked()
+    {
+        ArenaAllocator allocator = _arenaAllocator;
+        byte* memory = (byte*)allocator.Alloc(SizeClasses.ArenaSize);
+        if (memory == null)
+        {
+            return null;
+        }
+
+        if (!ArenaMap.CanMap(memory) || !_map.Mark(memory, used: true))
+        {
+            allocator.Free(memory, SizeClasses.ArenaSize);
+            return null;
+        }
+
+        byte* firstPool = (byte*)(((nuint)memory + SizeClasses.PoolSize - 1) & ~(nuint)(SizeClasses.PoolSize - 1));
+        int poolCount = (int)((memory + SizeClasses.ArenaSize - firstPool) / SizeClasses.PoolSize);
+        int index = _arenas.IndexOf(null);
+        if (index < 0)
+        {
+            index = _arenas.Count;
+            _arenas.Add(null);
+        }
+
+        var arena = new Arena { Base = memory, FirstPool = firstPool, PoolCount = poolCount, Allocator = allocator, Index = index, FreeCount = poolCount };
+        _arenas[index] = arena;
+        _arenasAllocatedTotal++;
+        _arenasCurrent++;
+        _arenasHighWater = Math.Max(_arenasHighWater, _arenasCurrent);
+        return arena;
+    }
+
+    /// <summary>Returns a pool to its arena; a wholly free arena goes back to the OS unless it is the only spare.</summary>
+    private void ReleasePoolLocked(Pool* pool)
+    {
+        Arena arena = _arenas[pool->ArenaIndex]!;
+        arena.ReturnPool(pool);
+        if (arena.FreeCount < arena.PoolCount)
+        {
+            return;
+        }
+
+        // Keep at most one wholly free arena mapped, to avoid thrashing (CPython 3.9, bpo-37257).
+        bool anotherIsFree = false;
+        foreach (Arena? other in _arenas)
+        {
+            if (other is not null && other != arena && other.FreeCount == other.PoolCount)
+            {
+                anotherIsFree = true;
+                break;
+            }
+        }
+
+        if (anotherIsFree)
+        {
+            FreeArenaLocked(arena);
+        }
+    }
+
+    private void FreeArenaLocked(Arena arena)
+    {
+        _map.Mark(arena.Base, used: false);
+        arena.Allocator.Free(arena.Base, SizeClasses.ArenaSize);
+        _arenas[arena.Index] = null;
+        _arenasCurrent--;
+        _arenasReclaimed++;
+    }
+
+    /// <summary>Takes an abandoned pool of the class that has blocks to give, releasing any that drained.</summary>
+    private Pool* AdoptAbandonedLocked(Heap* heap, int cls)
+    {
+        Pool* pool = (Pool*)_abandoned[cls];
+        while (pool != null)
+        {
+            Pool* next = pool->Next;
+            Pool.CollectThreadFree(pool);
+            if (pool->Used == 0)
+            {
+                UnlinkAbandonedLocked(pool);
+                ReleasePoolLocked(pool);
+            }
+            else if (pool->LocalFree != null || pool->Virgin < pool->Limit)
+            {
+                UnlinkAbandonedLocked(pool);
+                pool->Owner = heap;
+                return pool;
+            }
+
+            pool = next;
+        }
+
+        return null;
+    }
+
+    /// <summary>Gives back abandoned pools of every class that have drained.</summary>
+    private void SweepAbandonedLocked()
+    {
+        for (int cls = 0; cls < SizeClasses.Count; cls++)
+        {
+            Pool* pool = (Pool*)_abandoned[cls];
+            while (pool != null)
+            {
+                Pool* next = pool->Next;
+                Pool.CollectThreadFree(pool);
+                if (pool->Used == 0)
+                {
+                    UnlinkAbandonedLocked(pool);
+                    ReleasePoolLocked(pool);
+                }
+
+                pool = next;
+            }
+        }
+    }
+
+    /// <summary>Abandons the heaps of threads that have ended: empty pools go back, the rest wait to be adopted.</summary>
+    private void AbandonEndedThreadsLocked()
+    {
+        for (int i = _heaps.Count - 1; i >= 0; i--)
+        {
+            ThreadHeap registration = _heaps[i];
+            if (registration.Thread.IsAlive)
+            {
+                continue;
+            }
+
+            Heap* heap = registration.Heap;
+            for (int cls = 0; cls < SizeClasses.Count; cls++)
+            {
+                AbandonListLocked(heap, (Pool*)heap->Available[cls]);
+                AbandonListLocked(heap, (Pool*)heap->Full[cls]);
+            }
+
+            NativeMemory.Free(heap);
+            _heaps.RemoveAt(i);
+        }
+    }
+
+    private void AbandonListLocked(Heap* heap, Pool* pool)
+    {
+        while (pool != null)
+        {
+            Pool* next = pool->Next;
+            Heap.Unlink(heap, pool);
+            Pool.CollectThreadFree(pool);
+            if (pool->Used == 0)
+            {
+                ReleasePoolLocked(pool);
+            }
+            else
+            {
+                pool->Owner = null;
+                PushAbandonedLocked(pool);
+            }
+
+            pool = next;
+        }
+    }
+
+    private void PushAbandonedLocked(Pool* pool)
+    {
+        Pool* head = (Pool*)_abandoned[pool->ClassIndex];
+        pool->Prev = null;
+        pool->Next = head;
+        if (head != null)
+        {
+            head->Prev = pool;
+        }
+
+        _abandoned[pool->ClassIndex] = (long)pool;
+        pool->List = PoolList.Abandoned;
+    }
+
+    private void UnlinkAbandonedLocked(Pool* pool)
+    {
+        if (pool->Prev != null)
+        {
+            pool->Prev->Next = pool->Next;
+        }
+        else
+        {
+            _abandoned[pool->ClassIndex] = (long)pool->Next;
+        }
+
+        if (pool->Next != null)
+        {
+            pool->Next->Prev = pool->Prev;
+        }
+
+        pool->Next = null;
+        pool->Prev = null;
+        pool->List = PoolList.None;
+    }
+
+    // ---- maintenance ------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Gives back what the calling thread holds without need: it collects remote frees into its pools and returns
+    /// every pool that is empty, including the current ones it keeps for speed. Also abandons the heaps of threads
+    /// that have ended and returns abandoned pools that have drained. Call it when a thread goes idle.
+    /// </summary>
+    public void Collect()
+    {
+        Heap* heap = CurrentHeapOrNull();
+        if (heap != null)
+        {
+            for (int cls = 0; cls < SizeClasses.Count; cls++)
+            {
+                ReleaseEmptyPools(heap, (Pool*)heap->Available[cls]);
+                ReleaseEmptyPools(heap, (Pool*)heap->Full[cls]);
+            }
+        }
+
+        lock (_arenaLock)
+        {
+            AbandonEndedThreadsLocked();
+            SweepAbandonedLocked();
+        }
+    }
+
+    private void ReleaseEmptyPools(Heap* heap, Pool* pool)
+    {
+        while (pool != null)
+        {
+            Pool* next = pool->Next;
+            Pool.CollectThreadFree(pool);
+            if (pool->Used == 0)
+            {
+                Heap.Unlink(heap, pool);
+                ReleasePool(pool);
+            }
+
+            pool = next;
+        }
+    }
+
+    /// <summary>
+    /// Returns every arena to the arena allocator when no block is live; otherwise leaves them mapped (their users
+    /// still hold blocks) and returns false. The allocator must not be used afterwards.
+    /// </summary>
+    public void Dispose() => TryRelease();
+
+    /// <summary>What <see cref="Dispose"/> does, reporting whether the arenas could be returned.</summary>
+    public bool TryRelease()
+    {
+        lock (_arenaLock)
+        {
+            if (_disposed)
+            {
+                return true;
+            }
+
+            AbandonEndedThreadsLocked();
+            SweepAbandonedLocked();
+            if (GetStatisticsLocked().BlocksInUse != 0)
+            {
+                return false;
+            }
+
+            for (int i = 0; i < _arenas.Count; i++)
+            {
+                if (_arenas[i] is { } arena)
+                {
+                    FreeArenaLocked(arena);
+                }
+            }
+
+            foreach (ThreadHeap registration in _heaps)
+            {
+                NativeMemory.Free(registration.Heap);
+            }
+
+            _heaps.Clear();
+            _map.Dispose();
+            _heapOfThread.Dispose();
+            _disposed = true;
+            Debug.Assert(_arenasCurrent == 0, "every arena was returned");
+            return true;
+        }
+    }
+}

@@ -1,0 +1,45 @@
+using Runtime.Memory.Platform;
+
+namespace Runtime.Memory;
+
+/// <summary>
+/// Where the small-object allocator gets its arenas: PEP 445's <c>PyObjectArenaAllocator</c>
+/// (<c>{ctx, alloc(size), free(ptr, size)}</c>), swappable with <see cref="SmallObjectAllocator.ArenaAllocator"/>.
+/// </summary>
+/// <remarks>
+/// <see cref="Alloc"/> returns <see cref="SmallObjectAllocator.ArenaSize"/> bytes or null; the memory need not be
+/// zeroed. Arenas aligned to their size lose nothing; any other alignment costs one pool per arena (reported as
+/// "bytes lost to arena alignment"). <see cref="Free"/> receives the size given to <see cref="Alloc"/>, as
+/// <c>munmap</c> needs. Both must be thread-safe and must not throw.
+/// </remarks>
+public abstract unsafe class ArenaAllocator
+{
+    /// <summary>A short name for reports.</summary>
+    public virtual string Name => GetType().Name;
+
+    /// <summary>Allocates an arena of <paramref name="size"/> bytes; null on failure.</summary>
+    public abstract void* Alloc(nuint size);
+
+    /// <summary>Releases an arena returned by <see cref="Alloc"/> with the same <paramref name="size"/>.</summary>
+    public abstract void Free(void* ptr, nuint size);
+}
+
+/// <summary>
+/// The default arena allocator: fresh OS pages (<c>mmap</c> on Unix, <c>VirtualAlloc</c> on Windows), aligned to the
+/// arena size, given back to the OS on free so resident memory drops.
+/// </summary>
+public sealed unsafe class OsArenaAllocator : ArenaAllocator
+{
+    /// <summary>The shared instance (the allocator is stateless).</summary>
+    public static OsArenaAllocator Instance { get; } = new();
+
+    /// <inheritdoc/>
+    public override string Name => "os-pages";
+
+    /// <inheritdoc/>
+    public override void* Alloc(nuint size) =>
+        nuint.IsPow2(size) ? OsPages.MapAligned(size, size) : OsPages.Map(size);
+
+    /// <inheritdoc/>
+    public override void Free(void* ptr, nuint size) => OsPages.Unmap(ptr, size);
+}
