@@ -123,6 +123,46 @@ public sealed class HostProgramTests : IDisposable
         Assert.Contains("RuntimeMemory:Alocator is not a setting of RuntimeMemory", error);
     }
 
+    [Theory]
+    [InlineData("default")]
+    [InlineData("pymalloc")]
+    public async Task The_host_runs_on_the_small_object_allocator_from_configuration(string allocator)
+    {
+        string root = ContentRootWith($$"""{ "RuntimeMemory": { "Allocator": "{{allocator}}" } }""");
+        var (exit, output, _) = await Run([], root);
+        Assert.Equal(0, exit);
+        Assert.StartsWith($"RuntimeMem host: allocator '{allocator}'", output);
+        Assert.Matches(@"\nmem +pymalloc +0 +0 ", output);
+        Assert.Matches(@"\nobj +pymalloc +0 +0 ", output);
+        Assert.Matches(@"\nraw +malloc +0 +0 ", output);
+    }
+
+    [Fact]
+    public async Task A_switch_adds_the_small_object_statistics_of_mem_and_obj()
+    {
+        var (exit, output, _) = await Run(["--Host:AllocatorStatistics=true"]);
+        Assert.Equal(0, exit);
+        Assert.Contains("small-object allocator of the mem domain:\nSmall block threshold = 512, in 32 size classes.", output);
+        Assert.Contains("small-object allocator of the obj domain:", output);
+        Assert.Contains("# arenas allocated current         =", output);
+    }
+
+    [Fact]
+    public async Task Statistics_on_malloc_say_that_no_domain_uses_the_small_object_allocator()
+    {
+        var (exit, output, _) = await Run(["--Host:AllocatorStatistics=true", "--RuntimeMemory:Allocator=malloc"]);
+        Assert.Equal(0, exit);
+        Assert.Contains("no domain runs on the small-object allocator", output);
+    }
+
+    [Fact]
+    public async Task A_statistics_switch_that_is_not_a_boolean_is_a_configuration_error()
+    {
+        var (exit, _, error) = await Run(["--Host:AllocatorStatistics=maybe"]);
+        Assert.Equal(HostProgram.ExitConfigurationError, exit);
+        Assert.Contains("Host:AllocatorStatistics = 'maybe': not a boolean. Allowed values: true, false.", error);
+    }
+
     [Fact]
     public async Task Help_prints_usage_and_succeeds()
     {
