@@ -50,17 +50,36 @@ internal sealed class MemoryAccounting
 
     // ---- hot path -------------------------------------------------------------------------------------------
 
-    /// <summary>This thread's counters for <paramref name="domain"/>.</summary>
+    /// <summary>This thread's shard of this accounting: one thread-static load and a compare.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref DomainCounters CountersOf(int domain)
+    public ThreadShard CurrentShard()
     {
         ThreadShard? shard = t_lastShard;
-        if (shard is null || shard.Owner != this)
-        {
-            shard = ShardOfCurrentThreadSlow();
-        }
+        return shard is not null && shard.Owner == this ? shard : ShardOfCurrentThreadSlow();
+    }
 
-        return ref shard.Counters[domain];
+    /// <summary>This thread's counters for <paramref name="domain"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref DomainCounters CountersOf(int domain) => ref CurrentShard().Counters[domain];
+
+    /// <summary>Records a new block, on a shard the caller already holds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void OnAllocated(ThreadShard shard, int domain, nuint size)
+    {
+        ref DomainCounters c = ref shard.Counters[domain];
+        c.Allocations++;
+        c.BytesAllocated += (long)size;
+        Grow(domain, ref c, (long)size);
+    }
+
+    /// <summary>Records a freed block, on a shard the caller already holds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void OnFreed(ThreadShard shard, int domain, nuint size)
+    {
+        ref DomainCounters c = ref shard.Counters[domain];
+        c.Frees++;
+        c.BytesFreed += (long)size;
+        Shrink(domain, ref c, (long)size);
     }
 
     /// <summary>Records a new block of <paramref name="size"/> requested bytes.</summary>

@@ -14,4 +14,24 @@ internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
 
     /// <summary>Per-domain counters, indexed by <see cref="MemoryDomainKind"/>.</summary>
     public DomainCountersByKind Counters;
+
+    /// <summary>
+    /// Per domain, this thread's heap of the domain's small-object allocator, so that the one thread-static lookup
+    /// of the shard serves both the accounting and the allocator. Valid while <see cref="HeapSlot.Allocator"/> is the
+    /// domain's allocator; a null heap means this thread has only freed there so far.
+    /// </summary>
+    public HeapSlotsByKind Heaps;
+}
+
+/// <summary>A cached per-thread heap of one small-object allocator.</summary>
+internal struct HeapSlot
+{
+    public SmallObjectAllocator? Allocator;
+    public nint Heap;
+}
+
+[System.Runtime.CompilerServices.InlineArray(MemoryDomainKindExtensions.Count)]
+internal struct HeapSlotsByKind
+{
+    private HeapSlot _element;
 }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Runtime.Memory.Accounting;
+using Runtime.Memory.SmallObject;
 
 namespace Runtime.Memory;
 
@@ -81,13 +82,21 @@ public sealed unsafe partial class MemoryDomain
         MemoryAllocator top = _top;
         if (top is SmallObjectAllocator small)
         {
-            void* block = small.Malloc(size);
+            ThreadShard shard = _accounting.CurrentShard();
+            ref HeapSlot slot = ref shard.Heaps[_index];
+            Heap* heap = (Heap*)slot.Heap;
+            if (slot.Allocator != small || heap == null)
+            {
+                heap = BindHeap(ref slot, small, create: true);
+            }
+
+            void* block = small.MallocFrom(heap, size);
             if (block == null)
             {
                 return Rejected();
             }
 
-            _accounting.OnAllocated(_index, SmallObjectAllocator.AccountedSize(size));
+            _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size));
             return block;
         }
 
@@ -179,7 +188,10 @@ public sealed unsafe partial class MemoryDomain
         MemoryAllocator top = _top;
         if (top is SmallObjectAllocator small)
         {
-            _accounting.OnFreed(_index, small.FreeCounted(ptr));
+            ThreadShard shard = _accounting.CurrentShard();
+            ref HeapSlot slot = ref shard.Heaps[_index];
+            Heap* heap = slot.Allocator == small ? (Heap*)slot.Heap : BindHeap(ref slot, small, create: false);
+            _accounting.OnFreed(shard, _index, small.FreeFrom(heap, ptr));
             return;
         }
 
@@ -238,6 +250,16 @@ public sealed unsafe partial class MemoryDomain
         {
             Faulted(top, ex);
         }
+    }
+
+    /// <summary>Caches this thread's heap of <paramref name="small"/> in its shard (cold: once per thread and allocator).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Heap* BindHeap(ref HeapSlot slot, SmallObjectAllocator small, bool create)
+    {
+        Heap* heap = small.HeapOfCurrentThread(create);
+        slot.Allocator = small;
+        slot.Heap = (nint)heap;
+        return heap;
     }
 
     /// <summary>Counts a null return; the cold tail of every front-door method.</summary>

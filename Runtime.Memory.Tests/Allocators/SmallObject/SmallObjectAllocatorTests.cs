@@ -379,6 +379,109 @@ public sealed unsafe class SmallObjectAllocatorTests
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Freeing_everything_in_allocation_or_reverse_order_returns_the_arenas_without_collect(bool reverse)
+    {
+        using var allocator = new SmallObjectAllocator();
+        var blocks = new nint[200_000];
+        for (int i = 0; i < blocks.Length; i++)
+        {
+            blocks[i] = (nint)allocator.Malloc(32);
+        }
+
+        Assert.True(allocator.GetStatistics().ArenasCurrent >= 6);
+        for (int i = 0; i < blocks.Length; i++)
+        {
+            allocator.Free((void*)blocks[reverse ? blocks.Length - 1 - i : i]);
+        }
+
+        SmallObjectStatistics s = allocator.GetStatistics();
+        Assert.Equal(0, s.BlocksInUse);
+        Assert.True(s.ArenasCurrent <= 2, $"{s.ArenasCurrent} arenas left: at most the current pool's arena and the spare");
+    }
+
+    [Fact]
+    public void After_collect_blocks_freed_by_other_threads_are_reused_before_new_pools_are_taken()
+    {
+        using var allocator = new SmallObjectAllocator();
+        var blocks = new nint[20_000];
+        for (int i = 0; i < blocks.Length; i++)
+        {
+            blocks[i] = (nint)allocator.Malloc(16);
+        }
+
+        var freer = new Thread(() =>
+        {
+            for (int i = 0; i < blocks.Length; i += 2)
+            {
+                allocator.Free((void*)blocks[i]); // remote frees: half of every pool
+            }
+        });
+        freer.Start();
+        freer.Join();
+        allocator.Collect(); // moves the remote frees onto the pools' local lists
+
+        long poolsBefore = allocator.GetStatistics().Classes[0].Pools;
+        for (int i = 0; i < blocks.Length; i += 2)
+        {
+            blocks[i] = (nint)allocator.Malloc(16);
+        }
+
+        Assert.Equal(poolsBefore, allocator.GetStatistics().Classes[0].Pools);
+        foreach (nint p in blocks)
+        {
+            allocator.Free((void*)p);
+        }
+    }
+
+    [Fact]
+    public void Pools_of_an_ended_thread_that_drain_through_remote_frees_are_returned_at_the_next_acquisition()
+    {
+        using var allocator = new SmallObjectAllocator();
+        var blocks = new nint[200_000];
+        var worker = new Thread(() =>
+        {
+            for (int i = 0; i < blocks.Length; i++)
+            {
+                blocks[i] = (nint)allocator.Malloc(48);
+            }
+        });
+        worker.Start();
+        worker.Join();
+        _ = allocator.GetStatistics(); // abandons the ended thread's heap
+        foreach (nint p in blocks)
+        {
+            allocator.Free((void*)p);
+        }
+
+        // Any later pool acquisition sweeps the drained abandoned pools: no Collect() needed.
+        var other = new List<nint>();
+        for (int i = 0; i < 100; i++)
+        {
+            other.Add((nint)allocator.Malloc(256));
+        }
+
+        SmallObjectStatistics s = allocator.GetStatistics();
+        Assert.Equal(100, s.BlocksInUse);
+        Assert.True(s.ArenasCurrent <= 2, $"{s.ArenasCurrent} arenas still mapped");
+        foreach (nint p in other)
+        {
+            allocator.Free((void*)p);
+        }
+    }
+
+    [Fact]
+    public void A_disposed_allocator_fails_requests_instead_of_touching_freed_memory()
+    {
+        var allocator = new SmallObjectAllocator();
+        allocator.Free(allocator.Malloc(64));
+        Assert.True(allocator.TryRelease());
+        Assert.True(allocator.Malloc(64) == null);
+        Assert.Equal(0, allocator.GetStatistics().ArenasCurrent);
+    }
+
     [Fact]
     public void The_statistics_report_of_a_deterministic_workload_matches_the_snapshot()
     {

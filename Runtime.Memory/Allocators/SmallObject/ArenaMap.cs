@@ -34,6 +34,9 @@ internal sealed unsafe class ArenaMap : IDisposable
         public int BeginPlusOne;
     }
 
+    /// <summary>A top level with no leaves, shared by disposed maps.</summary>
+    private static readonly nint s_emptyTop = (nint)NativeMemory.AllocZeroed((nuint)(1 << TopBits), (nuint)sizeof(Coverage*));
+
     private Coverage** _top = (Coverage**)NativeMemory.AllocZeroed((nuint)(1 << TopBits), (nuint)sizeof(Coverage*));
 
     /// <summary>Whether <paramref name="p"/> lies in one of the arenas marked here.</summary>
@@ -99,17 +102,25 @@ internal sealed unsafe class ArenaMap : IDisposable
                 return null;
             }
 
-            leaf = (Coverage*)NativeMemory.AllocZeroed((nuint)(1 << LeafBits), (nuint)sizeof(Coverage));
+            try
+            {
+                leaf = (Coverage*)NativeMemory.AllocZeroed((nuint)(1 << LeafBits), (nuint)sizeof(Coverage));
+            }
+            catch (OutOfMemoryException)
+            {
+                return null;
+            }
+
             Volatile.Write(ref *(nint*)&_top[topIndex], (nint)leaf);
         }
 
         return &leaf[(address >> SlotBits) & ((1 << LeafBits) - 1)];
     }
 
-    /// <summary>Frees the map's own memory. Only when no arena is left.</summary>
+    /// <summary>Frees the map's own memory. Only when no arena is left and no thread can look up a pointer.</summary>
     public void Dispose()
     {
-        if (_top == null)
+        if (_top == (Coverage**)s_emptyTop)
         {
             return;
         }
@@ -120,6 +131,6 @@ internal sealed unsafe class ArenaMap : IDisposable
         }
 
         NativeMemory.Free(_top);
-        _top = null;
+        _top = (Coverage**)s_emptyTop; // lookups after disposal answer "not ours" instead of dereferencing freed memory
     }
 }

@@ -139,8 +139,8 @@ internal unsafe struct Pool
 
         *(byte**)tail = pool->LocalFree;
         pool->LocalFree = (byte*)list;
+        Interlocked.Add(ref pool->ThreadFreeCount, -n); // before Used: readers never see too few blocks in use
         pool->Used -= n;
-        Interlocked.Add(ref pool->ThreadFreeCount, -n);
         Debug.Assert(pool->Used >= 0, "more blocks collected than were handed out: a double free or a foreign block");
         return n;
     }

@@ -22,14 +22,20 @@ public sealed unsafe partial class SmallObjectAllocator
 
     private readonly ThreadLocal<ThreadHeap?> _heapOfThread = new();
 
+    /// <summary>Set by a remote free into a pool without an owner that left it with no block in use.</summary>
+    private int _abandonedMayHaveDrained;
+
     private long _arenasAllocatedTotal;
     private long _arenasReclaimed;
     private long _arenasHighWater;
     private int _arenasCurrent;
     private bool _disposed;
 
+    /// <summary>A heap with no pools, handed out when a thread's heap cannot be created: every request through it fails.</summary>
+    private static readonly nint s_noHeap = (nint)NativeMemory.AllocZeroed((nuint)sizeof(Heap));
+
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void* MallocOther(nuint size) => size == 0 ? Malloc(1) : _large.Malloc(size);
+    private void* MallocOther(Heap* heap, nuint size) => size == 0 ? MallocFrom(heap, 1) : _large.Malloc(size);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private nuint FreeLarge(void* ptr)
@@ -44,30 +50,42 @@ public sealed unsafe partial class SmallObjectAllocator
         return size;
     }
 
+    /// <summary>
+    /// The calling thread's heap of this allocator, registering the thread on first use. With
+    /// <paramref name="create"/> false a thread that has never allocated gets null (and is remembered as such).
+    /// Never throws: when memory for a heap cannot be had, the stand-in <see cref="s_noHeap"/> is returned.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private Heap* CurrentHeapSlow(bool create)
+    internal Heap* HeapOfCurrentThread(bool create)
     {
-        ThreadHeap? registration = _heapOfThread.Value;
-        if (registration is null)
+        try
         {
-            if (!create)
+            ThreadHeap? registration = _heapOfThread.Value;
+            if (registration is null)
             {
-                return null;
+                registration = new ThreadHeap(this, Thread.CurrentThread);
+                _heapOfThread.Value = registration;
             }
 
-            var heap = (Heap*)NativeMemory.AllocZeroed((nuint)sizeof(Heap));
-            registration = new ThreadHeap(this, Thread.CurrentThread, heap);
-            lock (_arenaLock)
+            if (registration.Heap == null && create)
             {
-                AbandonEndedThreadsLocked();
-                _heaps.Add(registration);
+                var heap = (Heap*)NativeMemory.AllocZeroed((nuint)sizeof(Heap));
+                lock (_arenaLock)
+                {
+                    AbandonEndedThreadsLocked();
+                    _heaps.Add(registration);
+                }
+
+                registration.Heap = heap;
             }
 
-            _heapOfThread.Value = registration;
+            t_lastHeap = registration;
+            return registration.Heap;
         }
-
-        t_lastHeap = registration;
-        return registration.Heap;
+        catch (OutOfMemoryException)
+        {
+            return create ? (Heap*)s_noHeap : null;
+        }
     }
 
     /// <summary>Pops the head of a pool's local free list, which the caller has checked is not empty.</summary>
@@ -88,6 +106,11 @@ public sealed unsafe partial class SmallObjectAllocator
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void* MallocSlow(Heap* heap, int cls)
     {
+        if (heap == (Heap*)s_noHeap)
+        {
+            return null;
+        }
+
         while (true)
         {
             Pool* pool = (Pool*)heap->Available[cls];
@@ -129,7 +152,7 @@ public sealed unsafe partial class SmallObjectAllocator
         while (pool != null)
         {
             Pool* next = pool->Next;
-            if (pool->ThreadFree != 0 && Pool.CollectThreadFree(pool) > 0)
+            if (pool->LocalFree != null || (pool->ThreadFree != 0 && Pool.CollectThreadFree(pool) > 0))
             {
                 Heap.Unlink(heap, pool);
                 if (chosen == null)
@@ -161,8 +184,17 @@ public sealed unsafe partial class SmallObjectAllocator
     {
         if (pool->List == PoolList.Full)
         {
+            pool->Used--; // the fast path did not count this free (it tests the list first)
             Heap.Unlink(heap, pool);
+            Pool* oldHead = (Pool*)heap->Available[pool->ClassIndex];
             Heap.PushFront(heap, pool, PoolList.Available);
+            if (oldHead != null && oldHead->Used == 0)
+            {
+                // The empty pool kept as current would now sit behind this one and never be returned.
+                Heap.Unlink(heap, oldHead);
+                ReleasePool(oldHead);
+            }
+
             return;
         }
 
@@ -189,7 +221,17 @@ public sealed unsafe partial class SmallObjectAllocator
     {
         lock (_arenaLock)
         {
+            if (_disposed)
+            {
+                return null; // used after Dispose: fail the request rather than map arenas nobody will return
+            }
+
             AbandonEndedThreadsLocked();
+            if (Interlocked.Exchange(ref _abandonedMayHaveDrained, 0) != 0)
+            {
+                SweepAbandonedLocked();
+            }
+
             Pool* adopted = AdoptAbandonedLocked(heap, cls);
             if (adopted != null)
             {
@@ -240,6 +282,20 @@ public sealed unsafe partial class SmallObjectAllocator
         {
             allocator.Free(memory, SizeClasses.ArenaSize);
             return null;
+        }
+
+        if (_arenas.Count == _arenas.Capacity && !_arenas.Contains(null))
+        {
+            try
+            {
+                _arenas.Capacity = Math.Max(16, _arenas.Capacity * 2);
+            }
+            catch (OutOfMemoryException)
+            {
+                _map.Mark(memory, used: false);
+                allocator.Free(memory, SizeClasses.ArenaSize);
+                return null;
+            }
         }
 
         byte* firstPool = (byte*)(((nuint)memory + SizeClasses.PoolSize - 1) & ~(nuint)(SizeClasses.PoolSize - 1));
@@ -361,6 +417,7 @@ public sealed unsafe partial class SmallObjectAllocator
             }
 
             NativeMemory.Free(heap);
+            registration.Heap = null;
             _heaps.RemoveAt(i);
         }
     }
@@ -494,14 +551,14 @@ public sealed unsafe partial class SmallObjectAllocator
                 }
             }
 
+            // Live threads may still hold their heap pointers (in thread statics and domain shards), so heaps are
+            // emptied, not freed: a use after dispose then fails (a null return) instead of touching freed memory.
             foreach (ThreadHeap registration in _heaps)
             {
-                NativeMemory.Free(registration.Heap);
+                NativeMemory.Clear(registration.Heap, (nuint)sizeof(Heap));
             }
 
-            _heaps.Clear();
             _map.Dispose();
-            _heapOfThread.Dispose();
             _disposed = true;
             Debug.Assert(_arenasCurrent == 0, "every arena was returned");
             return true;

@@ -16,19 +16,23 @@ namespace Runtime.Memory;
 /// pools; a block freed by its pool's owner goes on the owner's local free list, a block freed by any other thread
 /// goes on the pool's lock-free <c>ThreadFree</c> list, which the owner collects when it runs short. Only taking a
 /// pool from an arena, or giving one back, takes the arena lock. See <see cref="SizeClasses"/> for the glossary.</para>
-/// <para><b>Fast paths.</b> Malloc: one thread-static load and owner compare to find the heap, the class's current
-/// pool, pop its local free list: about a dozen instructions, no atomic, no lock, no native call. Free: the radix
-/// ownership check (<see cref="ArenaMap"/>, two dependent loads, never touching foreign memory), the pool header,
-/// an owner compare and a push; a free from another thread adds one CAS.</para>
-/// <para><b>Threads that end</b> leave nothing stranded: at the next pool acquisition, <see cref="Collect"/> or
-/// statistics read, their heaps are abandoned; empty pools go back to their arenas and the rest wait, still
-/// receiving frees, until another thread adopts them or they drain.</para>
-/// <para><b>Retention.</b> A live thread keeps the current pool of each class it has used even when that pool is
-/// empty, so a tight malloc/free loop never touches the arena lock: at most 32 pools (512 KiB) per thread.
-/// <see cref="Collect"/> gives the calling thread's empty pools back.</para>
+/// <para><b>Fast paths.</b> Malloc: the thread's heap (one thread-static load and owner compare; through a domain the
+/// heap is cached in the accounting shard, so one lookup serves both), the class's current pool, pop its local free
+/// list: about a dozen instructions, no atomic, no lock, no native call. Free: the radix ownership check
+/// (<see cref="ArenaMap"/>, two dependent loads, never touching foreign memory), the pool header, an owner compare
+/// and a push. A free from another thread costs two atomics instead (a counter for statistics, and the CAS).</para>
+/// <para><b>Giving memory back.</b> A pool goes back to its arena as soon as it is empty and is not its class's
+/// current pool; an arena goes back to the OS as soon as all its pools are free, keeping one spare. Threads that end
+/// leave nothing stranded: at the next pool acquisition, <see cref="Collect"/> or statistics read their heaps are
+/// abandoned; empty pools go back, the rest keep receiving frees until another thread adopts them or they drain
+/// (drained ones are returned at the next pool acquisition).</para>
+/// <para><b>What a live thread keeps.</b> The current pool of each class it has used, even when empty, so a tight
+/// malloc/free loop never touches the arena lock: up to 32 pools, and with them the arenas they sit in. Blocks other
+/// threads free into a live thread's pools wait on those pools until their owner next allocates in the class. A
+/// thread that goes idle gives all of this back by calling <see cref="Collect"/> (as <c>mi_collect</c>).</para>
 /// <para><b>Lifetime.</b> <see cref="Dispose"/> returns every arena when no block is live; with live blocks the arenas
 /// are left mapped (as CPython does at finalisation), since freeing them would pull memory from under their users.
-/// The allocator must not be used after it is disposed.</para>
+/// After disposal requests fail with null.</para>
 /// </remarks>
 public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisposable
 {
@@ -80,11 +84,17 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public override void* Malloc(nuint size)
+    public override void* Malloc(nuint size) => MallocFrom(CurrentHeap(), size);
+
+    /// <summary>
+    /// Malloc from <paramref name="heap"/>, which must be the calling thread's heap of this allocator (domains keep
+    /// it in their per-thread shard, so one thread-static lookup serves both the accounting and the allocator).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void* MallocFrom(Heap* heap, nuint size)
     {
         if (size - 1 < SizeClasses.SmallRequestThreshold) // sizes 1..512; 0 wraps around and takes the slow path
         {
-            Heap* heap = CurrentHeap();
             int cls = SizeClasses.IndexOf(size);
             Pool* pool = (Pool*)heap->Available[cls];
             if (pool != null)
@@ -101,16 +111,19 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
             return MallocSlow(heap, cls);
         }
 
-        return MallocOther(size);
+        return MallocOther(heap, size);
     }
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public override void Free(void* ptr) => FreeCounted(ptr);
+    public override void Free(void* ptr) => FreeFrom(CurrentHeapOrNull(), ptr);
 
-    /// <summary>Frees <paramref name="ptr"/> and returns the bytes a domain accounted for it.</summary>
+    /// <summary>
+    /// Frees <paramref name="ptr"/> and returns the bytes a domain accounted for it. <paramref name="mine"/> is the
+    /// calling thread's heap of this allocator, or null when it has none.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal nuint FreeCounted(void* ptr)
+    internal nuint FreeFrom(Heap* mine, void* ptr)
     {
         if (!_map.Contains(ptr))
         {
@@ -119,19 +132,26 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
 
         Pool* pool = Pool.Of(ptr);
         nuint size = (nuint)pool->BlockSize; // read first: once the block is pushed, the pool may be returned
-        Heap* mine = CurrentHeapOrNull();
-        if (pool->Owner == mine && mine != null)
+        Heap* owner = pool->Owner;
+        if (owner == mine && mine != null)
         {
             *(byte**)ptr = pool->LocalFree;
             pool->LocalFree = (byte*)ptr;
-            if (--pool->Used == 0 || pool->List == PoolList.Full)
+
+            // Slow only when the pool was full (it becomes available again) or became empty while not the current
+            // pool of its class (it goes back to its arena): a malloc/free loop on the current pool never gets here.
+            if (pool->List == PoolList.Full || (--pool->Used == 0 && (Pool*)mine->Available[pool->ClassIndex] != pool))
             {
                 FreeSlow(mine, pool);
             }
         }
         else
         {
-            Pool.PushThreadFree(pool, ptr);
+            Pool.PushThreadFree(pool, ptr); // the pool must not be touched after this: it may be returned at once
+            if (owner == null && _abandonedMayHaveDrained == 0)
+            {
+                _abandonedMayHaveDrained = 1; // an ownerless pool may have drained: the next acquisition sweeps
+            }
         }
 
         return size;
@@ -205,12 +225,12 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     [ThreadStatic]
     private static ThreadHeap? t_lastHeap;
 
-    /// <summary>This thread's heap, created on first use.</summary>
+    /// <summary>This thread's heap, created on first use (an empty stand-in that fails every request if that fails).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Heap* CurrentHeap()
     {
         ThreadHeap? h = t_lastHeap;
-        return h is not null && h.Owner == this ? h.Heap : CurrentHeapSlow(create: true);
+        return h is not null && h.Owner == this && h.Heap != null ? h.Heap : HeapOfCurrentThread(create: true);
     }
 
     /// <summary>This thread's heap, or null when the thread has never allocated here (a pure consumer).</summary>
@@ -218,14 +238,17 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     private Heap* CurrentHeapOrNull()
     {
         ThreadHeap? h = t_lastHeap;
-        return h is not null && h.Owner == this ? h.Heap : CurrentHeapSlow(create: false);
+        return h is not null && h.Owner == this ? h.Heap : HeapOfCurrentThread(create: false);
     }
 
-    /// <summary>The registration of one thread's heap with one allocator.</summary>
-    private sealed class ThreadHeap(SmallObjectAllocator owner, Thread thread, Heap* heap)
+    /// <summary>
+    /// The registration of one thread with one allocator. <see cref="Heap"/> stays null for a thread that only frees,
+    /// so its frees find out quickly that it owns nothing; it is set when the thread first allocates.
+    /// </summary>
+    private sealed class ThreadHeap(SmallObjectAllocator owner, Thread thread)
     {
         public readonly SmallObjectAllocator Owner = owner;
         public readonly Thread Thread = thread;
-        public readonly Heap* Heap = heap;
+        public Heap* Heap;
     }
 }
