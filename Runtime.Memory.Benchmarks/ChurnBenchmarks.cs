@@ -1,83 +1,112 @@
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Configs;
 
 namespace Runtime.Memory.Benchmarks;
 
 /// <summary>
-/// <c>churn</c>: 1,000 blocks of 16..512 bytes (an interpreter's object sizes) allocated, then freed in a fixed
-/// shuffled order, so frees do not mirror allocations. Reported per block (one malloc plus one free).
+/// <c>churn</c>: 100,000 live blocks; each step frees a random one and allocates a new block of a fixed random size
+/// in its place. ns per step (one free and one malloc). The set of live blocks is built once per iteration in
+/// [IterationSetup] (each invocation is 100,000 steps, long enough for that to be sound) and freed in
+/// [IterationCleanup], so only the steps are timed.
 /// </summary>
 [MemoryDiagnoser]
-[GroupBenchmarksBy(BenchmarkLogicalGroupRule.ByCategory)]
-[CategoriesColumn]
 [BenchmarkCategory("churn")]
+[InvocationCount(1)]
 public unsafe class ChurnBenchmarks
 {
-    private const int Blocks = 1000;
-    private readonly nuint[] _sizes = new nuint[Blocks];
-    private readonly int[] _freeOrder = new int[Blocks];
-    private readonly nint[] _blocks = new nint[Blocks];
+    private const int Live = 100_000;
+    private const int Steps = 100_000;
+    private readonly nuint[] _initialSizes = Sizes.Mixed(Live, seed: 3);
+    private readonly nuint[] _stepSizes = Sizes.Mixed(Steps, seed: 4);
+    private readonly int[] _victims = new int[Steps];
+    private readonly nint[] _blocks = new nint[Live];
     private RuntimeMemory _runtime = null!;
 
     [GlobalSetup]
     public void Setup()
     {
-        var rng = new Random(42);
-        for (int i = 0; i < Blocks; i++)
+        var rng = new Random(5);
+        for (int i = 0; i < Steps; i++)
         {
-            _sizes[i] = (nuint)(16 * rng.Next(1, 33));
-            _freeOrder[i] = i;
+            _victims[i] = rng.Next(Live);
         }
 
-        rng.Shuffle(_freeOrder);
         _runtime = RuntimeMemory.Create();
     }
 
-    [Benchmark(Baseline = true, OperationsPerInvoke = Blocks, Description = "glibc malloc/free")]
-    public void Glibc()
-    {
-        for (int i = 0; i < Blocks; i++)
-        {
-            _blocks[i] = (nint)Peers.GlibcMalloc(_sizes[i]);
-        }
+    [GlobalCleanup]
+    public void Cleanup() => _runtime.Dispose();
 
-        foreach (int i in _freeOrder)
+    [IterationSetup(Target = nameof(Glibc))]
+    public void FillGlibc() => Fill(new GlibcOps());
+
+    [IterationCleanup(Target = nameof(Glibc))]
+    public void EmptyGlibc() => Empty(new GlibcOps());
+
+    [IterationSetup(Target = nameof(Mimalloc))]
+    public void FillMimalloc()
+    {
+        if (Peers.CheckMimalloc())
         {
-            Peers.GlibcFree((void*)_blocks[i]);
+            Fill(new MimallocOps());
         }
     }
 
-    [Benchmark(OperationsPerInvoke = Blocks, Description = "mimalloc mi_malloc/mi_free")]
+    [IterationCleanup(Target = nameof(Mimalloc))]
+    public void EmptyMimalloc()
+    {
+        if (Peers.HasMimalloc)
+        {
+            Empty(new MimallocOps());
+        }
+    }
+
+    [IterationSetup(Target = nameof(ObjDomain))]
+    public void FillDomain() => Fill(new DomainOps(_runtime.Obj));
+
+    [IterationCleanup(Target = nameof(ObjDomain))]
+    public void EmptyDomain() => Empty(new DomainOps(_runtime.Obj));
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = Steps, Description = "glibc")]
+    public void Glibc() => Run(new GlibcOps());
+
+    [Benchmark(OperationsPerInvoke = Steps, Description = "mimalloc")]
     public void Mimalloc()
     {
-        if (!Peers.HasMimalloc)
+        if (Peers.HasMimalloc)
         {
-            return;
-        }
-
-        for (int i = 0; i < Blocks; i++)
-        {
-            _blocks[i] = (nint)Peers.MiMalloc(_sizes[i]);
-        }
-
-        foreach (int i in _freeOrder)
-        {
-            Peers.MiFree((void*)_blocks[i]);
+            Run(new MimallocOps());
         }
     }
 
-    [Benchmark(OperationsPerInvoke = Blocks, Description = "obj domain (malloc + accounting)")]
-    public void ObjDomain()
-    {
-        MemoryDomain obj = _runtime.Obj;
-        for (int i = 0; i < Blocks; i++)
-        {
-            _blocks[i] = (nint)obj.Malloc(_sizes[i]);
-        }
+    [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain")]
+    public void ObjDomain() => Run(new DomainOps(_runtime.Obj));
 
-        foreach (int i in _freeOrder)
+    private void Fill<T>(T ops)
+        where T : struct, IAllocatorOps
+    {
+        for (int i = 0; i < Live; i++)
         {
-            obj.Free((void*)_blocks[i]);
+            _blocks[i] = (nint)ops.Malloc(_initialSizes[i]);
+        }
+    }
+
+    private void Empty<T>(T ops)
+        where T : struct, IAllocatorOps
+    {
+        for (int i = 0; i < Live; i++)
+        {
+            ops.Free((void*)_blocks[i]);
+        }
+    }
+
+    private void Run<T>(T ops)
+        where T : struct, IAllocatorOps
+    {
+        for (int s = 0; s < Steps; s++)
+        {
+            int victim = _victims[s];
+            ops.Free((void*)_blocks[victim]);
+            _blocks[victim] = (nint)ops.Malloc(_stepSizes[s]);
         }
     }
 }

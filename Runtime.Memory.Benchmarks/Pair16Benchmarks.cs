@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Configs;
 
 namespace Runtime.Memory.Benchmarks;
 
@@ -9,8 +8,6 @@ namespace Runtime.Memory.Benchmarks;
 /// Baseline: glibc malloc/free through a function pointer.
 /// </summary>
 [MemoryDiagnoser]
-[GroupBenchmarksBy(BenchmarkLogicalGroupRule.ByCategory)]
-[CategoriesColumn]
 [BenchmarkCategory("pair16")]
 public unsafe class Pair16Benchmarks
 {
@@ -20,19 +17,22 @@ public unsafe class Pair16Benchmarks
     private readonly SystemAllocator _system = new();
     private readonly Runtime.Memory.Accounting.MemoryAccounting _accounting = new();
 
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _plain.Dispose();
+        _hooked.Dispose();
+    }
+
     [GlobalSetup]
     public void Setup()
     {
         _plain = RuntimeMemory.Create();
         _hooked = RuntimeMemory.Create();
         _hooked.Obj.InstallHook(new PassThroughHook());
-        if (!Peers.HasMimalloc)
-        {
-            Console.Error.WriteLine(Peers.MimallocProblem);
-        }
     }
 
-    [Benchmark(Baseline = true, OperationsPerInvoke = Pairs, Description = "glibc malloc/free")]
+    [Benchmark(Baseline = true, OperationsPerInvoke = Pairs, Description = "glibc")]
     public void Glibc()
     {
         for (int i = 0; i < Pairs; i++)
@@ -41,10 +41,10 @@ public unsafe class Pair16Benchmarks
         }
     }
 
-    [Benchmark(OperationsPerInvoke = Pairs, Description = "mimalloc mi_malloc/mi_free")]
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "mimalloc")]
     public void Mimalloc()
     {
-        if (!Peers.HasMimalloc)
+        if (!Peers.CheckMimalloc())
         {
             return;
         }
@@ -73,7 +73,7 @@ public unsafe class Pair16Benchmarks
         }
     }
 
-    [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain (malloc + accounting)")]
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain")]
     public void ObjDomain()
     {
         MemoryDomain obj = _plain.Obj;

@@ -3,35 +3,111 @@ using System.Runtime.InteropServices;
 namespace Runtime.Memory.Benchmarks;
 
 /// <summary>
-/// The peer allocators, called through unmanaged function pointers exactly as our system allocator calls the C
-/// runtime (one P/Invoke-style transition per call), so the comparison is of allocators, not of call shapes.
+/// The peer allocators, called through unmanaged function pointers: one P/Invoke-style transition per call, which
+/// is how a C# interpreter would reach them.
 /// </summary>
 public static unsafe class Peers
 {
     public static readonly delegate* unmanaged<nuint, void*> GlibcMalloc;
     public static readonly delegate* unmanaged<void*, void> GlibcFree;
+    public static readonly delegate* unmanaged<void*, nuint, void*> GlibcRealloc;
     public static readonly delegate* unmanaged<nuint, void*> MiMalloc;
     public static readonly delegate* unmanaged<void*, void> MiFree;
+    public static readonly delegate* unmanaged<void*, nuint, void*> MiRealloc;
 
     /// <summary>Why mimalloc is missing, or null when it loaded.</summary>
     public static readonly string? MimallocProblem;
+
+    private static int s_reported;
 
     static Peers()
     {
         nint libc = NativeLibrary.Load("libc.so.6");
         GlibcMalloc = (delegate* unmanaged<nuint, void*>)NativeLibrary.GetExport(libc, "malloc");
         GlibcFree = (delegate* unmanaged<void*, void>)NativeLibrary.GetExport(libc, "free");
+        GlibcRealloc = (delegate* unmanaged<void*, nuint, void*>)NativeLibrary.GetExport(libc, "realloc");
 
         if (NativeLibrary.TryLoad("libmimalloc.so.2", out nint mi))
         {
             MiMalloc = (delegate* unmanaged<nuint, void*>)NativeLibrary.GetExport(mi, "mi_malloc");
             MiFree = (delegate* unmanaged<void*, void>)NativeLibrary.GetExport(mi, "mi_free");
+            MiRealloc = (delegate* unmanaged<void*, nuint, void*>)NativeLibrary.GetExport(mi, "mi_realloc");
         }
         else
         {
-            MimallocProblem = "libmimalloc.so.2 not found: install the Debian package libmimalloc2.0 (apt-get install -y libmimalloc2.0)";
+            MimallocProblem = "mimalloc is missing: libmimalloc.so.2 not found. Install the Debian package libmimalloc2.0 (apt-get install -y libmimalloc2.0); the mimalloc rows measure nothing until then.";
         }
     }
 
     public static bool HasMimalloc => MimallocProblem is null;
+
+    /// <summary>True when mimalloc can run; otherwise says so once on stderr.</summary>
+    public static bool CheckMimalloc()
+    {
+        if (HasMimalloc)
+        {
+            return true;
+        }
+
+        if (Interlocked.Exchange(ref s_reported, 1) == 0)
+        {
+            Console.Error.WriteLine(MimallocProblem);
+        }
+
+        return false;
+    }
+}
+
+/// <summary>One allocator as the workloads see it; implemented by structs so generic workloads compile per allocator with no dispatch.</summary>
+public unsafe interface IAllocatorOps
+{
+    void* Malloc(nuint size);
+
+    void Free(void* p);
+
+    void* Realloc(void* p, nuint size);
+}
+
+public readonly unsafe struct GlibcOps : IAllocatorOps
+{
+    public void* Malloc(nuint size) => Peers.GlibcMalloc(size);
+
+    public void Free(void* p) => Peers.GlibcFree(p);
+
+    public void* Realloc(void* p, nuint size) => Peers.GlibcRealloc(p, size);
+}
+
+public readonly unsafe struct MimallocOps : IAllocatorOps
+{
+    public void* Malloc(nuint size) => Peers.MiMalloc(size);
+
+    public void Free(void* p) => Peers.MiFree(p);
+
+    public void* Realloc(void* p, nuint size) => Peers.MiRealloc(p, size);
+}
+
+/// <summary>Our domain (obj), through its public front door.</summary>
+public readonly unsafe struct DomainOps(MemoryDomain domain) : IAllocatorOps
+{
+    public void* Malloc(nuint size) => domain.Malloc(size);
+
+    public void Free(void* p) => domain.Free(p);
+
+    public void* Realloc(void* p, nuint size) => domain.Realloc(p, size);
+}
+
+/// <summary>Request sizes shared by the workloads: 8–512 bytes, 80 % in 16–64 (an interpreter's objects).</summary>
+public static class Sizes
+{
+    public static nuint[] Mixed(int count, int seed)
+    {
+        var rng = new Random(seed);
+        var sizes = new nuint[count];
+        for (int i = 0; i < count; i++)
+        {
+            sizes[i] = (nuint)(rng.Next(100) < 80 ? rng.Next(16, 65) : rng.Next(8, 513));
+        }
+
+        return sizes;
+    }
 }
