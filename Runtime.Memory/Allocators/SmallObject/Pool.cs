@@ -73,6 +73,14 @@ internal unsafe struct Pool
     /// <summary>Position of the pool in its arena.</summary>
     public int PoolIndex;
 
+    /// <summary>
+    /// A Full pool goes back to Available once <see cref="Used"/> falls to this: when an eighth of its blocks (at
+    /// least one) are free again. The hysteresis keeps a workload that frees and allocates one block at a time in
+    /// random pools from moving pools between lists on every call (each move touches neighbouring pool headers in
+    /// other pages).
+    /// </summary>
+    public int RefillAt;
+
     /// <summary>The pool containing a block of this allocator: its address rounded down to the pool size.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Pool* Of(void* block) => (Pool*)((nuint)block & ~(nuint)(SizeClasses.PoolSize - 1));
@@ -96,6 +104,7 @@ internal unsafe struct Pool
         pool->ThreadFreeCount = 0;
         pool->ArenaIndex = arenaIndex;
         pool->PoolIndex = poolIndex;
+        pool->RefillAt = pool->Capacity - Math.Max(1, pool->Capacity / 8);
     }
 
     /// <summary>Pushes a block freed by a thread that does not own the pool. Lock-free; any thread.</summary>

@@ -176,15 +176,14 @@ public sealed unsafe partial class SmallObjectAllocator
     }
 
     /// <summary>
-    /// After an owner free that emptied the pool, or that freed into a Full pool: a Full pool moves to the front of
-    /// Available; an empty pool that is not the class's current pool goes back to its arena.
+    /// After an owner free that brought a Full pool down to its refill mark, or emptied a pool that is not the
+    /// class's current one: the Full pool moves to the front of Available; the empty pool goes back to its arena.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void FreeSlow(Heap* heap, Pool* pool)
     {
         if (pool->List == PoolList.Full)
         {
-            pool->Used--; // the fast path did not count this free (it tests the list first)
             Heap.Unlink(heap, pool);
             Pool* oldHead = (Pool*)heap->Available[pool->ClassIndex];
             Heap.PushFront(heap, pool, PoolList.Available);

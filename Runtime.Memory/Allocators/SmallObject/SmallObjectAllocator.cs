@@ -137,10 +137,12 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
         {
             *(byte**)ptr = pool->LocalFree;
             pool->LocalFree = (byte*)ptr;
+            int used = --pool->Used;
 
-            // Slow only when the pool was full (it becomes available again) or became empty while not the current
-            // pool of its class (it goes back to its arena): a malloc/free loop on the current pool never gets here.
-            if (pool->List == PoolList.Full || (--pool->Used == 0 && (Pool*)mine->Available[pool->ClassIndex] != pool))
+            // Slow only when a Full pool has regained an eighth of its blocks (it becomes available again), or a pool
+            // became empty while not the current pool of its class (it goes back to its arena): a malloc/free loop on
+            // the current pool never gets here.
+            if (pool->List == PoolList.Full ? used <= pool->RefillAt : used == 0 && (Pool*)mine->Available[pool->ClassIndex] != pool)
             {
                 FreeSlow(mine, pool);
             }
