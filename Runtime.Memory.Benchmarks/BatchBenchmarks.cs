@@ -3,22 +3,25 @@ using BenchmarkDotNet.Attributes;
 namespace Runtime.Memory.Benchmarks;
 
 /// <summary>
-/// <c>batch</c>: 100,000 blocks of 8–512 B (80 % in 16–64 B) allocated, then all freed in a fixed shuffled order;
-/// ns per block (one malloc and one free).
+/// <c>batch</c>: 100,000 blocks of 8–512 B (80 % in 16–64 B) all allocated, then all freed in a fixed shuffled
+/// order, so frees do not follow allocation order. ns per block (one malloc and one free).
 /// </summary>
 [MemoryDiagnoser]
 [BenchmarkCategory("batch")]
 public unsafe class BatchBenchmarks
 {
     private const int Blocks = 100_000;
-    private readonly nuint[] _sizes = Sizes.Mixed(Blocks, seed: 1);
-    private readonly int[] _freeOrder = Enumerable.Range(0, Blocks).ToArray();
+    private nuint[] _sizes = null!;
+    private int[] _freeOrder = null!;
     private readonly nint[] _blocks = new nint[Blocks];
     private RuntimeMemory _runtime = null!;
 
     [GlobalSetup]
     public void Setup()
     {
+        // Generated once, with fixed seeds: the same sizes and the same free order for every allocator and run.
+        _sizes = Sizes.Mixed(Blocks, seed: 1);
+        _freeOrder = Enumerable.Range(0, Blocks).ToArray();
         new Random(2).Shuffle(_freeOrder);
         _runtime = RuntimeMemory.Create();
     }
@@ -44,14 +47,16 @@ public unsafe class BatchBenchmarks
     private void Run<T>(T ops)
         where T : struct, IAllocatorOps
     {
-        for (int i = 0; i < Blocks; i++)
+        nint[] blocks = _blocks;
+        nuint[] sizes = _sizes;
+        for (int i = 0; i < blocks.Length; i++)
         {
-            _blocks[i] = (nint)ops.Malloc(_sizes[i]);
+            blocks[i] = (nint)ops.Malloc(sizes[i]);
         }
 
         foreach (int i in _freeOrder)
         {
-            ops.Free((void*)_blocks[i]);
+            ops.Free((void*)blocks[i]);
         }
     }
 }

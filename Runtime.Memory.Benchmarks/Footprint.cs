@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Reflection;
 
 namespace Runtime.Memory.Benchmarks;
 
@@ -18,31 +19,49 @@ internal static unsafe class Footprint
     {
         Console.WriteLine($"footprint: {Blocks:N0} blocks of 16-64 B, resident memory (VmRSS) of a fresh process per allocator");
         Console.WriteLine();
-        Console.WriteLine("| allocator | RSS before | RSS after allocating | RSS after freeing | after freeing - before |");
+        Console.WriteLine("| allocator | RSS before | RSS peak (after alloc) | RSS after free | after-free minus before |");
         Console.WriteLine("|---|---:|---:|---:|---:|");
         foreach (string allocator in Allocators)
         {
-            var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true };
-            if (Path.GetFileName(Environment.ProcessPath!) is "dotnet" or "dotnet.exe")
+            // Re-invoke this same program: the apphost directly, or `dotnet <entry assembly>` when started by the muxer.
+            string host = Environment.ProcessPath!;
+            var start = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            if (Path.GetFileNameWithoutExtension(host) == "dotnet")
             {
-                start.ArgumentList.Add(typeof(Footprint).Assembly.Location); // running under the muxer: name the assembly
+                start.ArgumentList.Add((Assembly.GetEntryAssembly() ?? typeof(Footprint).Assembly).Location);
             }
 
             start.ArgumentList.Add("--footprint-one");
             start.ArgumentList.Add(allocator);
             using Process child = Process.Start(start)!;
+            Task<string> error = child.StandardError.ReadToEndAsync(); // drain both pipes at once: no deadlock on a full pipe
             string line = child.StandardOutput.ReadToEnd().Trim();
-            string error = child.StandardError.ReadToEnd().Trim();
             child.WaitForExit();
-            Console.WriteLine(child.ExitCode == 0 ? line : $"| {allocator} | failed: {error} | | | |");
+            string problem = error.Result.Trim();
+            Console.WriteLine(child.ExitCode == 0 && line.Length > 0
+                ? line
+                : $"| {allocator} | failed (exit {child.ExitCode}): {problem.ReplaceLineEndings(" ")} | | | |");
         }
 
         return 0;
     }
 
-    /// <summary>One allocator, in this process: prints one table row.</summary>
+    /// <summary>One allocator, in this process: prints one table row (or a "missing" row for an absent mimalloc).</summary>
     public static int RunOne(string allocator)
     {
+        if (Array.IndexOf(Allocators, allocator) < 0)
+        {
+            Console.Error.WriteLine($"--footprint-one: unknown allocator '{allocator}'; expected one of: {string.Join(", ", Allocators)}");
+            return 2;
+        }
+
+        if (allocator == "mimalloc" && !Peers.HasMimalloc) // the row itself says why (stdout is the table row)
+        {
+            Console.WriteLine($"| mimalloc | {Peers.MimallocProblem} | | | |");
+            return 0;
+        }
+
+        // Fixed seed: every allocator gets the same 1,000,000 sizes, uniform in 16–64 B.
         var sizes = new nuint[Blocks];
         var rng = new Random(7);
         for (int i = 0; i < Blocks; i++)
@@ -51,32 +70,37 @@ internal static unsafe class Footprint
         }
 
         var blocks = new nint[Blocks];
-        RuntimeMemory? runtime = allocator == "obj domain" ? RuntimeMemory.Create() : null;
-        if (allocator == "mimalloc" && !Peers.CheckMimalloc())
-        {
-            Console.WriteLine($"| mimalloc | missing: {Peers.MimallocProblem} | | | |");
-            return 0;
-        }
+        Array.Fill(blocks, 1); // touch every page of the array now, so it is already in "before"
+        Array.Clear(blocks);
 
-        // Touch the arrays and warm every code path once, so the "before" figure holds the process, not the test.
-        Array.Fill(blocks, 0);
-        Run(allocator, runtime, sizes[..1000], blocks);
+        using RuntimeMemory? runtime = allocator == "obj domain" ? RuntimeMemory.Create() : null;
+
+        // Warm every code path (JIT, allocator initialisation) on a few blocks, so "before" holds the process and
+        // the test's own arrays, not first-use costs.
+        AllocateAll(allocator, runtime, sizes, blocks, count: 1000);
+        FreeAll(allocator, runtime, blocks, count: 1000);
+        runtime?.SmallObjects(MemoryDomainKind.Obj)!.Collect();
+
         long before = ResidentKiB();
-        Run(allocator, runtime, sizes, blocks, free: false);
-        long allocated = ResidentKiB();
-        Free(allocator, runtime, blocks);
-        runtime?.SmallObjects(MemoryDomainKind.Obj)!.Collect(); // the thread gives back the pools it keeps (see SmallObjectAllocator)
+        AllocateAll(allocator, runtime, sizes, blocks, Blocks);
+        long peak = ResidentKiB();
+        FreeAll(allocator, runtime, blocks, Blocks);
+
+        // Ours: Collect gives back the empty pools the calling thread keeps for speed (see SmallObjectAllocator),
+        // so "after free" shows what the allocator holds with nothing live. The peers get no such call.
+        SmallObjectAllocator? small = runtime?.SmallObjects(MemoryDomainKind.Obj);
+        small?.Collect();
         long after = ResidentKiB();
-        string extra = runtime is null ? "" : $" (arenas left: {runtime.SmallObjects(MemoryDomainKind.Obj)!.GetStatistics().ArenasCurrent})";
+
+        string name = small is null ? allocator : $"{allocator} (arenas left after Collect: {small.GetStatistics().ArenasCurrent})";
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {allocator}{extra} | {before:N0} KiB | {allocated:N0} KiB | {after:N0} KiB | {after - before:N0} KiB |"));
-        runtime?.Dispose();
+            $"| {name} | {before:N0} KiB | {peak:N0} KiB | {after:N0} KiB | {after - before:N0} KiB |"));
         return 0;
     }
 
-    private static void Run(string allocator, RuntimeMemory? runtime, nuint[] sizes, nint[] blocks, bool free = true)
+    private static void AllocateAll(string allocator, RuntimeMemory? runtime, nuint[] sizes, nint[] blocks, int count)
     {
-        for (int i = 0; i < sizes.Length; i++)
+        for (int i = 0; i < count; i++)
         {
             blocks[i] = allocator switch
             {
@@ -85,29 +109,21 @@ internal static unsafe class Footprint
                 _ => (nint)runtime!.Obj.Malloc(sizes[i]),
             };
         }
-
-        if (free)
-        {
-            Free(allocator, runtime, blocks.AsSpan(0, sizes.Length).ToArray());
-            Array.Clear(blocks);
-        }
     }
 
-    private static void Free(string allocator, RuntimeMemory? runtime, nint[] blocks)
+    private static void FreeAll(string allocator, RuntimeMemory? runtime, nint[] blocks, int count)
     {
-        foreach (nint p in blocks)
+        for (int i = 0; i < count; i++)
         {
-            if (p == 0)
-            {
-                continue;
-            }
-
+            void* p = (void*)blocks[i];
             switch (allocator)
             {
-                case "glibc": Peers.GlibcFree((void*)p); break;
-                case "mimalloc": Peers.MiFree((void*)p); break;
-                default: runtime!.Obj.Free((void*)p); break;
+                case "glibc": Peers.GlibcFree(p); break;
+                case "mimalloc": Peers.MiFree(p); break;
+                default: runtime!.Obj.Free(p); break;
             }
+
+            blocks[i] = 0;
         }
     }
 

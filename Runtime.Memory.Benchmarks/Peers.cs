@@ -41,7 +41,11 @@ public static unsafe class Peers
 
     public static bool HasMimalloc => MimallocProblem is null;
 
-    /// <summary>True when mimalloc can run; otherwise says so once on stderr.</summary>
+    /// <summary>
+    /// True when mimalloc can run; otherwise prints <see cref="MimallocProblem"/> once per process and returns false,
+    /// so a mimalloc benchmark does nothing. It goes to stdout: BenchmarkDotNet copies a benchmark process's stdout
+    /// into its console and its log file (stderr reaches the console only).
+    /// </summary>
     public static bool CheckMimalloc()
     {
         if (HasMimalloc)
@@ -51,7 +55,7 @@ public static unsafe class Peers
 
         if (Interlocked.Exchange(ref s_reported, 1) == 0)
         {
-            Console.Error.WriteLine(MimallocProblem);
+            Console.WriteLine(MimallocProblem);
         }
 
         return false;

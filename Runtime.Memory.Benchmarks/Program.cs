@@ -1,13 +1,20 @@
 using BenchmarkDotNet.Running;
 using Runtime.Memory.Benchmarks;
 
-// dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*'      every timing workload
-// dotnet run -c Release --project Runtime.Memory.Benchmarks -- --footprint       resident memory per allocator
+// Timing workloads (BenchmarkDotNet), one class per workload, each comparing "obj domain" (ours), "glibc" (baseline)
+// and "mimalloc"; results are per operation (OperationsPerInvoke):
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*'                 every workload
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --anyCategories churn        one workload by category:
+//       pair16, pair64, batch, churn, grow, xthread   (or --filter '*ChurnBenchmarks*')
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*' -j Dry          smoke check only
+// Footprint (resident memory, not timing; each allocator in a fresh child process, prints a markdown table):
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --footprint
 if (args is ["--footprint"])
 {
     return Footprint.RunAll();
 }
 
+// Internal: one allocator's footprint row, run by --footprint in a child process.
 if (args is ["--footprint-one", var allocator])
 {
     return Footprint.RunOne(allocator);
