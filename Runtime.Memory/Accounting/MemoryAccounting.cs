@@ -82,25 +82,13 @@ internal sealed class MemoryAccounting
         Shrink(domain, ref c, (long)size);
     }
 
-    /// <summary>Records a new block of <paramref name="size"/> requested bytes.</summary>
+    /// <summary>Records a new block of <paramref name="size"/> accounted bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnAllocated(int domain, nuint size)
-    {
-        ref DomainCounters c = ref CountersOf(domain);
-        c.Allocations++;
-        c.BytesAllocated += (long)size;
-        Grow(domain, ref c, (long)size);
-    }
+    public void OnAllocated(int domain, nuint size) => OnAllocated(CurrentShard(), domain, size);
 
-    /// <summary>Records a freed block of <paramref name="size"/> requested bytes.</summary>
+    /// <summary>Records a freed block of <paramref name="size"/> accounted bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnFreed(int domain, nuint size)
-    {
-        ref DomainCounters c = ref CountersOf(domain);
-        c.Frees++;
-        c.BytesFreed += (long)size;
-        Shrink(domain, ref c, (long)size);
-    }
+    public void OnFreed(int domain, nuint size) => OnFreed(CurrentShard(), domain, size);
 
     /// <summary>Records a block resized from <paramref name="oldSize"/> to <paramref name="newSize"/> bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -351,7 +351,22 @@ public sealed unsafe partial class SmallObjectAllocator
     }
 
     /// <summary>Takes an abandoned pool of the class that has blocks to give, releasing any that drained.</summary>
-    private Pool* AdoptAbandonedLocked(Heap* heap, int cls)
+    private Pool* AdoptAbandonedLocked(Heap* heap, int cls) => SweepAbandonedLocked(cls, adopter: heap);
+
+    /// <summary>Gives back abandoned pools of every class that have drained.</summary>
+    private void SweepAbandonedLocked()
+    {
+        for (int cls = 0; cls < SizeClasses.Count; cls++)
+        {
+            SweepAbandonedLocked(cls, adopter: null);
+        }
+    }
+
+    /// <summary>
+    /// Walks the abandoned pools of a class, collecting their remote frees and giving back those that drained.
+    /// With an <paramref name="adopter"/>, stops at the first pool with blocks to give and hands it over.
+    /// </summary>
+    private Pool* SweepAbandonedLocked(int cls, Heap* adopter)
     {
         Pool* pool = (Pool*)_abandoned[cls];
         while (pool != null)
@@ -363,10 +378,10 @@ public sealed unsafe partial class SmallObjectAllocator
                 UnlinkAbandonedLocked(pool);
                 ReleasePoolLocked(pool);
             }
-            else if (pool->LocalFree != null || pool->Virgin < pool->Limit)
+            else if (adopter != null && (pool->LocalFree != null || pool->Virgin < pool->Limit))
             {
                 UnlinkAbandonedLocked(pool);
-                pool->Owner = heap;
+                pool->Owner = adopter;
                 return pool;
             }
 
@@ -374,27 +389,6 @@ public sealed unsafe partial class SmallObjectAllocator
         }
 
         return null;
-    }
-
-    /// <summary>Gives back abandoned pools of every class that have drained.</summary>
-    private void SweepAbandonedLocked()
-    {
-        for (int cls = 0; cls < SizeClasses.Count; cls++)
-        {
-            Pool* pool = (Pool*)_abandoned[cls];
-            while (pool != null)
-            {
-                Pool* next = pool->Next;
-                Pool.CollectThreadFree(pool);
-                if (pool->Used == 0)
-                {
-                    UnlinkAbandonedLocked(pool);
-                    ReleasePoolLocked(pool);
-                }
-
-                pool = next;
-            }
-        }
     }
 
     /// <summary>Abandons the heaps of threads that have ended: empty pools go back, the rest wait to be adopted.</summary>
