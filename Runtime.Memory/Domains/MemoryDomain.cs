@@ -83,14 +83,7 @@ public sealed unsafe partial class MemoryDomain
         if (top is SmallObjectAllocator small)
         {
             ThreadShard shard = _accounting.CurrentShard();
-            ref HeapSlot slot = ref shard.Heaps[_index];
-            Heap* heap = (Heap*)slot.Heap;
-            if (slot.Allocator != small || heap == null)
-            {
-                heap = BindHeap(ref slot, small, create: true);
-            }
-
-            void* block = small.MallocFrom(heap, size);
+            void* block = small.MallocFrom(HeapFor(shard, small), size);
             if (block == null)
             {
                 return Rejected();
@@ -158,6 +151,19 @@ public sealed unsafe partial class MemoryDomain
         }
 
         MemoryAllocator top = _top;
+        if (top is SmallObjectAllocator small)
+        {
+            ThreadShard shard = _accounting.CurrentShard();
+            void* moved = small.ReallocFrom(HeapFor(shard, small), ptr, newSize, out nuint before, out nuint after);
+            if (moved == null)
+            {
+                return Rejected();
+            }
+
+            _accounting.OnReallocated(_index, before, after);
+            return moved;
+        }
+
         void* p;
         try
         {
@@ -250,6 +256,15 @@ public sealed unsafe partial class MemoryDomain
         {
             Faulted(top, ex);
         }
+    }
+
+    /// <summary>This thread's heap of <paramref name="small"/>, cached in its shard; created on first use.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Heap* HeapFor(ThreadShard shard, SmallObjectAllocator small)
+    {
+        ref HeapSlot slot = ref shard.Heaps[_index];
+        Heap* heap = (Heap*)slot.Heap;
+        return slot.Allocator == small && heap != null ? heap : BindHeap(ref slot, small, create: true);
     }
 
     /// <summary>Caches this thread's heap of <paramref name="small"/> in its shard (cold: once per thread and allocator).</summary>

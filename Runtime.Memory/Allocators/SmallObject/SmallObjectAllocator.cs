@@ -191,33 +191,41 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     /// shrink of less than a quarter of the block (pymalloc's rule). Otherwise it moves. A large block stays with the
     /// large allocator whatever the new size (pymalloc never adopts a malloc block, bug 1185883).
     /// </remarks>
-    public override void* Realloc(void* ptr, nuint newSize)
-    {
-        if (ptr == null)
-        {
-            return Malloc(newSize);
-        }
+    public override void* Realloc(void* ptr, nuint newSize) =>
+        ptr == null ? Malloc(newSize) : ReallocFrom(CurrentHeap(), ptr, newSize, out _, out _);
 
+    /// <summary>
+    /// Realloc of a live block from the calling thread's <paramref name="heap"/>, also returning the bytes a domain
+    /// accounted for the block before (<paramref name="oldSize"/>) and after (<paramref name="newAccounted"/>), so the
+    /// domain looks nothing up twice. <paramref name="ptr"/> is not null.
+    /// </summary>
+    internal void* ReallocFrom(Heap* heap, void* ptr, nuint newSize, out nuint oldSize, out nuint newAccounted)
+    {
         if (!_map.Contains(ptr))
         {
+            oldSize = _large.BlockSize(ptr);
+            newAccounted = newSize;
             return _large.Realloc(ptr, newSize);
         }
 
         Pool* pool = Pool.Of(ptr);
         nuint blockSize = (nuint)pool->BlockSize;
+        oldSize = blockSize;
         if (newSize <= blockSize && (newSize * 4 > blockSize * 3 || AccountedSize(newSize) == blockSize))
         {
+            newAccounted = blockSize;
             return ptr;
         }
 
-        void* moved = Malloc(newSize);
+        newAccounted = AccountedSize(newSize);
+        void* moved = MallocFrom(heap, newSize);
         if (moved == null)
         {
             return null; // the old block is untouched
         }
 
         Buffer.MemoryCopy(ptr, moved, newSize, Math.Min(newSize, blockSize));
-        Free(ptr);
+        FreeFrom(heap, ptr);
         return moved;
     }
 
