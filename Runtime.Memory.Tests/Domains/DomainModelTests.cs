@@ -54,6 +54,11 @@ public sealed unsafe class DomainModelTests
                     Apply(domain, model, op, ++seed);
                     Check(domain, model);
                 }
+
+                if (runtime.SmallObjects(kind) is { } small)
+                {
+                    Assert.Empty(small.CheckInvariants()); // with the sequence's blocks still live
+                }
             }
             finally
             {

@@ -7,6 +7,9 @@ namespace Runtime.Memory.Tests.Allocators.SmallObject;
 /// <summary>The small-object allocator on its own: classes, pools, arenas, threads, ownership and its report.</summary>
 public sealed unsafe class SmallObjectAllocatorTests
 {
+    /// <summary>Every arena, pool, free list and heap list satisfies its invariants (the allocator's own walker).</summary>
+    private static void AssertHealthy(SmallObjectAllocator allocator) => Assert.Empty(allocator.CheckInvariants());
+
     /// <summary>An arena allocator that counts what it hands out, over the OS one (or an unaligned variant).</summary>
     private sealed class CountingArenaAllocator(bool misalign = false) : ArenaAllocator
     {
@@ -144,6 +147,7 @@ public sealed unsafe class SmallObjectAllocatorTests
         }
 
         SmallObjectStatistics full = allocator.GetStatistics();
+        AssertHealthy(allocator);
         Assert.True(full.ArenasCurrent >= 5, $"expected several arenas, got {full.ArenasCurrent}");
 
         foreach (nint p in blocks)
@@ -181,6 +185,7 @@ public sealed unsafe class SmallObjectAllocatorTests
             }
         }
 
+        AssertHealthy(allocator);
         long arenasBefore = allocator.GetStatistics().ArenasCurrent;
         for (int i = 0; i < blocks.Count; i++)
         {
@@ -242,6 +247,7 @@ public sealed unsafe class SmallObjectAllocatorTests
         }
 
         SmallObjectStatistics s = allocator.GetStatistics();
+        AssertHealthy(allocator);
         Assert.Equal(s.ArenasCurrent * 16384, s.BytesLostToArenaAlignment); // one pool per arena
         Assert.Equal(s.TotalBytes, s.BytesInAllocatedBlocks + s.BytesInAvailableBlocks + (s.UnusedPools * 16384)
             + s.BytesLostToPoolHeaders + s.BytesLostToQuantization + s.BytesLostToArenaAlignment);
@@ -302,6 +308,7 @@ public sealed unsafe class SmallObjectAllocatorTests
         }
 
         Assert.Equal(poolsBefore, allocator.GetStatistics().Classes[4].Pools);
+        AssertHealthy(allocator);
         foreach (nint p in more.Concat(blocks.Where((_, i) => i % 2 == 1)))
         {
             allocator.Free((void*)p);
@@ -359,6 +366,8 @@ public sealed unsafe class SmallObjectAllocatorTests
         })).ToList();
         workers.ForEach(w => w.Start());
         workers.ForEach(w => w.Join()); // the threads end: their heaps are abandoned at the next collection
+        AssertHealthy(runtime.SmallObjects(MemoryDomainKind.Mem)!);
+        AssertHealthy(runtime.SmallObjects(MemoryDomainKind.Obj)!);
 
         while (handoff.TryDequeue(out var rest))
         {
@@ -374,6 +383,7 @@ public sealed unsafe class SmallObjectAllocatorTests
             SmallObjectAllocator small = runtime.SmallObjects(kind)!;
             small.Collect();
             SmallObjectStatistics s = small.GetStatistics();
+            AssertHealthy(small);
             Assert.Equal(0, s.BlocksInUse);
             Assert.True(s.ArenasCurrent <= 1, $"{kind}: {s.ArenasCurrent} arenas left; at most the one spare may stay");
         }
@@ -422,6 +432,7 @@ public sealed unsafe class SmallObjectAllocatorTests
         freer.Start();
         freer.Join();
         allocator.Collect(); // moves the remote frees onto the pools' local lists
+        AssertHealthy(allocator);
 
         long poolsBefore = allocator.GetStatistics().Classes[0].Pools;
         for (int i = 0; i < blocks.Length; i += 2)
