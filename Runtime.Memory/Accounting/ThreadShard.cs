@@ -16,18 +16,18 @@ internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
     public DomainCountersByKind Counters;
 
     /// <summary>
-    /// Per domain, this thread's heap of the domain's small-object allocator, so that the one thread-static lookup
-    /// of the shard serves both the accounting and the allocator. Valid while <see cref="HeapSlot.Allocator"/> is the
-    /// domain's allocator; a null heap means this thread has only freed there so far.
+    /// Per domain, this thread's registration with the domain's small-object allocator, so that the one thread-static
+    /// lookup of the shard serves both the accounting and the allocator. Valid while <see cref="HeapSlot.Allocator"/>
+    /// is the domain's allocator; a registration without a heap means this thread has only freed there so far.
     /// </summary>
     public HeapSlotsByKind Heaps;
 }
 
-/// <summary>A cached per-thread heap of one small-object allocator.</summary>
+/// <summary>A cached per-thread registration with one small-object allocator (it holds the thread's heap).</summary>
 internal struct HeapSlot
 {
     public SmallObjectAllocator? Allocator;
-    public nint Heap;
+    public SmallObjectAllocator.ThreadHeap? Registration;
 }
 
 [System.Runtime.CompilerServices.InlineArray(MemoryDomainKindExtensions.Count)]

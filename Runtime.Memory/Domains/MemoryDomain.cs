@@ -196,7 +196,9 @@ public sealed unsafe partial class MemoryDomain
         {
             ThreadShard shard = _accounting.CurrentShard();
             ref HeapSlot slot = ref shard.Heaps[_index];
-            Heap* heap = slot.Allocator == small ? (Heap*)slot.Heap : BindHeap(ref slot, small, create: false);
+            Heap* heap = slot.Allocator == small && slot.Registration is { } registration
+                ? registration.Heap
+                : BindHeap(ref slot, small, create: false);
             _accounting.OnFreed(shard, _index, small.FreeFrom(heap, ptr));
             return;
         }
@@ -263,17 +265,20 @@ public sealed unsafe partial class MemoryDomain
     private Heap* HeapFor(ThreadShard shard, SmallObjectAllocator small)
     {
         ref HeapSlot slot = ref shard.Heaps[_index];
-        Heap* heap = (Heap*)slot.Heap;
-        return slot.Allocator == small && heap != null ? heap : BindHeap(ref slot, small, create: true);
+        Heap* heap = slot.Allocator == small && slot.Registration is { } registration ? registration.Heap : null;
+        return heap != null ? heap : BindHeap(ref slot, small, create: true);
     }
 
-    /// <summary>Caches this thread's heap of <paramref name="small"/> in its shard (cold: once per thread and allocator).</summary>
+    /// <summary>
+    /// Caches this thread's registration with <paramref name="small"/> in its shard (cold: once per thread and
+    /// allocator) and returns its heap; a heap that could not be created is not cached, so the next call retries.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Heap* BindHeap(ref HeapSlot slot, SmallObjectAllocator small, bool create)
     {
-        Heap* heap = small.HeapOfCurrentThread(create);
-        slot.Allocator = small;
-        slot.Heap = (nint)heap;
+        SmallObjectAllocator.ThreadHeap? registration = small.RegistrationOfCurrentThread(create, out Heap* heap);
+        slot.Allocator = registration is null ? null : small;
+        slot.Registration = registration;
         return heap;
     }
 

@@ -484,6 +484,25 @@ public sealed unsafe class SmallObjectAllocatorTests
     }
 
     [Fact]
+    public void A_thread_that_first_only_freed_then_allocates_frees_its_own_blocks_locally()
+    {
+        using RuntimeMemory runtime = TestRuntimes.Create(AllocatorNames.Pymalloc);
+        MemoryDomain obj = runtime.Obj;
+        nint foreign = 0;
+        var producer = new Thread(() => foreign = (nint)obj.Malloc(16));
+        producer.Start();
+        producer.Join();
+
+        obj.Free((void*)foreign);       // this thread's first call: a free, so it is known here as "owns nothing"
+        void* p = obj.Calloc(1, 16);    // then it allocates (calloc takes the allocator's own path and creates the heap)
+        obj.Free(p);                    // must be recognised as the owner's free: back on the local list ...
+        void* q = obj.Malloc(16);
+        Assert.True(q == p, "... so the next malloc of the class gets the same block back");
+        obj.Free(q);
+        Assert.Empty(runtime.SmallObjects(MemoryDomainKind.Obj)!.CheckInvariants());
+    }
+
+    [Fact]
     public void A_disposed_allocator_fails_requests_instead_of_touching_freed_memory()
     {
         var allocator = new SmallObjectAllocator();

@@ -7,8 +7,9 @@ namespace Runtime.Memory.SmallObject;
 /// </summary>
 /// <remarks>
 /// For each class two doubly linked lists of pools: <c>Available</c> (the head is where blocks come from) and
-/// <c>Full</c> (nothing left to give until blocks come back). A free into a full pool moves it to the front of
-/// Available, as pymalloc relinks a full pool at the front of <c>usedpools</c>.
+/// <c>Full</c> (nothing left to give until blocks come back). A Full pool that gets an eighth of its blocks back
+/// (<see cref="Pool.RefillAt"/>) moves to the front of Available, as pymalloc relinks a full pool at the front of
+/// <c>usedpools</c>.
 /// </remarks>
 internal unsafe struct Heap
 {

@@ -53,14 +53,25 @@ public sealed unsafe partial class SmallObjectAllocator
     /// <summary>
     /// The calling thread's heap of this allocator, registering the thread on first use. With
     /// <paramref name="create"/> false a thread that has never allocated gets null (and is remembered as such).
-    /// Never throws: when memory for a heap cannot be had, the stand-in <see cref="s_noHeap"/> is returned.
+    /// Never throws: when memory for a heap cannot be had, the stand-in <see cref="s_noHeap"/> is returned for this
+    /// call only (it is never stored, so the next call tries again).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal Heap* HeapOfCurrentThread(bool create)
     {
+        RegistrationOfCurrentThread(create, out Heap* heap);
+        return heap;
+    }
+
+    /// <summary>What <see cref="HeapOfCurrentThread"/> does, also returning the thread's registration (null only when
+    /// even that could not be allocated).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal ThreadHeap? RegistrationOfCurrentThread(bool create, out Heap* heap)
+    {
+        ThreadHeap? registration = null;
         try
         {
-            ThreadHeap? registration = _heapOfThread.Value;
+            registration = _heapOfThread.Value;
             if (registration is null)
             {
                 registration = new ThreadHeap(this, Thread.CurrentThread);
@@ -69,22 +80,32 @@ public sealed unsafe partial class SmallObjectAllocator
 
             if (registration.Heap == null && create)
             {
-                var heap = (Heap*)NativeMemory.AllocZeroed((nuint)sizeof(Heap));
+                var newHeap = (Heap*)NativeMemory.AllocZeroed((nuint)sizeof(Heap));
                 lock (_arenaLock)
                 {
                     AbandonEndedThreadsLocked();
-                    _heaps.Add(registration);
-                }
+                    try
+                    {
+                        _heaps.Add(registration);
+                    }
+                    catch (OutOfMemoryException)
+                    {
+                        NativeMemory.Free(newHeap);
+                        throw;
+                    }
 
-                registration.Heap = heap;
+                    registration.Heap = newHeap; // published under the lock, with its registration
+                }
             }
 
             t_lastHeap = registration;
-            return registration.Heap;
+            heap = registration.Heap;
+            return registration;
         }
         catch (OutOfMemoryException)
         {
-            return create ? (Heap*)s_noHeap : null;
+            heap = create ? (Heap*)s_noHeap : null;
+            return registration;
         }
     }
 
@@ -142,8 +163,9 @@ public sealed unsafe partial class SmallObjectAllocator
     }
 
     /// <summary>
-    /// Collects remote frees of every Full pool of the class: the first pool that regains blocks is returned for
-    /// reuse (unlinked), later ones move to Available, and pools that became wholly free go back to their arena.
+    /// Collects remote frees of every Full pool of the class. Pools that became wholly free go back to their arena;
+    /// the one with the most free blocks is returned for reuse (unlinked); other pools with free blocks move to
+    /// Available.
     /// </summary>
     private Pool* ReclaimFullPools(Heap* heap, int cls)
     {
@@ -152,16 +174,26 @@ public sealed unsafe partial class SmallObjectAllocator
         while (pool != null)
         {
             Pool* next = pool->Next;
-            if (pool->LocalFree != null || (pool->ThreadFree != 0 && Pool.CollectThreadFree(pool) > 0))
+            if (pool->ThreadFree != 0)
+            {
+                Pool.CollectThreadFree(pool);
+            }
+
+            if (pool->LocalFree != null)
             {
                 Heap.Unlink(heap, pool);
-                if (chosen == null)
-                {
-                    chosen = pool;
-                }
-                else if (pool->Used == 0)
+                if (pool->Used == 0)
                 {
                     ReleasePool(pool);
+                }
+                else if (chosen == null || pool->Used < chosen->Used)
+                {
+                    if (chosen != null)
+                    {
+                        Heap.PushFront(heap, chosen, PoolList.Available);
+                    }
+
+                    chosen = pool;
                 }
                 else
                 {
@@ -430,6 +462,7 @@ public sealed unsafe partial class SmallObjectAllocator
             {
                 pool->Owner = null;
                 PushAbandonedLocked(pool);
+                _abandonedMayHaveDrained = 1; // its last blocks may be freed by threads that saw the old owner
             }
 
             pool = next;

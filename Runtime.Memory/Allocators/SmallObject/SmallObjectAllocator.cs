@@ -253,9 +253,10 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
 
     /// <summary>
     /// The registration of one thread with one allocator. <see cref="Heap"/> stays null for a thread that only frees,
-    /// so its frees find out quickly that it owns nothing; it is set when the thread first allocates.
+    /// so its frees find out quickly that it owns nothing; it is set when the thread first allocates. Domains cache
+    /// the registration (not the heap pointer) in their per-thread shard, so they always see the current heap.
     /// </summary>
-    private sealed class ThreadHeap(SmallObjectAllocator owner, Thread thread)
+    internal sealed class ThreadHeap(SmallObjectAllocator owner, Thread thread)
     {
         public readonly SmallObjectAllocator Owner = owner;
         public readonly Thread Thread = thread;
