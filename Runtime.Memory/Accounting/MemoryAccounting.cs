@@ -92,9 +92,13 @@ internal sealed class MemoryAccounting
 
     /// <summary>Records a block resized from <paramref name="oldSize"/> to <paramref name="newSize"/> bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnReallocated(int domain, nuint oldSize, nuint newSize)
+    public void OnReallocated(int domain, nuint oldSize, nuint newSize) => OnReallocated(CurrentShard(), domain, oldSize, newSize);
+
+    /// <summary>Records a resized block, on a shard the caller already holds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void OnReallocated(ThreadShard shard, int domain, nuint oldSize, nuint newSize)
     {
-        ref DomainCounters c = ref CountersOf(domain);
+        ref DomainCounters c = ref shard.Counters[domain];
         c.Reallocations++;
         if (newSize >= oldSize)
         {

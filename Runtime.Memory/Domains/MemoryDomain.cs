@@ -160,7 +160,7 @@ public sealed unsafe partial class MemoryDomain
                 return Rejected();
             }
 
-            _accounting.OnReallocated(_index, before, after);
+            _accounting.OnReallocated(shard, _index, before, after);
             return moved;
         }
 

@@ -42,9 +42,6 @@ internal static class SizeClasses
     /// <summary>1 MiB, as CPython's 64-bit arenas.</summary>
     public const int ArenaSize = 1 << ArenaBits;
 
-    /// <summary>Pools in an arena aligned to its size: 1 MiB / 16 KiB = 64.</summary>
-    public const int PoolsPerArena = ArenaSize / PoolSize;
-
     /// <summary>Bytes of header at the start of every pool; a multiple of <see cref="Alignment"/>.</summary>
     public static readonly int PoolOverhead = (Unsafe.SizeOf<Pool>() + Alignment - 1) & ~(Alignment - 1);
 
