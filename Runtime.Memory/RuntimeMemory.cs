@@ -1,4 +1,5 @@
 using Runtime.Memory.Accounting;
+using Microsoft.Extensions.Logging;
 using Runtime.Memory.Hosting;
 
 namespace Runtime.Memory;
@@ -16,18 +17,48 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
 {
     private readonly MemoryDomain[] _domains;
 
-    /// <summary>Creates the domains over the base allocators <paramref name="provider"/> gives.</summary>
+    /// <summary>Creates the domains over the base allocators <paramref name="provider"/> gives, with default debug settings.</summary>
     public RuntimeMemory(IAllocatorProvider provider)
+        : this(provider, null, null)
+    {
+    }
+
+    /// <summary>
+    /// Creates the domains over the base allocators <paramref name="provider"/> gives. The debug hooks are installed
+    /// at once when <paramref name="options"/> name a debug allocator (<see cref="AllocatorNames.IsDebug"/>), over
+    /// whatever the provider returned; <paramref name="options"/>' <c>Debug</c> settings apply whenever they are.
+    /// Violations are logged through <paramref name="loggerFactory"/> (category <c>Runtime.Memory.Debug</c>), or to
+    /// stderr without one.
+    /// </summary>
+    public RuntimeMemory(IAllocatorProvider provider, RuntimeMemoryOptions? options, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(provider);
         var accounting = new MemoryAccounting();
         AllocatorName = provider.Name;
+        Debugger = new MemoryDebugger(options?.Debug, loggerFactory?.CreateLogger("Runtime.Memory.Debug"));
         _domains = new MemoryDomain[MemoryDomainKindExtensions.Count];
         foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
         {
             MemoryAllocator allocator = provider.CreateBaseAllocator(kind)
                 ?? throw new InvalidOperationException($"Allocator provider '{provider.Name}' returned no allocator for the {kind.ToName()} domain.");
-            _domains[(int)kind] = new MemoryDomain(kind, allocator, accounting);
+            _domains[(int)kind] = new MemoryDomain(kind, allocator, accounting, Debugger);
+        }
+
+        if (AllocatorNames.IsDebug(options?.Allocator))
+        {
+            SetupDebugHooks();
+        }
+    }
+
+    /// <summary>The debug state shared by the domains' debug hooks (registry, serial numbers, violations).</summary>
+    public MemoryDebugger Debugger { get; }
+
+    /// <inheritdoc/>
+    public void SetupDebugHooks()
+    {
+        foreach (MemoryDomain domain in _domains)
+        {
+            domain.SetupDebugHooks();
         }
     }
 
@@ -45,7 +76,7 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
                 Microsoft.Extensions.Options.Options.DefaultName, typeof(RuntimeMemoryOptions), result.Failures);
         }
 
-        return new RuntimeMemory(new DefaultAllocatorProvider(options));
+        return new RuntimeMemory(new DefaultAllocatorProvider(options), options);
     }
 
     /// <inheritdoc/>
@@ -72,6 +103,9 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     /// </summary>
     public SmallObjectAllocator? SmallObjects(MemoryDomainKind kind) => this[kind].BaseAllocator as SmallObjectAllocator;
 
+    /// <inheritdoc/>
+    MemoryDebugger IRuntimeMemory.Debugger => Debugger;
+
     /// <summary>
     /// Releases what the base allocators hold (the small-object allocators' arenas). Arenas with live blocks stay
     /// mapped, as CPython leaves them at finalisation. The runtime must not be used afterwards.
@@ -82,6 +116,8 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         {
             (domain.BaseAllocator as IDisposable)?.Dispose();
         }
+
+        Debugger.Dispose();
     }
 
     /// <inheritdoc/>

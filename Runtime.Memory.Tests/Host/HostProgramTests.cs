@@ -89,7 +89,7 @@ public sealed class HostProgramTests : IDisposable
         string line = Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains("RuntimeMemory:Allocator", line);
         Assert.Contains("'bogus'", line);
-        Assert.Contains("default, malloc", line);
+        Assert.Contains("default, debug, malloc, malloc_debug, pymalloc, pymalloc_debug", line);
         Assert.Contains("pymalloc", line);
     }
 

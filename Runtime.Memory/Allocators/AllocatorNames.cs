@@ -9,7 +9,7 @@ public static class AllocatorNames
     /// <summary>The default allocators: <see cref="Pymalloc"/> (small-object allocator for mem and obj, malloc for raw).</summary>
     public const string Default = "default";
 
-    /// <summary>The default allocators with debug hooks.</summary>
+    /// <summary>The default allocators with the debug hooks on top (<see cref="DebugHook"/>).</summary>
     public const string Debug = "debug";
 
     /// <summary>The C runtime's malloc in every domain (<see cref="SystemAllocator"/>).</summary>
@@ -35,7 +35,7 @@ public static class AllocatorNames
         [Default, Debug, Malloc, MallocDebug, Pymalloc, PymallocDebug, Mimalloc, MimallocDebug];
 
     /// <summary>The names whose backend this build has.</summary>
-    public static IReadOnlyList<string> Available { get; } = [Default, Malloc, Pymalloc];
+    public static IReadOnlyList<string> Available { get; } = [Default, Debug, Malloc, MallocDebug, Pymalloc, PymallocDebug];
 
     /// <summary>The canonical (lowercase) form of a recognised name, or <see langword="null"/>.</summary>
     public static string? Normalize(string? name) =>
@@ -50,9 +50,20 @@ public static class AllocatorNames
     /// </summary>
     public static string? MissingBackend(string? name) => Normalize(name) switch
     {
-        Debug or MallocDebug or PymallocDebug => "the debug hooks",
-        Mimalloc => "the mimalloc backend",
-        MimallocDebug => "the mimalloc backend and the debug hooks",
+        Mimalloc or MimallocDebug => "the mimalloc backend",
         _ => null,
+    };
+
+    /// <summary>Whether <paramref name="name"/> is one of the names that install the debug hooks (<c>debug</c>, <c>*_debug</c>).</summary>
+    public static bool IsDebug(string? name) => Normalize(name) is Debug or MallocDebug or PymallocDebug or MimallocDebug;
+
+    /// <summary>The allocator under the debug hooks of a debug name (<c>debug</c> → <c>default</c>); other names unchanged.</summary>
+    public static string? WithoutDebug(string? name) => Normalize(name) switch
+    {
+        Debug => Default,
+        MallocDebug => Malloc,
+        PymallocDebug => Pymalloc,
+        MimallocDebug => Mimalloc,
+        var n => n,
     };
 }

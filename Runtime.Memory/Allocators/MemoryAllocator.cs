@@ -51,6 +51,49 @@ public abstract unsafe class MemoryAllocator
     /// <summary>The size of the live block <paramref name="ptr"/> as this allocator counts it (see the class remarks).</summary>
     public abstract nuint BlockSize(void* ptr);
 
+    // ---- what a domain calls: the operation and the sizes it accounts, in one call ---------------------------
+    //
+    // By default these are the operation plus BlockSize, as the contract defines them. An allocator that knows the
+    // sizes already (the debug hook keeps them in its registry) overrides them to save a second lookup, and to say
+    // that a free was refused (the block stays live and must not be counted as freed). Internal: user allocators
+    // and hooks get the defaults, which are exact for them.
+
+    /// <summary>Malloc, and the <see cref="BlockSize"/> of the block returned (0 on failure).</summary>
+    internal virtual void* MallocCounted(nuint size, out nuint blockSize)
+    {
+        void* p = Malloc(size);
+        blockSize = p == null ? 0 : BlockSize(p);
+        return p;
+    }
+
+    /// <summary>Calloc, and the <see cref="BlockSize"/> of the block returned (0 on failure).</summary>
+    internal virtual void* CallocCounted(nuint count, nuint size, out nuint blockSize)
+    {
+        void* p = Calloc(count, size);
+        blockSize = p == null ? 0 : BlockSize(p);
+        return p;
+    }
+
+    /// <summary>Realloc of a non-null block, and the block sizes before and after (0 on failure).</summary>
+    internal virtual void* ReallocCounted(void* ptr, nuint newSize, out nuint oldBlockSize, out nuint newBlockSize)
+    {
+        oldBlockSize = BlockSize(ptr);
+        void* p = Realloc(ptr, newSize);
+        newBlockSize = p == null ? 0 : BlockSize(p);
+        return p;
+    }
+
+    /// <summary>
+    /// Free of a non-null block and its <see cref="BlockSize"/>; false when the allocator refused to free it (a
+    /// misuse the debug hooks reported), in which case it is still live.
+    /// </summary>
+    internal virtual bool FreeCounted(void* ptr, out nuint blockSize)
+    {
+        blockSize = BlockSize(ptr);
+        Free(ptr);
+        return true;
+    }
+
     /// <inheritdoc/>
     public override string ToString() => Name;
 }

@@ -163,6 +163,49 @@ public sealed unsafe partial class MemoryDomain
         }
     }
 
+    /// <summary>
+    /// Installs the debug hooks on this domain (PyMem_SetupDebugHooks) on top of whatever allocator is there, unless a
+    /// debug hook is already anywhere in the chain: then this does nothing, however many hooks sit above it (CPython
+    /// looks only at the top, and a second call under a wrapper makes its hooks call each other forever). Returns the
+    /// domain's debug hook. Safe at any time, with any traffic: blocks already live are passed through unchecked (see
+    /// <see cref="DebugHook"/>).
+    /// </summary>
+    public DebugHook SetupDebugHooks()
+    {
+        lock (_chainLock)
+        {
+            for (MemoryAllocator? a = _top; a is not null; a = (a as MemoryHook)?.InnerOrNull)
+            {
+                if (a is DebugHook existing)
+                {
+                    return existing;
+                }
+            }
+
+            var hook = new DebugHook(Kind, _debugger);
+            hook.Adopt(LiveBlocks);
+            LinkOnTopUnsynchronized(hook);
+            return hook;
+        }
+    }
+
+    /// <summary>The domain's debug hook, or <see langword="null"/> when the debug hooks are not installed.</summary>
+    public DebugHook? DebugHook
+    {
+        get
+        {
+            for (MemoryAllocator? a = _top; a is not null; a = (a as MemoryHook)?.InnerOrNull)
+            {
+                if (a is DebugHook hook)
+                {
+                    return hook;
+                }
+            }
+
+            return null;
+        }
+    }
+
     private bool IsInChainUnsynchronized(MemoryAllocator allocator)
     {
         for (MemoryAllocator? a = _top; a is not null; a = (a as MemoryHook)?.InnerOrNull)

@@ -24,7 +24,9 @@ namespace Runtime.Memory;
 /// <para><b>Hot path.</b> One size compare, one volatile load of the top allocator, a type check that calls the
 /// built-in allocator directly (no virtual dispatch) or the contract otherwise, and the accounting update
 /// described on <see cref="MemoryAccounting"/>: no lock, no managed allocation. Calls through the contract run
-/// behind an exception barrier: an allocator that throws gets a null return (see <see cref="LastFault"/>).</para>
+/// behind an exception barrier: an allocator that throws gets a null return (see <see cref="LastFault"/>). The one
+/// exception that passes is <see cref="MemoryViolationException"/>, which the debug hooks throw on purpose under
+/// <see cref="ViolationAction.Throw"/> (never into native code: see <see cref="NativeCallScope"/>).</para>
 /// </remarks>
 public sealed unsafe partial class MemoryDomain
 {
@@ -36,16 +38,20 @@ public sealed unsafe partial class MemoryDomain
 
     private readonly MemoryAccounting _accounting;
 
+    /// <summary>The runtime's debug state, which this domain's debug hook reports to.</summary>
+    private readonly MemoryDebugger _debugger;
+
     /// <summary>Index of this domain in the accounting (its <see cref="MemoryDomainKind"/> value).</summary>
     private readonly int _index;
 
     /// <summary>The allocator calls go to: a hook, or the base allocator when no hook is installed.</summary>
     private volatile MemoryAllocator _top;
 
-    internal MemoryDomain(MemoryDomainKind kind, MemoryAllocator baseAllocator, MemoryAccounting accounting)
+    internal MemoryDomain(MemoryDomainKind kind, MemoryAllocator baseAllocator, MemoryAccounting accounting, MemoryDebugger debugger)
     {
         ArgumentNullException.ThrowIfNull(baseAllocator);
         Kind = kind;
+        _debugger = debugger;
         _index = (int)kind;
         _accounting = accounting;
         _top = baseAllocator;
@@ -120,13 +126,13 @@ public sealed unsafe partial class MemoryDomain
         void* p;
         try
         {
-            p = top.Calloc(count, size);
+            p = top.CallocCounted(count, size, out nuint blockSize);
             if (p != null)
             {
-                _accounting.OnAllocated(_index, top.BlockSize(p));
+                _accounting.OnAllocated(_index, blockSize);
             }
         }
-        catch (Exception ex)
+        catch (Exception ex) when (ex is not MemoryViolationException)
         {
             return Faulted(top, ex);
         }
@@ -167,14 +173,13 @@ public sealed unsafe partial class MemoryDomain
         void* p;
         try
         {
-            nuint oldSize = top.BlockSize(ptr);
-            p = top.Realloc(ptr, newSize);
+            p = top.ReallocCounted(ptr, newSize, out nuint oldSize, out nuint blockSize);
             if (p != null)
             {
-                _accounting.OnReallocated(_index, oldSize, top.BlockSize(p));
+                _accounting.OnReallocated(_index, oldSize, blockSize);
             }
         }
-        catch (Exception ex)
+        catch (Exception ex) when (ex is not MemoryViolationException)
         {
             return Faulted(top, ex);
         }
@@ -230,13 +235,13 @@ public sealed unsafe partial class MemoryDomain
         void* p;
         try
         {
-            p = top.Malloc(size);
+            p = top.MallocCounted(size, out nuint blockSize);
             if (p != null)
             {
-                _accounting.OnAllocated(_index, top.BlockSize(p));
+                _accounting.OnAllocated(_index, blockSize);
             }
         }
-        catch (Exception ex)
+        catch (Exception ex) when (ex is not MemoryViolationException)
         {
             return Faulted(top, ex);
         }
@@ -250,11 +255,12 @@ public sealed unsafe partial class MemoryDomain
     {
         try
         {
-            nuint size = top.BlockSize(ptr);
-            top.Free(ptr);
-            _accounting.OnFreed(_index, size);
+            if (top.FreeCounted(ptr, out nuint size))
+            {
+                _accounting.OnFreed(_index, size);
+            }
         }
-        catch (Exception ex)
+        catch (Exception ex) when (ex is not MemoryViolationException)
         {
             Faulted(top, ex);
         }

@@ -5,7 +5,7 @@ namespace Runtime.Memory.Hosting;
 /// </summary>
 /// <remarks>
 /// <code>
-/// { "RuntimeMemory": { "Allocator": "default" } }
+/// { "RuntimeMemory": { "Allocator": "default", "Debug": { "OnViolation": "FailFast", "GuardPages": false } } }
 /// </code>
 /// Read once when the service is created. Environment variables (<c>RuntimeMemory__Allocator</c>) and command-line
 /// switches (<c>--RuntimeMemory:Allocator=malloc</c>) override the file, as the .NET host does.
@@ -20,4 +20,7 @@ public sealed class RuntimeMemoryOptions
     /// Default <c>default</c>.
     /// </summary>
     public string Allocator { get; set; } = AllocatorNames.Default;
+
+    /// <summary>Settings of the debug hooks (<c>RuntimeMemory:Debug</c>).</summary>
+    public RuntimeMemoryDebugOptions Debug { get; set; } = new();
 }

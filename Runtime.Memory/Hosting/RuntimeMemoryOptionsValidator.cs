@@ -7,11 +7,13 @@ namespace Runtime.Memory.Hosting;
 /// Validates <see cref="RuntimeMemoryOptions"/> and, when they come from configuration, the raw section too, so
 /// that each mistake is reported as one message naming the key, the bad value and the allowed values: unknown
 /// allocator names, names whose backend is not in this build, keys that do not exist, and values of the wrong
-/// shape (an object where a string belongs).
+/// shape (an object where a string belongs), values that do not convert (a violation action, a boolean).
 /// </summary>
 public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemoryOptions>
 {
-    private static readonly string[] KnownKeys = [nameof(RuntimeMemoryOptions.Allocator)];
+    private static readonly string[] KnownKeys = [nameof(RuntimeMemoryOptions.Allocator), nameof(RuntimeMemoryOptions.Debug)];
+
+    private static readonly string[] DebugKeys = [nameof(RuntimeMemoryDebugOptions.OnViolation), nameof(RuntimeMemoryDebugOptions.GuardPages)];
 
     private readonly IConfigurationSection? _section;
     private readonly string _sectionPath;
@@ -37,7 +39,7 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
         var failures = new List<string>();
         if (_section is not null)
         {
-            CheckSection(failures);
+            failures.AddRange(CheckSection(_section));
         }
 
         if (failures.Count == 0)
@@ -47,10 +49,22 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
             {
                 failures.Add($"{Key(nameof(RuntimeMemoryOptions.Allocator))} = '{options.Allocator}': {problem}");
             }
+
+            if (options.Debug is null)
+            {
+                failures.Add($"{Key(nameof(RuntimeMemoryOptions.Debug))} must not be null.");
+            }
+            else if (!Enum.IsDefined(options.Debug.OnViolation))
+            {
+                failures.Add($"{Key("Debug:OnViolation")} = '{options.Debug.OnViolation}': {ViolationActionProblem}");
+            }
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
+
+    private static string ViolationActionProblem =>
+        $"not a violation action. Allowed values: {string.Join(", ", Enum.GetNames<ViolationAction>())}.";
 
     /// <summary>
     /// Why <paramref name="allocator"/> cannot be used, with the allowed values; <see langword="null"/> when it can.
@@ -73,27 +87,60 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
         return $"not an allocator name. Allowed values: {available} (recognised but not in this build yet: {later}).";
     }
 
-    private void CheckSection(List<string> failures)
+    /// <summary>
+    /// The problems of a raw configuration section before it is bound: values where sections belong and the reverse,
+    /// unknown keys, and values that cannot be converted (which the binder would report without the allowed values).
+    /// </summary>
+    public static IReadOnlyList<string> CheckSection(IConfigurationSection section)
     {
-        if (!string.IsNullOrEmpty(_section!.Value))
-        {
-            failures.Add(
-                $"{_sectionPath} = '{_section.Value}': {_sectionPath} must be a section with keys, not a value. Allowed keys: {string.Join(", ", KnownKeys)}.");
-        }
+        ArgumentNullException.ThrowIfNull(section);
+        var failures = new List<string>();
+        CheckKeys(section, KnownKeys, failures);
 
-        foreach (IConfigurationSection child in _section.GetChildren())
-        {
-            if (!KnownKeys.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
-            {
-                failures.Add($"{child.Path} is not a setting of {_sectionPath}. Allowed keys: {string.Join(", ", KnownKeys)}.");
-            }
-        }
-
-        IConfigurationSection allocator = _section.GetSection(nameof(RuntimeMemoryOptions.Allocator));
+        IConfigurationSection allocator = section.GetSection(nameof(RuntimeMemoryOptions.Allocator));
         if (allocator.Value is null && allocator.GetChildren().Any())
         {
             failures.Add(
                 $"{allocator.Path} must be a string, not an object. Allowed values: {string.Join(", ", AllocatorNames.Available)}.");
+        }
+
+        IConfigurationSection debug = section.GetSection(nameof(RuntimeMemoryOptions.Debug));
+        CheckKeys(debug, DebugKeys, failures);
+
+        IConfigurationSection onViolation = debug.GetSection(nameof(RuntimeMemoryDebugOptions.OnViolation));
+        if (onViolation.Value is null ? onViolation.GetChildren().Any() : !IsViolationAction(onViolation.Value))
+        {
+            failures.Add($"{onViolation.Path} = '{onViolation.Value ?? "(an object)"}': {ViolationActionProblem}");
+        }
+
+        IConfigurationSection guardPages = debug.GetSection(nameof(RuntimeMemoryDebugOptions.GuardPages));
+        if (guardPages.Value is null ? guardPages.GetChildren().Any() : !bool.TryParse(guardPages.Value, out _))
+        {
+            failures.Add($"{guardPages.Path} = '{guardPages.Value ?? "(an object)"}': not a boolean. Allowed values: true, false.");
+        }
+
+        return failures;
+    }
+
+    /// <summary>A name of <see cref="ViolationAction"/>, any case; numbers are not accepted, although the binder would take them.</summary>
+    private static bool IsViolationAction(string value) =>
+        Enum.GetNames<ViolationAction>().Contains(value.Trim(), StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>A section must be a section (not a value) and hold only <paramref name="known"/> keys.</summary>
+    private static void CheckKeys(IConfigurationSection section, string[] known, List<string> failures)
+    {
+        if (!string.IsNullOrEmpty(section.Value))
+        {
+            failures.Add(
+                $"{section.Path} = '{section.Value}': {section.Path} must be a section with keys, not a value. Allowed keys: {string.Join(", ", known)}.");
+        }
+
+        foreach (IConfigurationSection child in section.GetChildren())
+        {
+            if (!known.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+            {
+                failures.Add($"{child.Path} is not a setting of {section.Path}. Allowed keys: {string.Join(", ", known)}.");
+            }
         }
     }
 

@@ -30,7 +30,10 @@ public static class RuntimeMemoryServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configSectionPath);
-        services.AddOptions<RuntimeMemoryOptions>().BindConfiguration(configSectionPath);
+        services.AddOptions<RuntimeMemoryOptions>()
+            .Configure<IConfiguration>((options, configuration) => BindChecked(configuration.GetSection(configSectionPath), options));
+        services.AddSingleton<IOptionsChangeTokenSource<RuntimeMemoryOptions>>(sp =>
+            new ConfigurationChangeTokenSource<RuntimeMemoryOptions>(Options.DefaultName, sp.GetRequiredService<IConfiguration>().GetSection(configSectionPath)));
         AddSectionValidator(services, sp => sp.GetRequiredService<IConfiguration>().GetSection(configSectionPath));
         return AddCore(services);
     }
@@ -40,7 +43,9 @@ public static class RuntimeMemoryServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(section);
-        services.Configure<RuntimeMemoryOptions>(section);
+        services.AddOptions<RuntimeMemoryOptions>().Configure(options => BindChecked(section, options));
+        services.AddSingleton<IOptionsChangeTokenSource<RuntimeMemoryOptions>>(
+            new ConfigurationChangeTokenSource<RuntimeMemoryOptions>(Options.DefaultName, section));
         AddSectionValidator(services, _ => section);
         return AddCore(services);
     }
@@ -71,9 +76,27 @@ public static class RuntimeMemoryServiceCollectionExtensions
         services.AddOptions<RuntimeMemoryOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RuntimeMemoryOptions>, CodeOptionsValidator>());
         services.TryAddSingleton<IAllocatorProvider, DefaultAllocatorProvider>();
-        services.TryAddSingleton(sp => new RuntimeMemory(sp.GetRequiredService<IAllocatorProvider>()));
+        services.TryAddSingleton(sp => new RuntimeMemory(
+            sp.GetRequiredService<IAllocatorProvider>(),
+            sp.GetRequiredService<IOptions<RuntimeMemoryOptions>>().Value,
+            sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>()));
         services.TryAddSingleton<IRuntimeMemory>(sp => sp.GetRequiredService<RuntimeMemory>());
         return new Builder(services);
+    }
+
+    /// <summary>
+    /// Binds <paramref name="section"/> after checking it raw, so that a value the binder cannot convert is reported
+    /// like every other bad setting (key, value, allowed values) instead of as the binder's conversion error.
+    /// </summary>
+    private static void BindChecked(IConfigurationSection section, RuntimeMemoryOptions options)
+    {
+        IReadOnlyList<string> failures = RuntimeMemoryOptionsValidator.CheckSection(section);
+        if (failures.Count != 0)
+        {
+            throw new OptionsValidationException(Options.DefaultName, typeof(RuntimeMemoryOptions), failures);
+        }
+
+        section.Bind(options);
     }
 
     /// <summary>Registers the raw-section validator once, for the first section the service is bound to.</summary>

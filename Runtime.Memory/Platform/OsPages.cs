@@ -17,7 +17,13 @@ internal static unsafe partial class OsPages
     private const uint MemCommit = 0x1000;
     private const uint MemReserve = 0x2000;
     private const uint MemRelease = 0x8000;
+    private const uint MemDecommit = 0x4000;
     private const uint PageReadWrite = 0x04;
+    private const int ProtNone = 0x0;
+    private const int MadvDontNeed = 4; // Linux and macOS
+
+    /// <summary>The OS page size.</summary>
+    public static nuint PageSize { get; } = (nuint)Environment.SystemPageSize;
 
     static OsPages() => NativeLibraries.EnsureResolver();
 
@@ -101,6 +107,80 @@ internal static unsafe partial class OsPages
             munmap(p, size);
         }
     }
+
+    /// <summary>
+    /// Maps <paramref name="accessible"/> bytes (a multiple of <see cref="PageSize"/>) of zeroed read-write pages
+    /// followed by one inaccessible guard page, so that the first access past them faults. Null when the OS refuses.
+    /// Give it back with <see cref="UnmapGuarded"/>.
+    /// </summary>
+    public static void* MapGuarded(nuint accessible)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            void* reserved = VirtualAlloc(null, accessible + PageSize, MemReserve, PageReadWrite);
+            if (reserved == null)
+            {
+                return null;
+            }
+
+            if (VirtualAlloc(reserved, accessible, MemCommit, PageReadWrite) == null)
+            {
+                VirtualFree(reserved, 0, MemRelease);
+                return null;
+            }
+
+            return reserved; // the guard page stays reserved: any access faults
+        }
+
+        byte* p = (byte*)Map(accessible + PageSize);
+        if (p == null)
+        {
+            return null;
+        }
+
+        if (mprotect(p + accessible, PageSize, ProtNone) != 0)
+        {
+            munmap(p, accessible + PageSize);
+            return null;
+        }
+
+        return p;
+    }
+
+    /// <summary>
+    /// Makes the accessible pages of a guarded mapping inaccessible too and gives their memory back to the OS, keeping
+    /// the address range reserved: any later access faults (use after free).
+    /// </summary>
+    public static void Retire(void* p, nuint accessible)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            VirtualFree(p, accessible, MemDecommit);
+            return;
+        }
+
+        mprotect(p, accessible, ProtNone);
+        madvise(p, accessible, MadvDontNeed);
+    }
+
+    /// <summary>Unmaps a mapping returned by <see cref="MapGuarded"/>, its guard page included.</summary>
+    public static void UnmapGuarded(void* p, nuint accessible)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            VirtualFree(p, 0, MemRelease);
+        }
+        else
+        {
+            munmap(p, accessible + PageSize);
+        }
+    }
+
+    [LibraryImport(NativeLibraries.LibC, EntryPoint = "mprotect")]
+    private static partial int mprotect(void* addr, nuint length, int prot);
+
+    [LibraryImport(NativeLibraries.LibC, EntryPoint = "madvise")]
+    private static partial int madvise(void* addr, nuint length, int advice);
 
     [LibraryImport(NativeLibraries.LibC, EntryPoint = "mmap")]
     private static partial void* mmap(void* addr, nuint length, int prot, int flags, int fd, nint offset);

@@ -1,0 +1,135 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+
+namespace Runtime.Memory;
+
+/// <summary>
+/// The byte layout of a block under the debug hooks, and the small unsafe primitives that write and check it.
+/// Everything else in the debug hooks reads and writes blocks through these.
+/// </summary>
+/// <remarks>
+/// <code>
+/// Guard-byte mode (CPython's layout with PYMEM_DEBUG_SERIALNO; every field is 8 bytes on every platform, so
+/// data stays 16-byte aligned on 32-bit too, which CPython's does not: bpo-30150):
+///
+///   base                        data = base + 16                     tail = data + n
+///   |                           |                                    |
+///   [ n, big-endian (8) | id (1) | 0xFD x 7 ][ n bytes of data ...... ][ 0xFD x 8 | serial, big-endian (8) ]
+///     p-16 .. p-9         p-8      p-7..p-1    p .. p+n-1                tail+0..7   tail+8..15
+///
+///   n       the size requested; big-endian so that it reads naturally in a memory dump (as CPython writes it)
+///   id      the API id of the domain that allocated the block: 'r', 'm' or 'o'
+///   0xFD    FORBIDDENBYTE: untouchable pad before and after the data
+///   serial  the number of the debug malloc/realloc call that made the block ("made by call #N")
+///   data    0xCD (CLEANBYTE) after malloc, zeros after calloc; the whole block becomes 0xDD (DEADBYTE) when freed
+///
+/// Guard-page mode (one mapping per block; P = the OS page size):
+///
+///   mapping base                                         guard = data + round16(n)      guard + P
+///   |                                                    |                              |
+///   [ unused ... | n | id | 0xFD x 7 ][ data .... | 0xFD x (round16(n) - n) ][ inaccessible page ]
+///
+///   The data ends at the guard page, rounded up to 16 bytes so that alignment holds; the 0..15 slack bytes are
+///   forbidden bytes checked at free. The serial number lives only in the registry.
+/// </code>
+/// <para>The hooks never trust these bytes to find a block: the registry says whether a pointer is a block, its size
+/// and its serial number, so a corrupted size field is reported rather than followed (CPython reads the size from
+/// the block and "checking the trailing pad bytes may segfault").</para>
+/// </remarks>
+internal static unsafe class DebugLayout
+{
+    /// <summary>CPython's PYMEM_CLEANBYTE: new data.</summary>
+    public const byte CleanByte = 0xCD;
+
+    /// <summary>CPython's PYMEM_DEADBYTE: freed blocks.</summary>
+    public const byte DeadByte = 0xDD;
+
+    /// <summary>CPython's PYMEM_FORBIDDENBYTE: the pads at each end.</summary>
+    public const byte ForbiddenByte = 0xFD;
+
+    /// <summary>Width of every field: the size, the id + leading pad, the trailing pad and the serial number.</summary>
+    public const int FieldSize = 8;
+
+    /// <summary>Bytes before the data: the size field and the id + leading pad word.</summary>
+    public const int HeaderSize = 2 * FieldSize;
+
+    /// <summary>Leading pad bytes, between the id byte and the data (CPython's S-1).</summary>
+    public const int LeadingPadSize = FieldSize - 1;
+
+    /// <summary>Bytes after the data in guard-byte mode: the trailing pad and the serial number.</summary>
+    public const int TrailerSize = 2 * FieldSize;
+
+    /// <summary>Extra bytes per block in guard-byte mode (CPython's 4*S with serial numbers).</summary>
+    public const int Overhead = HeaderSize + TrailerSize;
+
+    /// <summary>Largest request the guard-byte layout can represent: the domain limit less the overhead.</summary>
+    public static readonly nuint MaxSize = MemoryDomain.MaxRequestSize - Overhead;
+
+    private const ulong ForbiddenWord = 0xFDFD_FDFD_FDFD_FDFDUL;
+
+    /// <summary>The id + leading pad word as it sits in memory: the id byte first, then seven forbidden bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong IdWord(byte api) =>
+        BitConverter.IsLittleEndian ? (ForbiddenWord & ~0xFFUL) | api : (ForbiddenWord >> 8) | ((ulong)api << 56);
+
+    /// <summary>The size field as it sits in memory: big-endian.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong SizeWord(nuint size) => BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness((ulong)size) : size;
+
+    /// <summary>Writes the size, id and leading pad in front of <paramref name="data"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void WriteHeader(byte* data, nuint size, byte api)
+    {
+        Unsafe.WriteUnaligned(data - HeaderSize, SizeWord(size));
+        Unsafe.WriteUnaligned(data - FieldSize, IdWord(api));
+    }
+
+    /// <summary>Writes the trailing pad and the serial number after the <paramref name="size"/> data bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void WriteTrailer(byte* data, nuint size, ulong serial)
+    {
+        Unsafe.WriteUnaligned(data + size, ForbiddenWord);
+        Unsafe.WriteUnaligned(data + size + FieldSize, BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(serial) : serial);
+    }
+
+    /// <summary>Whether the header in front of <paramref name="data"/> is exactly what <see cref="WriteHeader"/> wrote.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool HeaderIntact(byte* data, nuint size, byte api) =>
+        Unsafe.ReadUnaligned<ulong>(data - FieldSize) == IdWord(api)
+        && Unsafe.ReadUnaligned<ulong>(data - HeaderSize) == SizeWord(size);
+
+    /// <summary>Whether the trailer is exactly what <see cref="WriteTrailer"/> wrote.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool TrailerIntact(byte* data, nuint size, ulong serial) =>
+        Unsafe.ReadUnaligned<ulong>(data + size) == ForbiddenWord
+        && Unsafe.ReadUnaligned<ulong>(data + size + FieldSize) == (BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(serial) : serial);
+
+    /// <summary>Bytes between the end of the data and the guard page in guard-page mode (0..15).</summary>
+    public static nuint GuardSlack(nuint size) => RoundUp16(size) - size;
+
+    /// <summary>Whether the 0..15 slack bytes before the guard page are all forbidden bytes.</summary>
+    public static bool SlackIntact(byte* data, nuint size) =>
+        !new ReadOnlySpan<byte>(data + size, (int)GuardSlack(size)).ContainsAnyExcept(ForbiddenByte);
+
+    /// <summary>Fills the slack before the guard page with forbidden bytes.</summary>
+    public static void WriteSlack(byte* data, nuint size) => new Span<byte>(data + size, (int)GuardSlack(size)).Fill(ForbiddenByte);
+
+    /// <summary><paramref name="size"/> rounded up to the 16-byte alignment.</summary>
+    public static nuint RoundUp16(nuint size) => (size + (MemoryDomain.Alignment - 1)) & ~(MemoryDomain.Alignment - 1);
+
+    /// <summary>Fills <paramref name="length"/> bytes with <paramref name="value"/> (any length a block can have).</summary>
+    public static void Fill(byte* p, nuint length, byte value)
+    {
+        while (length > int.MaxValue)
+        {
+            new Span<byte>(p, int.MaxValue).Fill(value);
+            p += int.MaxValue;
+            length -= int.MaxValue;
+        }
+
+        new Span<byte>(p, (int)length).Fill(value);
+    }
+
+    /// <summary>Copies <paramref name="length"/> bytes between blocks that do not overlap.</summary>
+    public static void Copy(byte* from, byte* to, nuint length) => Buffer.MemoryCopy(from, to, length, length);
+}

@@ -1,0 +1,299 @@
+using System.Globalization;
+using System.Text;
+
+namespace Runtime.Memory;
+
+/// <summary>What the debug hooks found wrong with a free or realloc.</summary>
+public enum MemoryViolationKind
+{
+    /// <summary>The block was allocated by another domain (CPython's "bad ID").</summary>
+    WrongDomain,
+
+    /// <summary>A leading pad byte or the API id byte was overwritten: something wrote before the start of the data.</summary>
+    BadLeadingPad,
+
+    /// <summary>The size field was overwritten: a write before the start of the data reached it.</summary>
+    BadSizeField,
+
+    /// <summary>A trailing pad byte or the serial number after it was overwritten: something wrote past the end of the data.</summary>
+    BadTrailingPad,
+
+    /// <summary>The block was freed already: a double free, or a realloc of a freed block.</summary>
+    AlreadyFreed,
+
+    /// <summary>Another thread was reallocating the same block at that moment.</summary>
+    ConcurrentRealloc,
+
+    /// <summary>The pointer lies inside a live block (or its guard bytes) but is not its start.</summary>
+    InteriorPointer,
+
+    /// <summary>No debug hook of this runtime returned the pointer (a foreign pointer, or a long-freed block).</summary>
+    UnknownPointer,
+}
+
+/// <summary>The call in which a violation was found.</summary>
+public enum MemoryOperation
+{
+    /// <summary>Free.</summary>
+    Free,
+
+    /// <summary>Realloc.</summary>
+    Realloc,
+}
+
+/// <summary>
+/// One misuse found by the debug hooks, with the report that describes it: CPython's debug dump (pads byte by byte,
+/// the size requested, the serial number, the first and last data bytes) plus what CPython cannot see (double frees,
+/// interior and foreign pointers, a damaged size field), and where the block was allocated when tracing knows it.
+/// </summary>
+/// <remarks>The bytes in the report were copied when the violation was found; the block itself is left as it was
+/// (it is leaked, never freed, so its corrupted memory goes back to no allocator).</remarks>
+public sealed class MemoryViolation
+{
+    internal MemoryViolation(MemoryViolationKind kind, MemoryOperation operation, MemoryDomainKind domain, nuint address,
+        MemoryDomainKind? allocatedBy, nuint? requestedSize, ulong? serial, string report)
+    {
+        Kind = kind;
+        Operation = operation;
+        Domain = domain;
+        Address = address;
+        AllocatedBy = allocatedBy;
+        RequestedSize = requestedSize;
+        Serial = serial;
+        Report = report;
+    }
+
+    /// <summary>What went wrong.</summary>
+    public MemoryViolationKind Kind { get; }
+
+    /// <summary>The call that found it.</summary>
+    public MemoryOperation Operation { get; }
+
+    /// <summary>The domain the call went through.</summary>
+    public MemoryDomainKind Domain { get; }
+
+    /// <summary>The pointer passed to the call.</summary>
+    public nuint Address { get; }
+
+    /// <summary>The domain that allocated the block, when the pointer is (or is inside) a known block.</summary>
+    public MemoryDomainKind? AllocatedBy { get; }
+
+    /// <summary>Bytes originally requested for the block, when known.</summary>
+    public nuint? RequestedSize { get; }
+
+    /// <summary>Number of the debug malloc/realloc call that made the block, when known.</summary>
+    public ulong? Serial { get; }
+
+    /// <summary>The first line of <see cref="Report"/>: what went wrong, in one sentence.</summary>
+    public string Summary => Report[..Report.IndexOf('\n', StringComparison.Ordinal)];
+
+    /// <summary>The full text report (several lines, ending with a newline).</summary>
+    public string Report { get; }
+
+    /// <inheritdoc/>
+    public override string ToString() => Report;
+}
+
+/// <summary>Builds <see cref="MemoryViolation"/> reports from the registry's record and the block's bytes.</summary>
+internal static unsafe class ViolationReport
+{
+    private const string Ouch = " *** OUCH";
+
+    /// <summary>
+    /// Captures a violation. <paramref name="block"/> is the record of the block concerned (for an interior pointer,
+    /// the block that contains it); its bytes are read only when the block is live (it is ours, so they are mapped).
+    /// </summary>
+    public static MemoryViolation Capture(MemoryViolationKind kind, MemoryOperation operation, MemoryDomainKind domain,
+        nuint address, BlockRecord? block, string? traceback)
+    {
+        var text = new StringBuilder();
+        string op = operation == MemoryOperation.Free ? "free" : "realloc";
+        text.Append(CultureInfo.InvariantCulture, $"Memory violation in {op} through the {domain.ToName()} domain: {Headline(kind, operation, domain, address, block)}.\n");
+
+        if (block is { } record)
+        {
+            if (kind == MemoryViolationKind.InteriorPointer)
+            {
+                text.Append(CultureInfo.InvariantCulture, $"Debug memory block at address p={Address(address)}: not the start of a block\n");
+                text.Append(CultureInfo.InvariantCulture, $"    It lies {DescribeOffset(address, record.Address)} the block below.\n");
+            }
+
+            DumpBlock(text, record);
+            if (traceback is not null)
+            {
+                text.Append(traceback);
+            }
+            else
+            {
+                text.Append("Enable allocation tracing to get the traceback where the block was allocated.\n");
+            }
+        }
+        else
+        {
+            text.Append(CultureInfo.InvariantCulture, $"Debug memory block at address p={Address(address)}: unknown\n");
+            text.Append("    No debug hook of this runtime returned this pointer, and it lies inside none of its live blocks.\n");
+        }
+
+        return new MemoryViolation(kind, operation, domain, address,
+            block is { } b ? DomainOf(b.Api) : null,
+            block?.Size,
+            block?.Serial,
+            text.ToString());
+    }
+
+    private static string Headline(MemoryViolationKind kind, MemoryOperation operation, MemoryDomainKind domain, nuint address, BlockRecord? block) => kind switch
+    {
+        MemoryViolationKind.WrongDomain =>
+            $"bad ID: Allocated using API '{(char)block!.Value.Api}', verified using API '{(char)domain.ToApiId()}' " +
+            $"(a block of the {DomainOf(block.Value.Api)?.ToName()} domain must be freed through that domain)",
+        MemoryViolationKind.BadLeadingPad => "bad leading pad byte (something wrote before the start of the block)",
+        MemoryViolationKind.BadSizeField => "bad size field (a write before the start of the block reached its size field)",
+        MemoryViolationKind.BadTrailingPad => "bad trailing pad byte (something wrote past the end of the block)",
+        MemoryViolationKind.AlreadyFreed => operation == MemoryOperation.Free
+            ? "double free (the block was freed already)"
+            : "realloc of a freed block (the block was freed already)",
+        MemoryViolationKind.ConcurrentRealloc => "the block is being reallocated by another thread at this moment",
+        MemoryViolationKind.InteriorPointer =>
+            $"interior pointer ({DescribeOffset(address, block!.Value.Address)} a block, not its start)",
+        _ => "a pointer this runtime's debug hooks never returned (a foreign pointer, or a block freed so long ago that its record was recycled)",
+    };
+
+    private static string DescribeOffset(nuint address, nuint start) => address >= start
+        ? $"{address - start} bytes after the start of"
+        : $"{start - address} bytes before the start of (in the header of)";
+
+    /// <summary>CPython's dump (<c>_PyObject_DebugDumpAddress</c>), line for line, plus the fields CPython trusts blindly.</summary>
+    private static void DumpBlock(StringBuilder text, BlockRecord record)
+    {
+        byte* p = (byte*)record.Address;
+        nuint n = record.Size;
+        text.Append(CultureInfo.InvariantCulture, $"Debug memory block at address p={Address(record.Address)}: API '{(char)record.Api}'\n");
+        text.Append(CultureInfo.InvariantCulture, $"    {n} bytes originally requested\n");
+        if (record.State == BlockState.Freed)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"    The block was made by call #{record.Serial} to debug malloc/realloc and freed after call #{record.FreedAfter}.\n");
+            text.Append("    Its memory went back to the allocator, so its bytes are not shown.\n");
+            return;
+        }
+
+        // The size field (p-16 .. p-9) and the API id byte (p-8): CPython trusts both; they are checked here.
+        Span<byte> expectedSize = stackalloc byte[DebugLayout.FieldSize];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(expectedSize, n);
+        var size = new ReadOnlySpan<byte>(p - DebugLayout.HeaderSize, DebugLayout.FieldSize);
+        if (!size.SequenceEqual(expectedSize))
+        {
+            text.Append(CultureInfo.InvariantCulture, $"    The size field at p-{DebugLayout.HeaderSize} does not hold {n} (big-endian):\n");
+            for (int i = 0; i < DebugLayout.FieldSize; i++)
+            {
+                text.Append(CultureInfo.InvariantCulture, $"        at p-{DebugLayout.HeaderSize - i}: 0x{size[i]:x2}{(size[i] != expectedSize[i] ? Ouch : "")}\n");
+            }
+        }
+
+        byte id = p[-DebugLayout.FieldSize];
+        if (id != record.Api)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"    The API id byte at p-{DebugLayout.FieldSize} is 0x{id:x2}, not '{(char)record.Api}'{Ouch}\n");
+        }
+
+        // Leading pad, p-7 .. p-1, listed from p-7 as CPython does.
+        var leading = new ReadOnlySpan<byte>(p - DebugLayout.LeadingPadSize, DebugLayout.LeadingPadSize);
+        AppendPad(text, leading, $"at p-{DebugLayout.LeadingPadSize}", i => $"p-{DebugLayout.LeadingPadSize - i}");
+
+        // Trailing pad (and in guard-byte mode the serial number after it).
+        byte* tail = p + n;
+        if (record.GuardPage)
+        {
+            int slack = (int)DebugLayout.GuardSlack(n);
+            if (slack == 0)
+            {
+                text.Append("    No pad bytes at tail: the data ends at an inaccessible guard page.\n");
+            }
+            else
+            {
+                AppendPad(text, new ReadOnlySpan<byte>(tail, slack), $"at tail={Address((nuint)tail)}", i => $"tail+{i}");
+                text.Append("    An inaccessible guard page follows them.\n");
+            }
+
+            text.Append(CultureInfo.InvariantCulture, $"    The block was made by call #{record.Serial} to debug malloc/realloc.\n");
+        }
+        else
+        {
+            AppendPad(text, new ReadOnlySpan<byte>(tail, DebugLayout.FieldSize), $"at tail={Address((nuint)tail)}", i => $"tail+{i}");
+            Span<byte> expectedSerial = stackalloc byte[DebugLayout.FieldSize];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(expectedSerial, record.Serial);
+            var serial = new ReadOnlySpan<byte>(tail + DebugLayout.FieldSize, DebugLayout.FieldSize);
+            if (!serial.SequenceEqual(expectedSerial))
+            {
+                text.Append(CultureInfo.InvariantCulture, $"    The serial number at tail+{DebugLayout.FieldSize} is not #{record.Serial} (big-endian):\n");
+                for (int i = 0; i < DebugLayout.FieldSize; i++)
+                {
+                    text.Append(CultureInfo.InvariantCulture,
+                        $"        at tail+{DebugLayout.FieldSize + i}: 0x{serial[i]:x2}{(serial[i] != expectedSerial[i] ? Ouch : "")}\n");
+                }
+            }
+
+            text.Append(CultureInfo.InvariantCulture, $"    The block was made by call #{record.Serial} to debug malloc/realloc.\n");
+        }
+
+        AppendData(text, p, n);
+    }
+
+    private static void AppendPad(StringBuilder text, ReadOnlySpan<byte> pad, string where, Func<int, string> offset)
+    {
+        if (!pad.ContainsAnyExcept(DebugLayout.ForbiddenByte))
+        {
+            text.Append(CultureInfo.InvariantCulture, $"    The {pad.Length} pad bytes {where} are FORBIDDENBYTE, as expected.\n");
+            return;
+        }
+
+        text.Append(CultureInfo.InvariantCulture, $"    The {pad.Length} pad bytes {where} are not all FORBIDDENBYTE (0x{DebugLayout.ForbiddenByte:x2}):\n");
+        for (int i = 0; i < pad.Length; i++)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"        at {offset(i)}: 0x{pad[i]:x2}{(pad[i] != DebugLayout.ForbiddenByte ? Ouch : "")}\n");
+        }
+    }
+
+    /// <summary>"Data at p:" with up to 8 bytes from the start and 8 from the end, as CPython prints it.</summary>
+    private static void AppendData(StringBuilder text, byte* p, nuint n)
+    {
+        if (n == 0)
+        {
+            return;
+        }
+
+        text.Append("    Data at p:");
+        nuint i = 0;
+        for (; i < n && i < 8; i++)
+        {
+            text.Append(CultureInfo.InvariantCulture, $" {p[i]:x2}");
+        }
+
+        if (i < n)
+        {
+            if (n - i > 8)
+            {
+                text.Append(" ...");
+                i = n - 8;
+            }
+
+            for (; i < n; i++)
+            {
+                text.Append(CultureInfo.InvariantCulture, $" {p[i]:x2}");
+            }
+        }
+
+        text.Append('\n');
+    }
+
+    /// <summary>A pointer as fixed-width hex (16 digits on 64-bit), so reports line up and scrub reliably.</summary>
+    internal static string Address(nuint address) =>
+        "0x" + ((ulong)address).ToString(nuint.Size == 8 ? "x16" : "x8", CultureInfo.InvariantCulture);
+
+    private static MemoryDomainKind? DomainOf(byte api) => api switch
+    {
+        (byte)'r' => MemoryDomainKind.Raw,
+        (byte)'m' => MemoryDomainKind.Mem,
+        (byte)'o' => MemoryDomainKind.Obj,
+        _ => null,
+    };
+}

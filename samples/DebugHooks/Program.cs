@@ -1,0 +1,132 @@
+// DebugHooks: what the debug hooks catch and how they report it.
+//
+//   dotnet run --project samples/DebugHooks
+//       a tour of six misuses under OnViolation=Throw; each report is printed; exits 0 when all six are caught
+//
+//   dotnet run --project samples/DebugHooks -- overrun [switches]
+//       writes one byte past a 32-byte block of the mem domain, then frees it. With the defaults
+//       (pymalloc_debug, OnViolation=FailFast) the free finds the damaged trailing pad: the report goes to stderr and
+//       the process stops, as CPython's fatal error does. Switches:
+//         --RuntimeMemory:Debug:GuardPages=true      the write itself faults (the block ends at an inaccessible page)
+//         --RuntimeMemory:Debug:OnViolation=Log      the report is written and the program carries on (exit 0)
+
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Runtime.Memory;
+using Runtime.Memory.Hosting;
+
+bool overrun = args.Length > 0 && args[0] == "overrun";
+IConfiguration configuration = new ConfigurationBuilder()
+    .AddInMemoryCollection(new Dictionary<string, string?>
+    {
+        ["RuntimeMemory:Allocator"] = "pymalloc_debug",
+        ["RuntimeMemory:Debug:OnViolation"] = overrun ? "FailFast" : "Throw",
+    })
+    .AddCommandLine(overrun ? args[1..] : args)
+    .Build();
+
+var services = new ServiceCollection();
+services.AddSingleton(configuration);
+services.AddRuntimeMemory();
+using ServiceProvider provider = services.BuildServiceProvider();
+IRuntimeMemory runtime;
+try
+{
+    runtime = provider.ValidateRuntimeMemory(); // a bad setting stops here with a clear message
+}
+catch (Microsoft.Extensions.Options.OptionsValidationException ex)
+{
+    foreach (string failure in ex.Failures)
+    {
+        Console.Error.WriteLine($"DebugHooks: configuration error: {failure}");
+    }
+
+    return 2;
+}
+
+return overrun ? Overrun(runtime) : Tour(runtime);
+
+static unsafe int Overrun(IRuntimeMemory runtime)
+{
+    Console.WriteLine($"mem chain: {runtime.Mem.DescribeChain()}");
+    byte* p = (byte*)runtime.Mem.Malloc(32);
+    Console.WriteLine("allocated 32 bytes; writing one byte past the end");
+    p[32] = (byte)'x';
+    Console.WriteLine("wrote past the block; freeing it");
+    runtime.Mem.Free(p);
+    Console.WriteLine($"freed; violations reported: {runtime.Debugger.Violations}");
+    return 0;
+}
+
+static unsafe int Tour(IRuntimeMemory runtime)
+{
+    Console.WriteLine($"chains: raw {runtime.Raw.DescribeChain()}, mem {runtime.Mem.DescribeChain()}, obj {runtime.Obj.DescribeChain()}");
+    Console.WriteLine();
+    int caught = 0;
+
+    caught += Expect(MemoryViolationKind.BadTrailingPad, "a write one byte past the end", () =>
+    {
+        byte* p = (byte*)runtime.Mem.Malloc(16);
+        p[16] = (byte)'x';
+        runtime.Mem.Free(p);
+    });
+
+    caught += Expect(MemoryViolationKind.BadLeadingPad, "a write one byte before the start", () =>
+    {
+        byte* p = (byte*)runtime.Obj.Malloc(24);
+        p[-1] = 0;
+        runtime.Obj.Free(p);
+    });
+
+    caught += Expect(MemoryViolationKind.WrongDomain, "a mem block freed through raw", () =>
+    {
+        void* p = runtime.Mem.Malloc(16);
+        runtime.Raw.Free(p);
+    });
+
+    caught += Expect(MemoryViolationKind.AlreadyFreed, "a double free", () =>
+    {
+        void* p = runtime.Obj.Malloc(40);
+        runtime.Obj.Free(p);
+        runtime.Obj.Free(p);
+    });
+
+    caught += Expect(MemoryViolationKind.InteriorPointer, "a free of a pointer into the middle of a block", () =>
+    {
+        byte* p = (byte*)runtime.Mem.Malloc(64);
+        runtime.Mem.Free(p + 8);
+    });
+
+    caught += Expect(MemoryViolationKind.UnknownPointer, "a free of a pointer from another allocator", () =>
+    {
+        void* foreign = System.Runtime.InteropServices.NativeMemory.Alloc(16);
+        try
+        {
+            runtime.Mem.Free(foreign);
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.Free(foreign);
+        }
+    });
+
+    Console.WriteLine($"{caught} of 6 misuses caught; {runtime.Debugger.LiveBlocks} suspect blocks were leaked rather than freed.");
+    return caught == 6 ? 0 : 1;
+}
+
+static int Expect(MemoryViolationKind expected, string what, Action misuse)
+{
+    Console.WriteLine($"--- {what}");
+    try
+    {
+        misuse();
+        Console.WriteLine("not caught");
+        return 0;
+    }
+    catch (MemoryViolationException ex)
+    {
+        Console.Write(ex.Violation.Report);
+        Console.WriteLine();
+        return ex.Violation.Kind == expected ? 1 : 0;
+    }
+}
