@@ -21,7 +21,7 @@ public static class HostProgram
     /// <summary>The configuration is invalid; one line per problem went to stderr.</summary>
     public const int ExitConfigurationError = 2;
 
-    /// <summary>The workload saw corrupt contents or a result that broke the allocator contract.</summary>
+    /// <summary>The workload saw corrupt contents or a result that broke the allocator contract, or the debug hooks found a violation.</summary>
     public const int ExitWorkloadFailed = 3;
 
     /// <summary>Blocks were still live at the end.</summary>
@@ -81,6 +81,13 @@ public static class HostProgram
 
             await host.StopAsync();
 
+            if (runtime.Debugger.Violations != 0)
+            {
+                await stderr.WriteLineAsync(
+                    $"Runtime.Host: workload failed: the debug hooks found {runtime.Debugger.Violations} memory violations (reported above).");
+                return ExitWorkloadFailed;
+            }
+
             if (result.CorruptBlocks != 0 || result.Anomalies != 0)
             {
                 await stderr.WriteLineAsync(
@@ -105,6 +112,13 @@ public static class HostProgram
         text.Append(CultureInfo.InvariantCulture, $"RuntimeMem host: allocator '{runtime.AllocatorName}'\n");
         text.Append(CultureInfo.InvariantCulture,
             $"workload: {result.Operations:N0} operations over raw, mem and obj; {result.CorruptBlocks} corrupt blocks, {result.Anomalies} contract violations\n");
+        if (runtime.Raw.DebugHook is not null || runtime.Mem.DebugHook is not null || runtime.Obj.DebugHook is not null)
+        {
+            MemoryDebugger debugger = runtime.Debugger;
+            text.Append(CultureInfo.InvariantCulture,
+                $"debug hooks: {debugger.Violations} violations found (OnViolation={debugger.OnViolation}{(debugger.GuardPages ? ", guard pages" : "")})\n");
+        }
+
         text.Append('\n');
         text.Append(StatisticsReport.Format(statistics));
         return text.ToString();
@@ -169,14 +183,18 @@ public static class HostProgram
     }
 
     private const string Usage = """
-        Usage: Runtime.Host [--RuntimeMemory:Allocator=<name>] [--Host:AllocatorStatistics=true]
+        Usage: Runtime.Host [--RuntimeMemory:Allocator=<name>] [--RuntimeMemory:Debug:OnViolation=FailFast|Throw|Log]
+                            [--RuntimeMemory:Debug:GuardPages=true] [--Host:AllocatorStatistics=true]
+
+        Allocator names: default, debug, malloc, malloc_debug, pymalloc, pymalloc_debug (the *_debug names and
+        debug add the debug hooks: guard bytes checked on every free and realloc).
 
         Runs the built-in workload through the raw, mem and obj domains and prints the per-domain report;
         with Host:AllocatorStatistics, also the small-object allocator statistics (as sys._debugmallocstats()).
         Settings come from appsettings.json, then environment variables (RuntimeMemory__Allocator=malloc),
         then command-line switches (--RuntimeMemory:Allocator=malloc); later sources win.
 
-        Exit codes: 0 success, 2 configuration error, 3 workload failed, 4 blocks left live.
+        Exit codes: 0 success, 2 configuration error, 3 workload failed (or a memory violation), 4 blocks left live.
 
         """;
 }

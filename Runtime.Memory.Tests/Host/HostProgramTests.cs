@@ -80,6 +80,21 @@ public sealed class HostProgramTests : IDisposable
         Assert.StartsWith("RuntimeMem host: allocator 'malloc'", output);
     }
 
+    [Theory]
+    [InlineData("debug")]
+    [InlineData("malloc_debug")]
+    [InlineData("pymalloc_debug")]
+    public async Task The_workload_runs_clean_under_the_debug_hooks(string allocator)
+    {
+        var (exit, output, error) = await Run([$"--RuntimeMemory:Allocator={allocator}", "--RuntimeMemory:Debug:OnViolation=Throw"]);
+        Assert.Equal("", error);
+        Assert.Equal(HostProgram.ExitOk, exit);
+        Assert.StartsWith($"RuntimeMem host: allocator '{allocator}'", output);
+        Assert.Contains("0 corrupt blocks, 0 contract violations", output);
+        Assert.Contains("debug > ", output);
+        Assert.Contains("debug hooks: 0 violations found (OnViolation=Throw)", output);
+    }
+
     [Fact]
     public async Task A_bogus_allocator_exits_non_zero_with_one_line_naming_key_value_and_allowed_names()
     {

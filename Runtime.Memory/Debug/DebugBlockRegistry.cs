@@ -340,9 +340,9 @@ internal sealed unsafe class DebugBlockRegistry : IDisposable
                 for (int s = 0; s < stripe->Capacity; s++)
                 {
                     BlockRecord* slot = stripe->Slots + s;
+                    nuint start = slot->Address - DebugLayout.HeaderSize;
                     if (slot->Address > DeletedSlot && slot->State != BlockState.Freed
-                        && address >= slot->Address - DebugLayout.HeaderSize
-                        && address - slot->Address < slot->Size + DebugLayout.TrailerSize)
+                        && address >= start && address - start < slot->Size + DebugLayout.Overhead)
                     {
                         record = *slot;
                         return true;

@@ -145,9 +145,11 @@ internal static unsafe class ViolationReport
     {
         MemoryViolationKind.WrongDomain =>
             $"bad ID: Allocated using API '{(char)block!.Value.Api}', verified using API '{(char)domain.ToApiId()}' " +
-            $"(a block of the {DomainOf(block.Value.Api)?.ToName()} domain must be freed through that domain)",
+            $"(a block of the {DomainOf(block.Value.Api)?.ToName()} domain must be freed and reallocated through that domain)",
         MemoryViolationKind.BadLeadingPad => "bad leading pad byte (something wrote before the start of the block)",
         MemoryViolationKind.BadSizeField => "bad size field (a write before the start of the block reached its size field)",
+        MemoryViolationKind.BadTrailingPad when !block!.Value.GuardPage && TrailingPadIntact(block.Value) =>
+            "bad serial number after the trailing pad (something wrote past the end of the block, beyond the pad)",
         MemoryViolationKind.BadTrailingPad => "bad trailing pad byte (something wrote past the end of the block)",
         MemoryViolationKind.AlreadyFreed => operation == MemoryOperation.Free
             ? "double free (the block was freed already)"
@@ -157,6 +159,9 @@ internal static unsafe class ViolationReport
             $"interior pointer ({DescribeOffset(address, block!.Value.Address)} a block, not its start)",
         _ => "a pointer this runtime's debug hooks never returned (a foreign pointer, or a block freed so long ago that its record was recycled)",
     };
+
+    private static bool TrailingPadIntact(BlockRecord block) =>
+        !new ReadOnlySpan<byte>((byte*)block.Address + block.Size, DebugLayout.FieldSize).ContainsAnyExcept(DebugLayout.ForbiddenByte);
 
     private static string DescribeOffset(nuint address, nuint start) => address >= start
         ? $"{address - start} bytes after the start of"

@@ -9,13 +9,18 @@
 //       the process stops, as CPython's fatal error does. Switches:
 //         --RuntimeMemory:Debug:GuardPages=true      the write itself faults (the block ends at an inaccessible page)
 //         --RuntimeMemory:Debug:OnViolation=Log      the report is written and the program carries on (exit 0)
+//
+//   dotnet run --project samples/DebugHooks -- use-after-free [switches]
+//       frees a 64-byte block and then reads it. With the guard bytes alone the read sees the 0xDD the hooks left
+//       there; with --RuntimeMemory:Debug:GuardPages=true the freed block is inaccessible and the read faults.
 
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Runtime.Memory;
 using Runtime.Memory.Hosting;
 
-bool overrun = args.Length > 0 && args[0] == "overrun";
+string mode = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "tour";
+bool overrun = mode != "tour";
 IConfiguration configuration = new ConfigurationBuilder()
     .AddInMemoryCollection(new Dictionary<string, string?>
     {
@@ -44,7 +49,31 @@ catch (Microsoft.Extensions.Options.OptionsValidationException ex)
     return 2;
 }
 
-return overrun ? Overrun(runtime) : Tour(runtime);
+return mode switch
+{
+    "tour" => Tour(runtime),
+    "overrun" => Overrun(runtime),
+    "use-after-free" => UseAfterFree(runtime),
+    _ => Usage(mode),
+};
+
+static int Usage(string mode)
+{
+    Console.Error.WriteLine($"DebugHooks: unknown mode '{mode}'. Modes: (none) for the tour, overrun, use-after-free.");
+    return 2;
+}
+
+static unsafe int UseAfterFree(IRuntimeMemory runtime)
+{
+    Console.WriteLine($"mem chain: {runtime.Mem.DescribeChain()}");
+    byte* p = (byte*)runtime.Mem.Malloc(64);
+    p[0] = 42;
+    runtime.Mem.Free(p);
+    Console.WriteLine("freed a 64-byte block; reading its first byte");
+    byte value = p[0];
+    Console.WriteLine($"read 0x{value:x2} from the freed block");
+    return 0;
+}
 
 static unsafe int Overrun(IRuntimeMemory runtime)
 {

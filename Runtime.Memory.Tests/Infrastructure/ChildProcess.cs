@@ -1,0 +1,39 @@
+using System.Diagnostics;
+
+namespace Runtime.Memory.Tests.Infrastructure;
+
+/// <summary>Runs a program built beside the tests (a referenced executable project) as a child process.</summary>
+internal static class ChildProcess
+{
+    public sealed record Result(int ExitCode, string Stdout, string Stderr);
+
+    /// <summary>Runs <c>dotnet &lt;program&gt;.dll args</c> and waits for it (at most a minute).</summary>
+    public static Result Run(string program, params string[] args)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, program + ".dll");
+        Assert.True(File.Exists(dll), $"{dll} is not built beside the tests");
+        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(dll);
+        foreach (string arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["DOTNET_DbgEnableMiniDump"] = "0"; // a crash is the expected outcome of some runs: no dump
+        using Process process = Process.Start(start)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(1)))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within a minute");
+        }
+
+        return new Result(process.ExitCode, stdout.Result, stderr.Result);
+    }
+}
