@@ -25,6 +25,7 @@ public unsafe class ChurnBenchmarks
     private int[] _victims = null!;
     private readonly nint[] _blocks = new nint[Live];
     private RuntimeMemory _runtime = null!;
+    private RuntimeMemory _debug = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -40,10 +41,15 @@ public unsafe class ChurnBenchmarks
         }
 
         _runtime = RuntimeMemory.Create();
+        _debug = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug });
     }
 
     [GlobalCleanup]
-    public void Cleanup() => _runtime.Dispose();
+    public void Cleanup()
+    {
+        _runtime.Dispose();
+        _debug.Dispose();
+    }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Steps, Description = "glibc")]
     public void Glibc() => Run(new GlibcOps());
@@ -59,6 +65,11 @@ public unsafe class ChurnBenchmarks
 
     [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain")]
     public void ObjDomain() => Run(new DomainOps(_runtime.Obj));
+
+    /// <summary>The same under the debug hooks (<c>pymalloc_debug</c>). Guard pages are not measured here: 100,000 live
+    /// blocks need more kernel mappings than Linux allows a process by default.</summary>
+    [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + debug hooks")]
+    public void ObjDomainDebug() => Run(new DomainOps(_debug.Obj));
 
     private void Run<T>(T ops)
         where T : struct, IAllocatorOps

@@ -16,6 +16,8 @@ public unsafe class Pair16Benchmarks
     private const int Pairs = 1000;
     private RuntimeMemory _plain = null!;
     private RuntimeMemory _hooked = null!;
+    private RuntimeMemory _debug = null!;
+    private RuntimeMemory _guarded = null!;
     private readonly SystemAllocator _system = new();
     private readonly Runtime.Memory.Accounting.MemoryAccounting _accounting = new();
 
@@ -24,6 +26,8 @@ public unsafe class Pair16Benchmarks
     {
         _plain.Dispose();
         _hooked.Dispose();
+        _debug.Dispose();
+        _guarded.Dispose();
     }
 
     [GlobalSetup]
@@ -32,6 +36,8 @@ public unsafe class Pair16Benchmarks
         _plain = RuntimeMemory.Create();
         _hooked = RuntimeMemory.Create();
         _hooked.Obj.InstallHook(new PassThroughHook());
+        _debug = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug });
+        _guarded = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug, Debug = { GuardPages = true } });
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Pairs, Description = "glibc")]
@@ -110,6 +116,28 @@ public unsafe class Pair16Benchmarks
     public void ObjDomainWithHook()
     {
         MemoryDomain obj = _hooked.Obj;
+        for (int i = 0; i < Pairs; i++)
+        {
+            obj.Free(obj.Malloc(16));
+        }
+    }
+
+    /// <summary>"obj domain" under the debug hooks (<c>pymalloc_debug</c>): guard bytes, fills, serial numbers, registry.</summary>
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain + debug hooks")]
+    public void ObjDomainDebug()
+    {
+        MemoryDomain obj = _debug.Obj;
+        for (int i = 0; i < Pairs; i++)
+        {
+            obj.Free(obj.Malloc(16));
+        }
+    }
+
+    /// <summary>The debug hooks in guard-page mode: a mapping and a guard page per block, a quarantine of freed pages.</summary>
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain + debug hooks, guard pages")]
+    public void ObjDomainGuardPages()
+    {
+        MemoryDomain obj = _guarded.Obj;
         for (int i = 0; i < Pairs; i++)
         {
             obj.Free(obj.Malloc(16));

@@ -73,14 +73,14 @@ public sealed unsafe class GuardPageTests
 
         using RuntimeMemory runtime = DebugRuntimes.Create(AllocatorNames.Malloc, guardPages: true);
         int before = File.ReadAllLines("/proc/self/maps").Length;
-        for (int i = 0; i < 5 * runtime.Debugger.FreedBlocksRemembered; i++)
+        for (int i = 0; i < 5 * MemoryDebugger.QuarantineCapacity; i++)
         {
             runtime.Raw.Free(runtime.Raw.Malloc(64));
         }
 
         int after = File.ReadAllLines("/proc/self/maps").Length;
-        Assert.Equal(1024, runtime.Debugger.FreedBlocksRemembered);
-        Assert.InRange(after - before, 0, 2 * runtime.Debugger.FreedBlocksRemembered + 200);
+        Assert.Equal(MemoryDebugger.QuarantineCapacity, runtime.Debugger.QuarantinedBlocks);
+        Assert.InRange(after - before, 0, 2 * MemoryDebugger.QuarantineCapacity + 200);
     }
 
     [Fact]

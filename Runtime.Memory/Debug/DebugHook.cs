@@ -14,10 +14,11 @@ namespace Runtime.Memory;
 /// <item>malloc: the allocator below is asked for n + 32 bytes; size, id and pads are written, the data is filled
 /// with 0xCD, the serial number is written after the trailing pad, and the block is registered.</item>
 /// <item>calloc: the same from a zeroed block, without the 0xCD fill.</item>
-/// <item>free, in CPython's order: is the pointer a block of this runtime (else: interior or foreign pointer, or a
-/// block freed already), was it allocated by this domain (the API id), is the header intact (leading pad and id,
-/// then the size field, which CPython cannot check), is the trailer intact (trailing pad and serial number). Then
-/// the whole block, guard bytes included, is filled with 0xDD and given back.</item>
+/// <item>free, in CPython's order: is the pointer a live block of this runtime (the shadow map answers without
+/// touching the pointer: else an interior or foreign pointer, or a block freed already), was it allocated by this
+/// domain (the API id), is the header intact (id and leading pad, then the size field, which CPython cannot check),
+/// is the trailer intact (trailing pad and serial number). Then the whole block, guard bytes included, is filled
+/// with 0xDD and given back.</item>
 /// <item>realloc: the same checks, then always a new block: the data is copied, the grown part is 0xCD, and the old
 /// block is filled with 0xDD and freed. CPython marks only the first and last 64 bytes of a moved-from block dead and
 /// lets the allocator resize in place; moving every time means a stale pointer kept across a realloc always sees
@@ -34,11 +35,17 @@ namespace Runtime.Memory;
 /// </remarks>
 public sealed unsafe class DebugHook : MemoryHook
 {
+    /// <summary>How far below a pointer an interior-pointer report looks for the block it lies in.</summary>
+    private const nuint InteriorSearchDistance = 64 << 20;
+
     private readonly MemoryDebugger _debugger;
-    private readonly DebugBlockRegistry _registry;
+    private readonly DebugShadowMap _shadow;
     private readonly MemoryDomainKind _domain;
     private readonly byte _api;
     private readonly bool _guardPages;
+    private readonly byte _liveCode;
+    private readonly byte _busyCode;
+    private readonly byte _freedCode;
 
     /// <summary>Unknown pointers still to pass to the allocator below: the domain's live blocks when the hook was installed.</summary>
     private long _adopted;
@@ -48,8 +55,11 @@ public sealed unsafe class DebugHook : MemoryHook
         _domain = domain;
         _api = domain.ToApiId();
         _debugger = debugger;
-        _registry = debugger.Registry;
+        _shadow = debugger.Shadow;
         _guardPages = debugger.GuardPages;
+        _liveCode = DebugShadowMap.Code(BlockState.Live, domain);
+        _busyCode = DebugShadowMap.Code(BlockState.Busy, domain);
+        _freedCode = DebugShadowMap.Code(BlockState.Freed, domain);
     }
 
     /// <inheritdoc/>
@@ -70,14 +80,14 @@ public sealed unsafe class DebugHook : MemoryHook
     // ---- the allocator contract -------------------------------------------------------------------------------
 
     /// <inheritdoc/>
-    public override void* Malloc(nuint size) => MallocCounted(size, out _);
+    public override void* Malloc(nuint size) => Allocate(size, zeroed: false);
 
     /// <inheritdoc/>
     public override void* Calloc(nuint count, nuint size) => CallocCounted(count, size, out _);
 
     /// <inheritdoc/>
     public override void* Realloc(void* ptr, nuint newSize) =>
-        ptr == null ? MallocCounted(newSize, out _) : ReallocCounted(ptr, newSize, out _, out _);
+        ptr == null ? Allocate(newSize, zeroed: false) : ReallocCounted(ptr, newSize, out _, out _);
 
     /// <inheritdoc/>
     public override void Free(void* ptr)
@@ -88,18 +98,23 @@ public sealed unsafe class DebugHook : MemoryHook
         }
     }
 
-    /// <summary>The size requested for a live block; 0 for a pointer that is not one (no memory is read).</summary>
+    /// <summary>
+    /// The size requested for a live block of this domain; for a block from before the hook, the allocator below's
+    /// answer; 0 for anything else. Nothing is read from a pointer the shadow map does not know as a live block.
+    /// </summary>
     public override nuint BlockSize(void* ptr)
     {
-        if (_registry.TryGet((nuint)ptr, out BlockRecord record))
+        byte code = Shadow(ptr);
+        if (code == _liveCode || code == _busyCode)
         {
-            return record.State == BlockState.Freed ? 0 : record.Size;
+            nuint n = DebugLayout.ReadSize((byte*)ptr);
+            return SizeFits((byte*)ptr, n) ? n : RecoverSize((byte*)ptr);
         }
 
-        return AdoptedBlocks > 0 ? Inner.BlockSize(ptr) : 0;
+        return code == 0 && AdoptedBlocks > 0 ? Inner.BlockSize(ptr) : 0;
     }
 
-    // ---- what the domain calls (sizes without a second registry lookup) --------------------------------------
+    // ---- what the domain calls (sizes without a second lookup) -----------------------------------------------
 
     internal override void* MallocCounted(nuint size, out nuint blockSize)
     {
@@ -119,18 +134,25 @@ public sealed unsafe class DebugHook : MemoryHook
         return Allocate(total, zeroed: true);
     }
 
+    /// <remarks>Cost: the shadow byte (three loads), the header and trailer words, the allocator below's block size
+    /// (to trust the size field), one byte compare-exchange, the 0xDD fill, and the allocator below's free.</remarks>
     internal override bool FreeCounted(void* ptr, out nuint blockSize)
     {
-        RegistryStatus status = _registry.TryFree((nuint)ptr, _api, _debugger.Calls, out BlockRecord record, out BlockRecord evicted);
-        if (status == RegistryStatus.Ok)
+        byte* data = (byte*)ptr;
+        byte code = Shadow(ptr);
+        if (code == _liveCode)
         {
-            blockSize = record.Size;
-            Release(record);
-            ForgetEvicted(evicted);
-            return true;
-        }
+            nuint n = DebugLayout.ReadSize(data);
+            if (Intact(data, n) && _shadow.TryChange((nuint)data, _liveCode, _freedCode))
+            {
+                blockSize = n;
+                Release(data, n);
+                return true;
+            }
 
-        if (status == RegistryStatus.NotFound && TryTakeAdopted())
+            code = Shadow(ptr); // damaged, or freed by another thread a moment ago
+        }
+        else if (code == 0 && TryTakeAdopted())
         {
             blockSize = Inner.BlockSize(ptr);
             Inner.Free(ptr);
@@ -138,7 +160,7 @@ public sealed unsafe class DebugHook : MemoryHook
         }
 
         blockSize = 0;
-        Violation(status, MemoryOperation.Free, ptr, record);
+        Violation(code, MemoryOperation.Free, data);
         return false;
     }
 
@@ -146,8 +168,9 @@ public sealed unsafe class DebugHook : MemoryHook
     {
         oldBlockSize = 0;
         newBlockSize = 0;
-        RegistryStatus status = _registry.TryBeginRealloc((nuint)ptr, _api, out BlockRecord record);
-        if (status == RegistryStatus.NotFound && AdoptedBlocks > 0)
+        byte* data = (byte*)ptr;
+        byte code = Shadow(ptr);
+        if (code == 0 && AdoptedBlocks > 0)
         {
             // A block from before the hook: the allocator below resizes it, and it stays unchecked.
             oldBlockSize = Inner.BlockSize(ptr);
@@ -156,31 +179,31 @@ public sealed unsafe class DebugHook : MemoryHook
             return resized;
         }
 
-        if (status != RegistryStatus.Ok)
+        nuint n = code == _liveCode ? DebugLayout.ReadSize(data) : 0;
+        if (code != _liveCode || !Intact(data, n) || !_shadow.TryChange((nuint)data, _liveCode, _busyCode))
         {
-            Violation(status, MemoryOperation.Realloc, ptr, record);
+            Violation(code == _liveCode ? Shadow(ptr) : code, MemoryOperation.Realloc, data);
             return null;
         }
 
         byte* moved = Allocate(newSize, zeroed: false);
         if (moved == null)
         {
-            _registry.EndRealloc((nuint)ptr, moved: false, 0, out _);
-            return null; // the old block is live and unchanged
+            _shadow.TryChange((nuint)data, _busyCode, _liveCode); // the old block is live and unchanged
+            return null;
         }
 
-        DebugLayout.Copy((byte*)ptr, moved, Math.Min(record.Size, newSize)); // bytes past the old size stay 0xCD
-        _registry.EndRealloc((nuint)ptr, moved: true, _debugger.Calls, out BlockRecord evicted);
-        Release(record);
-        ForgetEvicted(evicted);
-        oldBlockSize = record.Size;
+        DebugLayout.Copy(data, moved, Math.Min(n, newSize)); // bytes past the old size stay 0xCD
+        _shadow.TryChange((nuint)data, _busyCode, _freedCode);
+        Release(data, n);
+        oldBlockSize = n;
         newBlockSize = newSize;
         return moved;
     }
 
     // ---- blocks ---------------------------------------------------------------------------------------------
 
-    /// <summary>Allocates, lays out and registers a block of <paramref name="size"/> data bytes.</summary>
+    /// <summary>Allocates, lays out and marks a block of <paramref name="size"/> data bytes.</summary>
     private byte* Allocate(nuint size, bool zeroed)
     {
         if (size > DebugLayout.MaxSize)
@@ -189,14 +212,17 @@ public sealed unsafe class DebugHook : MemoryHook
         }
 
         byte* data;
+        nuint extentStart;
         if (_guardPages)
         {
             data = GuardPageBlocks.Allocate(size); // fresh pages are zeroed
+            extentStart = (nuint)data - DebugLayout.GuardHeaderSize;
         }
         else
         {
             byte* block = (byte*)(zeroed ? Inner.Calloc(1, size + DebugLayout.Overhead) : Inner.Malloc(size + DebugLayout.Overhead));
             data = block == null ? null : block + DebugLayout.HeaderSize;
+            extentStart = (nuint)block;
         }
 
         if (data == null)
@@ -213,6 +239,7 @@ public sealed unsafe class DebugHook : MemoryHook
 
         if (_guardPages)
         {
+            DebugLayout.WriteGuardFields(data, size, serial);
             DebugLayout.WriteSlack(data, size);
         }
         else
@@ -220,32 +247,101 @@ public sealed unsafe class DebugHook : MemoryHook
             DebugLayout.WriteTrailer(data, size, serial);
         }
 
-        if (!_registry.Insert((nuint)data, size, _api, serial, _guardPages))
+        if (!_shadow.MarkLive((nuint)data, extentStart, (nuint)data + size + DebugLayout.TrailerSize, _liveCode))
         {
-            GiveBack(data, size, _guardPages);
+            GiveBack(data, size);
             return null;
         }
 
         return data;
     }
 
-    /// <summary>Marks a block that has just been freed in the registry dead, and gives it back.</summary>
-    private void Release(BlockRecord record)
+    /// <summary>
+    /// Whether the header and trailer of a live block are exactly as written, the size field included: it must agree
+    /// with the allocator below (or with its guard-page copy) before the trailer it locates is read.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Intact(byte* data, nuint n) =>
+        DebugLayout.IdAndPadIntact(data, _api)
+        && SizeFits(data, n)
+        && (_guardPages ? DebugLayout.SlackIntact(data, n) : DebugLayout.TrailerIntact(data, n));
+
+    /// <summary>
+    /// Whether <paramref name="n"/>, read from a block's size field, can be its size: the allocator below's block
+    /// must hold it and its guard bytes (exactly, for the built-in allocators, which know sizes to the byte or to
+    /// the 16-byte class); with guard pages, the copy at p-32 must agree.
+    /// </summary>
+    private bool SizeFits(byte* data, nuint n)
     {
-        byte* data = (byte*)record.Address;
-        if (record.GuardPage)
+        if (n > DebugLayout.MaxSize)
         {
-            GuardPageBlocks.Retire(record.Address, record.Size); // stays inaccessible while in quarantine
+            return false;
+        }
+
+        if (_guardPages)
+        {
+            return DebugLayout.ReadGuardSizeCopy(data) == n;
+        }
+
+        MemoryAllocator inner = Inner;
+        nuint held = inner.BlockSize(data - DebugLayout.HeaderSize);
+        nuint needed = n + DebugLayout.Overhead;
+        return inner switch
+        {
+            SystemAllocator => held == needed,
+            SmallObjectAllocator => needed <= held && held - needed < MemoryDomain.Alignment,
+            _ => needed <= held,
+        };
+    }
+
+    /// <summary>
+    /// The size of a live block whose size field is damaged (for reports): where the trailer really is, within the
+    /// allocator below's block; with guard pages, the copy at p-32 when it fits the mapping.
+    /// </summary>
+    private nuint RecoverSize(byte* data)
+    {
+        if (_guardPages)
+        {
+            nuint copy = DebugLayout.ReadGuardSizeCopy(data);
+            return copy <= DebugLayout.MaxSize && ((nuint)data + DebugLayout.RoundUp16(copy)) % Platform.OsPages.PageSize == 0 ? copy : 0;
+        }
+
+        nuint held = Inner.BlockSize(data - DebugLayout.HeaderSize);
+        if (held < DebugLayout.Overhead)
+        {
+            return 0;
+        }
+
+        nuint most = held - DebugLayout.Overhead;
+        nuint least = Inner is SystemAllocator ? most : most >= MemoryDomain.Alignment - 1 ? most - (MemoryDomain.Alignment - 1) : 0;
+        for (nuint m = least; m <= most; m++)
+        {
+            if (DebugLayout.TrailerIntact(data, m))
+            {
+                return m;
+            }
+        }
+
+        return most;
+    }
+
+    /// <summary>Fills a block that has just been freed with 0xDD and gives it back (or, with guard pages, retires it into the quarantine).</summary>
+    private void Release(byte* data, nuint size)
+    {
+        if (_guardPages)
+        {
+            GuardPageBlocks.Retire((nuint)data, size); // inaccessible while in quarantine
+            _debugger.Quarantine((nuint)data, size);
             return;
         }
 
-        DebugLayout.Fill(data - DebugLayout.HeaderSize, record.Size + DebugLayout.Overhead, DebugLayout.DeadByte);
-        GiveBack(data, record.Size, guardPage: false);
+        DebugLayout.Fill(data - DebugLayout.HeaderSize, size + DebugLayout.Overhead, DebugLayout.DeadByte);
+        Inner.Free(data - DebugLayout.HeaderSize);
     }
 
-    private void GiveBack(byte* data, nuint size, bool guardPage)
+    private void GiveBack(byte* data, nuint size)
     {
-        if (guardPage)
+        if (_guardPages)
         {
             GuardPageBlocks.Unmap((nuint)data, size);
         }
@@ -255,15 +351,9 @@ public sealed unsafe class DebugHook : MemoryHook
         }
     }
 
-    /// <summary>A freed guard-page block pushed out of the quarantine is unmapped now.</summary>
+    /// <summary>The shadow byte of <paramref name="ptr"/>; 0 for a pointer that cannot be a block start (misaligned).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ForgetEvicted(BlockRecord evicted)
-    {
-        if (evicted.GuardPage)
-        {
-            GuardPageBlocks.Unmap(evicted);
-        }
-    }
+    private byte Shadow(void* ptr) => ((nuint)ptr & (MemoryDomain.Alignment - 1)) == 0 ? _shadow.Read((nuint)ptr) : (byte)0;
 
     private bool TryTakeAdopted()
     {
@@ -285,54 +375,94 @@ public sealed unsafe class DebugHook : MemoryHook
     // ---- reports (cold) -------------------------------------------------------------------------------------
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void Violation(RegistryStatus status, MemoryOperation operation, void* ptr, BlockRecord record)
+    private void Violation(byte code, MemoryOperation operation, byte* ptr)
     {
-        BlockRecord? block = record;
         MemoryViolationKind kind;
-        switch (status)
+        BlockRecord? block;
+        if (code == 0)
         {
-            case RegistryStatus.WrongApi:
-                kind = MemoryViolationKind.WrongDomain;
-                break;
-            case RegistryStatus.AlreadyFreed:
-                kind = MemoryViolationKind.AlreadyFreed;
-                break;
-            case RegistryStatus.Busy:
-                kind = MemoryViolationKind.ConcurrentRealloc;
-                break;
-            case RegistryStatus.Corrupt:
-                kind = ClassifyCorruption(record);
-                break;
-            default:
-                if (_registry.TryFindContaining((nuint)ptr, out BlockRecord containing))
-                {
-                    kind = MemoryViolationKind.InteriorPointer;
-                    block = containing;
-                }
-                else
-                {
-                    kind = MemoryViolationKind.UnknownPointer;
-                    block = null;
-                }
-
-                break;
+            block = FindContaining(ptr);
+            kind = block is null ? MemoryViolationKind.UnknownPointer : MemoryViolationKind.InteriorPointer;
+        }
+        else
+        {
+            BlockState state = DebugShadowMap.StateOf(code);
+            MemoryDomainKind owner = DebugShadowMap.KindOf(code);
+            block = Describe(ptr, code);
+            kind = state switch
+            {
+                BlockState.Freed => MemoryViolationKind.AlreadyFreed,
+                BlockState.Busy => MemoryViolationKind.ConcurrentRealloc,
+                _ when owner != _domain => MemoryViolationKind.WrongDomain,
+                _ => ClassifyCorruption(ptr),
+            };
         }
 
-        string? traceback = block is { } b ? _debugger.TracebackOf?.Invoke(b.Address) : null;
+        string? traceback = block is { State: not BlockState.Freed } b ? _debugger.TracebackOf?.Invoke(b.Address) : null;
         _debugger.Report(ViolationReport.Capture(kind, operation, _domain, (nuint)ptr, block, traceback));
     }
 
-    /// <summary>Which guard bytes of a live block are damaged, in CPython's order: the start first.</summary>
-    private static MemoryViolationKind ClassifyCorruption(BlockRecord record)
+    /// <summary>What a report needs about the block whose data starts at <paramref name="data"/>.</summary>
+    private BlockRecord Describe(byte* data, byte code)
     {
-        byte* data = (byte*)record.Address;
-        bool idAndPadIntact = data[-DebugLayout.FieldSize] == record.Api
-            && !new ReadOnlySpan<byte>(data - DebugLayout.LeadingPadSize, DebugLayout.LeadingPadSize).ContainsAnyExcept(DebugLayout.ForbiddenByte);
-        if (!idAndPadIntact)
+        BlockState state = DebugShadowMap.StateOf(code);
+        nuint size = 0;
+        if (state != BlockState.Freed)
+        {
+            // Another domain's block is sized by that domain's hook, against that domain's allocator.
+            DebugHook owner = _debugger.HookOf(DebugShadowMap.KindOf(code)) ?? this;
+            nuint n = DebugLayout.ReadSize(data);
+            size = owner.SizeFits(data, n) ? n : owner.RecoverSize(data);
+        }
+
+        return new BlockRecord
+        {
+            Address = (nuint)data,
+            Api = DebugShadowMap.KindOf(code).ToApiId(),
+            State = state,
+            GuardPage = _guardPages,
+            Size = size,
+        };
+    }
+
+    /// <summary>The live block whose guard bytes or data contain <paramref name="ptr"/>, if any.</summary>
+    private BlockRecord? FindContaining(byte* ptr)
+    {
+        // In a header: the block starts within the next header's width.
+        int header = _guardPages ? DebugLayout.GuardHeaderSize : DebugLayout.HeaderSize;
+        nuint next = ((nuint)ptr + MemoryDomain.Alignment) & ~(MemoryDomain.Alignment - 1);
+        for (nuint start = next; start <= (nuint)ptr + (nuint)header; start += MemoryDomain.Alignment)
+        {
+            byte code = _shadow.Read(start);
+            if (code != 0 && DebugShadowMap.StateOf(code) != BlockState.Freed)
+            {
+                return Describe((byte*)start, code);
+            }
+        }
+
+        // In the data or trailer of a block that starts below.
+        if (_shadow.TryFindMarkBelow((nuint)ptr, InteriorSearchDistance, out nuint below, out byte belowCode)
+            && DebugShadowMap.StateOf(belowCode) != BlockState.Freed)
+        {
+            BlockRecord record = Describe((byte*)below, belowCode);
+            nuint end = record.Address + record.Size + (nuint)(_guardPages ? (int)DebugLayout.GuardSlack(record.Size) : DebugLayout.TrailerSize);
+            if ((nuint)ptr < end)
+            {
+                return record;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Which guard bytes of a live block are damaged, in CPython's order: the start first.</summary>
+    private MemoryViolationKind ClassifyCorruption(byte* data)
+    {
+        if (!DebugLayout.IdAndPadIntact(data, _api))
         {
             return MemoryViolationKind.BadLeadingPad;
         }
 
-        return DebugLayout.HeaderIntact(data, record.Size, record.Api) ? MemoryViolationKind.BadTrailingPad : MemoryViolationKind.BadSizeField;
+        return SizeFits(data, DebugLayout.ReadSize(data)) ? MemoryViolationKind.BadTrailingPad : MemoryViolationKind.BadSizeField;
     }
 }

@@ -36,9 +36,6 @@ internal static unsafe class GuardPageBlocks
         OsPages.Retire((void*)mapping, data + DebugLayout.RoundUp16(size) - mapping);
     }
 
-    /// <summary>Unmaps a block (live, or retired and leaving the quarantine).</summary>
-    public static void Unmap(BlockRecord record) => Unmap(record.Address, record.Size);
-
     /// <summary>Unmaps the block at <paramref name="data"/> of <paramref name="size"/> bytes.</summary>
     public static void Unmap(nuint data, nuint size)
     {
@@ -48,8 +45,8 @@ internal static unsafe class GuardPageBlocks
 
     /// <summary>Accessible bytes for <paramref name="span"/> data bytes and the header: whole pages.</summary>
     private static nuint AccessibleBytes(nuint span) =>
-        (span + DebugLayout.HeaderSize + OsPages.PageSize - 1) & ~(OsPages.PageSize - 1);
+        (span + DebugLayout.GuardHeaderSize + OsPages.PageSize - 1) & ~(OsPages.PageSize - 1);
 
     /// <summary>The start of the mapping: the page that holds the header.</summary>
-    private static nuint MappingOf(nuint data) => (data - DebugLayout.HeaderSize) & ~(OsPages.PageSize - 1);
+    private static nuint MappingOf(nuint data) => (data - DebugLayout.GuardHeaderSize) & ~(OsPages.PageSize - 1);
 }

@@ -11,21 +11,22 @@ namespace Runtime.Memory;
 /// <see cref="IRuntimeMemory.SetupDebugHooks"/>.
 /// </summary>
 /// <remarks>
-/// <para><b>Cost.</b> Per allocation and per free: the allocator below, one registry operation (a compare-exchange on
-/// one of 64 stripe locks and a hash probe), an atomic increment of the call counter (allocations only), and filling
-/// the data with 0xCD (or 0xDD on free). No managed allocation. Per block: 32 bytes of guard bytes and serial number,
-/// and a 40-byte registry record. See <c>docs/BENCHMARKS.md</c> for the measured ratio.</para>
+/// <para><b>Cost.</b> Per allocation: the allocator below, an atomic increment of the call counter, the 0xCD fill and
+/// a shadow-map store. Per free: a shadow-map lookup and a byte compare-exchange, the checks, the 0xDD fill. No lock
+/// and no managed allocation. Per block: 32 bytes of guard bytes and serial number; the shadow map adds 1/16 of the
+/// address span that holds debug blocks. See <c>docs/BENCHMARKS.md</c> for the measured ratio.</para>
 /// <para><b>Reports</b> go to <see cref="OnViolation"/>; the report text is described on <see cref="MemoryViolation"/>.
 /// Without a logger (a runtime created without DI) logged reports go to stderr.</para>
 /// </remarks>
 public sealed partial class MemoryDebugger : IDisposable
 {
-    /// <summary>Freed blocks each registry stripe remembers in guard-byte mode (64 stripes: 4,096 blocks).</summary>
-    private const int FreedRecordsPerStripe = 64;
+    /// <summary>Freed blocks kept inaccessible in guard-page mode before their pages are unmapped.</summary>
+    public const int QuarantineCapacity = 1024;
 
-    /// <summary>Freed blocks each stripe keeps inaccessible in guard-page mode (64 stripes: a quarantine of 1,024 blocks).</summary>
-    private const int QuarantinePerStripe = 16;
-
+    private readonly Lock _quarantineLock = new();
+    private readonly (nuint Data, nuint Size)[] _quarantine;
+    private int _quarantineNext;
+    private int _quarantineCount;
     private readonly ILogger? _logger;
     private readonly PaddedCounter _calls = new();
     private long _violations;
@@ -39,7 +40,8 @@ public sealed partial class MemoryDebugger : IDisposable
         _onViolation = options.OnViolation;
         GuardPages = options.GuardPages;
         _logger = logger;
-        Registry = new DebugBlockRegistry(GuardPages ? QuarantinePerStripe : FreedRecordsPerStripe);
+        Shadow = new DebugShadowMap();
+        _quarantine = GuardPages ? new (nuint, nuint)[QuarantineCapacity] : [];
     }
 
     /// <summary>What happens when a misuse is found. Can be changed at any time.</summary>
@@ -58,23 +60,68 @@ public sealed partial class MemoryDebugger : IDisposable
     /// <summary>The last misuse found, or <see langword="null"/>.</summary>
     public MemoryViolation? LastViolation => _lastViolation;
 
-    /// <summary>Blocks allocated through the debug hooks and not yet freed, over all domains (leaked suspect blocks included).</summary>
-    public long LiveBlocks => Registry.LiveBlocks;
+    /// <summary>
+    /// Blocks allocated through the debug hooks and not yet freed, over all domains (leaked suspect blocks included).
+    /// Counted from the shadow map when read: for diagnostics and tests, not for a hot loop.
+    /// </summary>
+    public long LiveBlocks => Shadow.CountLive();
 
     /// <summary>Debug malloc/calloc/realloc calls made so far: the serial number of the latest block.</summary>
     public ulong Calls => (ulong)Volatile.Read(ref _calls.Value);
 
+    /// <summary>Freed blocks in the guard-page quarantine right now (inaccessible, not yet unmapped).</summary>
+    public int QuarantinedBlocks
+    {
+        get
+        {
+            lock (_quarantineLock)
+            {
+                return _quarantineCount;
+            }
+        }
+    }
+
+    /// <summary>Native bytes of address space the shadow map uses (resident memory is less).</summary>
+    public long ShadowBytes => Shadow.BytesUsed;
+
+    /// <summary>The shadow map shared by the three hooks.</summary>
+    internal DebugShadowMap Shadow { get; }
+
+    private readonly DebugHook?[] _hooks = new DebugHook?[MemoryDomainKindExtensions.Count];
+
+    /// <summary>The debug hook of each domain, so that a report about another domain's block sizes it with that domain's allocator.</summary>
+    internal DebugHook? HookOf(MemoryDomainKind kind) => Volatile.Read(ref _hooks[(int)kind]);
+
+    /// <summary>Records the hook a domain installed (the latest one, if the hooks were removed and set up again).</summary>
+    internal void Register(DebugHook hook, MemoryDomainKind kind) => Volatile.Write(ref _hooks[(int)kind], hook);
+
     /// <summary>
-    /// Freed blocks remembered, so that freeing one again is reported as a double free; in guard-page mode also the
-    /// number of freed blocks kept inaccessible (the quarantine).
+    /// Keeps a retired guard-page block inaccessible until <see cref="QuarantineCapacity"/> newer ones have been
+    /// freed, then unmaps it. A use after free faults meanwhile; a second free is reported from the shadow map.
     /// </summary>
-    public int FreedBlocksRemembered => Registry.FreedCapacity;
+    internal void Quarantine(nuint data, nuint size)
+    {
+        (nuint Data, nuint Size) evicted = default;
+        lock (_quarantineLock)
+        {
+            if (_quarantineCount == QuarantineCapacity)
+            {
+                evicted = _quarantine[_quarantineNext];
+            }
+            else
+            {
+                _quarantineCount++;
+            }
 
-    /// <summary>Native bytes the block registry uses.</summary>
-    public long RegistryBytes => Registry.BytesUsed;
+            _quarantine[_quarantineNext] = (data, size);
+            _quarantineNext = (_quarantineNext + 1) % QuarantineCapacity;
+        }
 
-    /// <summary>The block registry shared by the three hooks.</summary>
-    internal DebugBlockRegistry Registry { get; }
+        if (evicted.Data != 0)
+        {
+            GuardPageBlocks.Unmap(evicted.Data, evicted.Size);
+        }
+    }
 
     /// <summary>
     /// Where a block was allocated, as report lines, when allocation tracing knows it; set by tracing when it starts.
@@ -158,12 +205,17 @@ public sealed partial class MemoryDebugger : IDisposable
             return;
         }
 
-        foreach (BlockRecord record in Registry.TakeQuarantined())
+        lock (_quarantineLock)
         {
-            GuardPageBlocks.Unmap(record);
+            for (int i = 0; i < _quarantineCount; i++)
+            {
+                GuardPageBlocks.Unmap(_quarantine[i].Data, _quarantine[i].Size);
+            }
+
+            _quarantineCount = 0;
         }
 
-        Registry.Dispose();
+        Shadow.Dispose();
     }
 
     /// <summary>A counter on its own cache line, so that it does not slow down its neighbours' readers.</summary>

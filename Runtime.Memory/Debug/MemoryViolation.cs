@@ -94,14 +94,34 @@ public sealed class MemoryViolation
     public override string ToString() => Report;
 }
 
-/// <summary>Builds <see cref="MemoryViolation"/> reports from the registry's record and the block's bytes.</summary>
+/// <summary>What the hooks know about the block a violation concerns, for its report.</summary>
+internal struct BlockRecord
+{
+    /// <summary>The block's data pointer.</summary>
+    public nuint Address;
+
+    /// <summary>API id of the domain that allocated it ('r', 'm' or 'o'), from the shadow map.</summary>
+    public byte Api;
+
+    /// <summary>Live, busy (being reallocated) or freed.</summary>
+    public BlockState State;
+
+    /// <summary>Whether the block has its own pages and a guard page.</summary>
+    public bool GuardPage;
+
+    /// <summary>The size requested, as far as it can be known: the size field when it is sound, else recovered from
+    /// the allocator below (or the guard-page copy). Unknown (0) for a freed block.</summary>
+    public nuint Size;
+}
+
+/// <summary>Builds <see cref="MemoryViolation"/> reports from what the hooks know and the block's bytes.</summary>
 internal static unsafe class ViolationReport
 {
     private const string Ouch = " *** OUCH";
 
     /// <summary>
-    /// Captures a violation. <paramref name="block"/> is the record of the block concerned (for an interior pointer,
-    /// the block that contains it); its bytes are read only when the block is live (it is ours, so they are mapped).
+    /// Captures a violation. <paramref name="block"/> is the block concerned (for an interior pointer, the block that
+    /// contains it); its bytes are read only when it is live or busy (it is ours then, so they are mapped).
     /// </summary>
     public static MemoryViolation Capture(MemoryViolationKind kind, MemoryOperation operation, MemoryDomainKind domain,
         nuint address, BlockRecord? block, string? traceback)
@@ -110,6 +130,7 @@ internal static unsafe class ViolationReport
         string op = operation == MemoryOperation.Free ? "free" : "realloc";
         text.Append(CultureInfo.InvariantCulture, $"Memory violation in {op} through the {domain.ToName()} domain: {Headline(kind, operation, domain, address, block)}.\n");
 
+        ulong? serial = null;
         if (block is { } record)
         {
             if (kind == MemoryViolationKind.InteriorPointer)
@@ -118,14 +139,10 @@ internal static unsafe class ViolationReport
                 text.Append(CultureInfo.InvariantCulture, $"    It lies {DescribeOffset(address, record.Address)} the block below.\n");
             }
 
-            DumpBlock(text, record);
-            if (traceback is not null)
+            serial = DumpBlock(text, record);
+            if (record.State != BlockState.Freed)
             {
-                text.Append(traceback);
-            }
-            else
-            {
-                text.Append("Enable allocation tracing to get the traceback where the block was allocated.\n");
+                text.Append(traceback ?? "Enable allocation tracing to get the traceback where the block was allocated.\n");
             }
         }
         else
@@ -136,8 +153,8 @@ internal static unsafe class ViolationReport
 
         return new MemoryViolation(kind, operation, domain, address,
             block is { } b ? DomainOf(b.Api) : null,
-            block?.Size,
-            block?.Serial,
+            block is { State: not BlockState.Freed } known ? known.Size : null,
+            serial,
             text.ToString());
     }
 
@@ -148,7 +165,7 @@ internal static unsafe class ViolationReport
             $"(a block of the {DomainOf(block.Value.Api)?.ToName()} domain must be freed and reallocated through that domain)",
         MemoryViolationKind.BadLeadingPad => "bad leading pad byte (something wrote before the start of the block)",
         MemoryViolationKind.BadSizeField => "bad size field (a write before the start of the block reached its size field)",
-        MemoryViolationKind.BadTrailingPad when !block!.Value.GuardPage && TrailingPadIntact(block.Value) =>
+        MemoryViolationKind.BadTrailingPad when !block!.Value.GuardPage && DebugLayout.TrailingPadIntact((byte*)block.Value.Address, block.Value.Size) =>
             "bad serial number after the trailing pad (something wrote past the end of the block, beyond the pad)",
         MemoryViolationKind.BadTrailingPad => "bad trailing pad byte (something wrote past the end of the block)",
         MemoryViolationKind.AlreadyFreed => operation == MemoryOperation.Free
@@ -157,29 +174,30 @@ internal static unsafe class ViolationReport
         MemoryViolationKind.ConcurrentRealloc => "the block is being reallocated by another thread at this moment",
         MemoryViolationKind.InteriorPointer =>
             $"interior pointer ({DescribeOffset(address, block!.Value.Address)} a block, not its start)",
-        _ => "a pointer this runtime's debug hooks never returned (a foreign pointer, or a block freed so long ago that its record was recycled)",
+        _ => "a pointer this runtime's debug hooks never returned (a foreign pointer, or one into memory that is not a live block)",
     };
-
-    private static bool TrailingPadIntact(BlockRecord block) =>
-        !new ReadOnlySpan<byte>((byte*)block.Address + block.Size, DebugLayout.FieldSize).ContainsAnyExcept(DebugLayout.ForbiddenByte);
 
     private static string DescribeOffset(nuint address, nuint start) => address >= start
         ? $"{address - start} bytes after the start of"
         : $"{start - address} bytes before the start of (in the header of)";
 
-    /// <summary>CPython's dump (<c>_PyObject_DebugDumpAddress</c>), line for line, plus the fields CPython trusts blindly.</summary>
-    private static void DumpBlock(StringBuilder text, BlockRecord record)
+    /// <summary>
+    /// CPython's dump (<c>_PyObject_DebugDumpAddress</c>), line for line, plus the fields CPython trusts blindly (the
+    /// size field, the API id byte, the serial number). Returns the serial number when it is readable.
+    /// </summary>
+    private static ulong? DumpBlock(StringBuilder text, BlockRecord record)
     {
         byte* p = (byte*)record.Address;
-        nuint n = record.Size;
         text.Append(CultureInfo.InvariantCulture, $"Debug memory block at address p={Address(record.Address)}: API '{(char)record.Api}'\n");
-        text.Append(CultureInfo.InvariantCulture, $"    {n} bytes originally requested\n");
         if (record.State == BlockState.Freed)
         {
-            text.Append(CultureInfo.InvariantCulture, $"    The block was made by call #{record.Serial} to debug malloc/realloc and freed after call #{record.FreedAfter}.\n");
-            text.Append("    Its memory went back to the allocator, so its bytes are not shown.\n");
-            return;
+            text.Append("    The block was freed already: its memory went back to the allocator, and no debug block has\n");
+            text.Append("    started at this address since. Its size and serial number went with it.\n");
+            return null;
         }
+
+        nuint n = record.Size;
+        text.Append(CultureInfo.InvariantCulture, $"    {n} bytes originally requested\n");
 
         // The size field (p-16 .. p-9) and the API id byte (p-8): CPython trusts both; they are checked here.
         Span<byte> expectedSize = stackalloc byte[DebugLayout.FieldSize];
@@ -204,7 +222,7 @@ internal static unsafe class ViolationReport
         var leading = new ReadOnlySpan<byte>(p - DebugLayout.LeadingPadSize, DebugLayout.LeadingPadSize);
         AppendPad(text, leading, $"at p-{DebugLayout.LeadingPadSize}", i => $"p-{DebugLayout.LeadingPadSize - i}");
 
-        // Trailing pad (and in guard-byte mode the serial number after it).
+        // Trailing pad: 8 forbidden bytes, or with guard pages the 0..15 slack bytes before the guard page.
         byte* tail = p + n;
         if (record.GuardPage)
         {
@@ -218,29 +236,32 @@ internal static unsafe class ViolationReport
                 AppendPad(text, new ReadOnlySpan<byte>(tail, slack), $"at tail={Address((nuint)tail)}", i => $"tail+{i}");
                 text.Append("    An inaccessible guard page follows them.\n");
             }
-
-            text.Append(CultureInfo.InvariantCulture, $"    The block was made by call #{record.Serial} to debug malloc/realloc.\n");
         }
         else
         {
             AppendPad(text, new ReadOnlySpan<byte>(tail, DebugLayout.FieldSize), $"at tail={Address((nuint)tail)}", i => $"tail+{i}");
-            Span<byte> expectedSerial = stackalloc byte[DebugLayout.FieldSize];
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(expectedSerial, record.Serial);
-            var serial = new ReadOnlySpan<byte>(tail + DebugLayout.FieldSize, DebugLayout.FieldSize);
-            if (!serial.SequenceEqual(expectedSerial))
-            {
-                text.Append(CultureInfo.InvariantCulture, $"    The serial number at tail+{DebugLayout.FieldSize} is not #{record.Serial} (big-endian):\n");
-                for (int i = 0; i < DebugLayout.FieldSize; i++)
-                {
-                    text.Append(CultureInfo.InvariantCulture,
-                        $"        at tail+{DebugLayout.FieldSize + i}: 0x{serial[i]:x2}{(serial[i] != expectedSerial[i] ? Ouch : "")}\n");
-                }
-            }
+        }
 
-            text.Append(CultureInfo.InvariantCulture, $"    The block was made by call #{record.Serial} to debug malloc/realloc.\n");
+        byte* serialField = DebugLayout.SerialField(p, n, record.GuardPage);
+        ulong? serial = null;
+        if (DebugLayout.TryReadSerial(serialField, out ulong number))
+        {
+            serial = number;
+            text.Append(CultureInfo.InvariantCulture, $"    The block was made by call #{number} to debug malloc/realloc.\n");
+        }
+        else
+        {
+            string where = record.GuardPage ? $"p-{DebugLayout.GuardHeaderSize - DebugLayout.FieldSize}" : $"tail+{DebugLayout.FieldSize}";
+            text.Append(CultureInfo.InvariantCulture, $"    The serial number at {where} is damaged (its check byte does not match), so the call that made the block is unknown:\n");
+            for (int i = 0; i < DebugLayout.FieldSize; i++)
+            {
+                string at = record.GuardPage ? $"p-{DebugLayout.GuardHeaderSize - DebugLayout.FieldSize - i}" : $"tail+{DebugLayout.FieldSize + i}";
+                text.Append(CultureInfo.InvariantCulture, $"        at {at}: 0x{serialField[i]:x2}\n");
+            }
         }
 
         AppendData(text, p, n);
+        return serial;
     }
 
     private static void AppendPad(StringBuilder text, ReadOnlySpan<byte> pad, string where, Func<int, string> offset)

@@ -184,6 +184,7 @@ public sealed unsafe partial class MemoryDomain
 
             var hook = new DebugHook(Kind, _debugger);
             hook.Adopt(LiveBlocks);
+            _debugger.Register(hook, Kind);
             LinkOnTopUnsynchronized(hook);
             return hook;
         }
