@@ -50,7 +50,7 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         }
     }
 
-    /// <summary>The debug state shared by the domains' debug hooks (registry, serial numbers, violations).</summary>
+    /// <summary>The debug state shared by the domains' debug hooks (shadow map, serial numbers, violations).</summary>
     public MemoryDebugger Debugger { get; }
 
     /// <inheritdoc/>

@@ -54,7 +54,7 @@ public abstract unsafe class MemoryAllocator
     // ---- what a domain calls: the operation and the sizes it accounts, in one call ---------------------------
     //
     // By default these are the operation plus BlockSize, as the contract defines them. An allocator that knows the
-    // sizes already (the debug hook keeps them in its registry) overrides them to save a second lookup, and to say
+    // sizes already (the debug hook reads them from the block it has just checked) overrides them to save a lookup, and to say
     // that a free was refused (the block stays live and must not be counted as freed). Internal: user allocators
     // and hooks get the defaults, which are exact for them.
 

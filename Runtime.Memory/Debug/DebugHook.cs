@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Runtime.Memory;
 
@@ -142,8 +143,16 @@ public sealed unsafe class DebugHook : MemoryHook
         byte code = Shadow(ptr);
         if (code == _liveCode)
         {
+            // The allocator below knows how big the block is (from memory it keeps hot), which places the trailer
+            // to within 16 bytes: its cache line is fetched while the header is read, so the two misses overlap.
+            nuint held = _guardPages ? 0 : Inner.BlockSize(data - DebugLayout.HeaderSize);
+            if (Sse.IsSupported && held >= DebugLayout.Overhead)
+            {
+                Sse.Prefetch0(data + held - DebugLayout.Overhead);
+            }
+
             nuint n = DebugLayout.ReadSize(data);
-            if (Intact(data, n) && _shadow.TryChange((nuint)data, _liveCode, _freedCode))
+            if (Intact(data, n, held) && _shadow.TryChange((nuint)data, _liveCode, _freedCode))
             {
                 blockSize = n;
                 Release(data, n);
@@ -261,9 +270,13 @@ public sealed unsafe class DebugHook : MemoryHook
     /// with the allocator below (or with its guard-page copy) before the trailer it locates is read.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool Intact(byte* data, nuint n) =>
+    private bool Intact(byte* data, nuint n) => Intact(data, n, _guardPages ? 0 : Inner.BlockSize(data - DebugLayout.HeaderSize));
+
+    /// <summary><see cref="Intact(byte*, nuint)"/> with the allocator below's block size already read.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Intact(byte* data, nuint n, nuint held) =>
         DebugLayout.IdAndPadIntact(data, _api)
-        && SizeFits(data, n)
+        && SizeFits(data, n, held)
         && (_guardPages ? DebugLayout.SlackIntact(data, n) : DebugLayout.TrailerIntact(data, n));
 
     /// <summary>
@@ -271,7 +284,10 @@ public sealed unsafe class DebugHook : MemoryHook
     /// must hold it and its guard bytes (exactly, for the built-in allocators, which know sizes to the byte or to
     /// the 16-byte class); with guard pages, the copy at p-32 must agree.
     /// </summary>
-    private bool SizeFits(byte* data, nuint n)
+    private bool SizeFits(byte* data, nuint n) => SizeFits(data, n, _guardPages ? 0 : Inner.BlockSize(data - DebugLayout.HeaderSize));
+
+    /// <summary><see cref="SizeFits(byte*, nuint)"/> with the allocator below's block size (<paramref name="held"/>) already read.</summary>
+    private bool SizeFits(byte* data, nuint n, nuint held)
     {
         if (n > DebugLayout.MaxSize)
         {
@@ -284,7 +300,6 @@ public sealed unsafe class DebugHook : MemoryHook
         }
 
         MemoryAllocator inner = Inner;
-        nuint held = inner.BlockSize(data - DebugLayout.HeaderSize);
         nuint needed = n + DebugLayout.Overhead;
         return inner switch
         {

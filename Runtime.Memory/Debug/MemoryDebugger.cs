@@ -5,7 +5,7 @@ using Runtime.Memory.Hosting;
 namespace Runtime.Memory;
 
 /// <summary>
-/// The debug state of one runtime, shared by the debug hooks of its three domains: the registry of every block they
+/// The debug state of one runtime, shared by the debug hooks of its three domains: the shadow map of every block they
 /// handed out, the call counter behind serial numbers, and the violation handler. Get it from
 /// <see cref="RuntimeMemory.Debugger"/>; the hooks themselves are installed by a <c>*_debug</c> allocator name or by
 /// <see cref="IRuntimeMemory.SetupDebugHooks"/>.
@@ -195,7 +195,7 @@ public sealed partial class MemoryDebugger : IDisposable
     private static partial void LogFatalViolation(ILogger logger, MemoryViolationKind kind, string report);
 
     /// <summary>
-    /// Unmaps the quarantined guard pages and frees the registry. Blocks still live stay where they are; the hooks
+    /// Unmaps the quarantined guard pages and the shadow map. Blocks still live stay where they are; the hooks
     /// must not be used afterwards.
     /// </summary>
     public void Dispose()
