@@ -140,6 +140,11 @@ public sealed unsafe class DebugHook : MemoryHook
     internal override bool FreeCounted(void* ptr, out nuint blockSize)
     {
         byte* data = (byte*)ptr;
+        if (Sse.IsSupported)
+        {
+            Sse.Prefetch0(data - DebugLayout.HeaderSize); // a prefetch never faults: the header's miss overlaps the shadow lookup
+        }
+
         byte code = Shadow(ptr);
         if (code == _liveCode)
         {
