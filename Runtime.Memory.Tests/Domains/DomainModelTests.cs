@@ -45,7 +45,7 @@ public sealed unsafe class DomainModelTests
         {
             using RuntimeMemory runtime = TestRuntimes.Create(allocator);
             MemoryDomain domain = runtime[kind];
-            var model = new Model { Pools = domain.BaseAllocator is SmallObjectAllocator };
+            var model = new Model { Pools = domain.Allocator is SmallObjectAllocator };
             byte seed = 0;
             try
             {

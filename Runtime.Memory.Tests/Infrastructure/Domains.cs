@@ -12,12 +12,12 @@ public sealed class AllDomains : TheoryData<MemoryDomainKind>
     }
 }
 
-/// <summary>Theory data: every built-in allocator configuration × every domain kind.</summary>
+/// <summary>Theory data: every built-in allocator configuration (the debug ones included) × every domain kind.</summary>
 public sealed class AllAllocatorsAndDomains : TheoryData<string, MemoryDomainKind>
 {
     public AllAllocatorsAndDomains()
     {
-        foreach (string allocator in new[] { AllocatorNames.Malloc, AllocatorNames.Pymalloc })
+        foreach (string allocator in new[] { AllocatorNames.Malloc, AllocatorNames.Pymalloc, AllocatorNames.MallocDebug, AllocatorNames.PymallocDebug })
         {
             foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
             {
@@ -33,9 +33,12 @@ internal static class TestRuntimes
     public static RuntimeMemory Create(string allocator = AllocatorNames.Malloc) =>
         RuntimeMemory.Create(new Runtime.Memory.Hosting.RuntimeMemoryOptions { Allocator = allocator });
 
-    /// <summary>Bytes a domain accounts for a request: the class size on the small-object allocator, else the request.</summary>
+    /// <summary>
+    /// Bytes a domain accounts for a request: the class size on the small-object allocator, else (the system
+    /// allocator, or the debug hooks over either) the request.
+    /// </summary>
     public static long Accounted(MemoryDomain domain, nuint size) =>
-        domain.BaseAllocator is SmallObjectAllocator ? (long)SmallObjectAllocator.AccountedSize(size) : (long)size;
+        domain.BaseAllocator is SmallObjectAllocator && domain.DebugHook is null ? (long)SmallObjectAllocator.AccountedSize(size) : (long)size;
 }
 
 /// <summary>Small helpers for pointer tests.</summary>
