@@ -50,6 +50,34 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         }
     }
 
+    private nint _nativeApi;
+
+    /// <summary>
+    /// The function table native code uses to reach this runtime (<c>rtmem_api</c> in <c>runtime_mem.h</c>): created on
+    /// first use, valid until the runtime is disposed. Hand it to an extension with <see cref="Interop.NativeExtension"/>.
+    /// </summary>
+    public unsafe Interop.RtMemApi* NativeApi
+    {
+        get
+        {
+            nint table = Volatile.Read(ref _nativeApi);
+            if (table != 0)
+            {
+                return (Interop.RtMemApi*)table;
+            }
+
+            Interop.RtMemApi* created = Interop.NativeApi.Create(this);
+            nint raced = Interlocked.CompareExchange(ref _nativeApi, (nint)created, 0);
+            if (raced != 0)
+            {
+                Interop.NativeApi.Release(created);
+                return (Interop.RtMemApi*)raced;
+            }
+
+            return created;
+        }
+    }
+
     /// <summary>The debug state shared by the domains' debug hooks (shadow map, serial numbers, violations).</summary>
     public MemoryDebugger Debugger { get; }
 
@@ -118,6 +146,10 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         }
 
         Debugger.Dispose();
+        unsafe
+        {
+            Interop.NativeApi.Release((Interop.RtMemApi*)Interlocked.Exchange(ref _nativeApi, 0));
+        }
     }
 
     /// <inheritdoc/>

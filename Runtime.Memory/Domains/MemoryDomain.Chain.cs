@@ -106,7 +106,13 @@ public sealed unsafe partial class MemoryDomain
     /// with live blocks and concurrent traffic. Any allocator the hook was built over is replaced by the current one.
     /// </summary>
     /// <exception cref="ArgumentException">The hook is installed already (here or in another domain).</exception>
-    public void InstallHook(MemoryHook hook)
+    public void InstallHook(MemoryHook hook) => InstallHookWith(hook, beforeLink: null);
+
+    /// <summary>
+    /// <see cref="InstallHook(MemoryHook)"/>, telling <paramref name="beforeLink"/> what the hook will wrap while the
+    /// chain is locked, before any call can reach the hook (a hook written in C must know its previous allocator).
+    /// </summary>
+    internal void InstallHookWith(MemoryHook hook, Action<MemoryAllocator>? beforeLink)
     {
         ArgumentNullException.ThrowIfNull(hook);
         lock (_chainLock)
@@ -116,6 +122,7 @@ public sealed unsafe partial class MemoryDomain
                 throw AlreadyInstalled(hook, domain);
             }
 
+            beforeLink?.Invoke(_top);
             LinkOnTopUnsynchronized(hook);
         }
     }

@@ -1,0 +1,383 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Runtime.Memory.Interop;
+
+/// <summary>
+/// The function table a runtime hands to native code: <c>rtmem_api</c> in <c>runtime_mem.h</c>. Field order and
+/// meaning are the ABI; new fields are only ever appended (<see cref="Size"/> says how many a table has).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct RtMemApi
+{
+    /// <summary><c>RTMEM_ABI_VERSION</c> of the runtime that filled the table.</summary>
+    public uint AbiVersion;
+
+    /// <summary><c>sizeof(rtmem_api)</c> as the runtime knows it.</summary>
+    public uint Size;
+
+    /// <summary>The runtime: pass it as the first argument of every function.</summary>
+    public void* Runtime;
+
+    /// <summary><c>void *malloc(void *runtime, int domain, size_t size)</c>.</summary>
+    public delegate* unmanaged<void*, int, nuint, void*> Malloc;
+
+    /// <summary><c>void *calloc(void *runtime, int domain, size_t nelem, size_t elsize)</c>.</summary>
+    public delegate* unmanaged<void*, int, nuint, nuint, void*> Calloc;
+
+    /// <summary><c>void *realloc(void *runtime, int domain, void *ptr, size_t new_size)</c>.</summary>
+    public delegate* unmanaged<void*, int, void*, nuint, void*> Realloc;
+
+    /// <summary><c>void free(void *runtime, int domain, void *ptr)</c>.</summary>
+    public delegate* unmanaged<void*, int, void*, void> Free;
+
+    /// <summary><c>int get_allocator(void *runtime, int domain, rtmem_allocator *out)</c>.</summary>
+    public delegate* unmanaged<void*, int, RtMemAllocator*, int> GetAllocator;
+
+    /// <summary><c>int set_allocator(void *runtime, int domain, const rtmem_allocator *allocator)</c>.</summary>
+    public delegate* unmanaged<void*, int, RtMemAllocator*, int> SetAllocator;
+
+    /// <summary><c>int install_hook(void *runtime, int domain, const rtmem_allocator *hook, rtmem_allocator *previous)</c>.</summary>
+    public delegate* unmanaged<void*, int, RtMemAllocator*, RtMemAllocator*, int> InstallHook;
+
+    /// <summary><c>int remove_hook(void *runtime, int domain, const rtmem_allocator *hook)</c>.</summary>
+    public delegate* unmanaged<void*, int, RtMemAllocator*, int> RemoveHook;
+
+    /// <summary><c>int get_arena_allocator(void *runtime, int domain, rtmem_arena_allocator *out)</c>.</summary>
+    public delegate* unmanaged<void*, int, RtMemArenaAllocator*, int> GetArenaAllocator;
+
+    /// <summary><c>int set_arena_allocator(void *runtime, int domain, const rtmem_arena_allocator *arenas)</c>.</summary>
+    public delegate* unmanaged<void*, int, RtMemArenaAllocator*, int> SetArenaAllocator;
+
+    /// <summary><c>int64_t live_blocks(void *runtime, int domain)</c>; -1 for a bad domain.</summary>
+    public delegate* unmanaged<void*, int, long> LiveBlocks;
+
+    /// <summary><c>int64_t live_bytes(void *runtime, int domain)</c>; -1 for a bad domain.</summary>
+    public delegate* unmanaged<void*, int, long> LiveBytes;
+}
+
+/// <summary>Return codes of the table's <c>int</c> functions (<c>RTMEM_OK</c> … in <c>runtime_mem.h</c>).</summary>
+public static class RtMemStatus
+{
+    /// <summary>Done.</summary>
+    public const int Ok = 0;
+
+    /// <summary>A null pointer, an incomplete struct, or a domain outside 0..2.</summary>
+    public const int InvalidArgument = -1;
+
+    /// <summary>Refused: the domain has live blocks that only its current allocator can free.</summary>
+    public const int Busy = -2;
+
+    /// <summary>The domain's base allocator is not the small-object allocator (arena functions), or the hook is not installed.</summary>
+    public const int NotSupported = -3;
+
+    /// <summary>The runtime failed unexpectedly; nothing changed.</summary>
+    public const int Fault = -4;
+}
+
+/// <summary>
+/// Builds and serves the <see cref="RtMemApi"/> table of one runtime. Every function is an
+/// <c>[UnmanagedCallersOnly]</c> entry point that catches everything: native code gets a null return or a status code,
+/// never an exception.
+/// </summary>
+internal static unsafe class NativeApi
+{
+    /// <summary>The ABI version of the table and structs (<c>RTMEM_ABI_VERSION</c>).</summary>
+    public const uint AbiVersion = 1;
+
+    /// <summary>A table for <paramref name="runtime"/> in native memory, and the handle behind its <c>runtime</c> field; free both with <see cref="Release"/>.</summary>
+    public static RtMemApi* Create(RuntimeMemory runtime)
+    {
+        var table = (RtMemApi*)NativeMemory.AllocZeroed((nuint)sizeof(RtMemApi));
+        table->AbiVersion = AbiVersion;
+        table->Size = (uint)sizeof(RtMemApi);
+        table->Runtime = (void*)GCHandle.ToIntPtr(GCHandle.Alloc(runtime));
+        table->Malloc = &Malloc;
+        table->Calloc = &Calloc;
+        table->Realloc = &Realloc;
+        table->Free = &Free;
+        table->GetAllocator = &GetAllocator;
+        table->SetAllocator = &SetAllocator;
+        table->InstallHook = &InstallHook;
+        table->RemoveHook = &RemoveHook;
+        table->GetArenaAllocator = &GetArenaAllocator;
+        table->SetArenaAllocator = &SetArenaAllocator;
+        table->LiveBlocks = &LiveBlocks;
+        table->LiveBytes = &LiveBytes;
+        return table;
+    }
+
+    /// <summary>Frees a table made by <see cref="Create"/>; native code must not use it afterwards.</summary>
+    public static void Release(RtMemApi* table)
+    {
+        if (table == null)
+        {
+            return;
+        }
+
+        GCHandle.FromIntPtr((nint)table->Runtime).Free();
+        NativeMemory.Free(table);
+    }
+
+    /// <summary>The domain a native call names, or null for a bad runtime pointer or domain number.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static MemoryDomain? DomainOf(void* runtime, int domain) =>
+        runtime != null && (uint)domain < MemoryDomainKindExtensions.Count
+            ? Unsafe.As<RuntimeMemory>(GCHandle.FromIntPtr((nint)runtime).Target!)[(MemoryDomainKind)domain]
+            : null;
+
+    // ---- memory -----------------------------------------------------------------------------------------------
+
+    [UnmanagedCallersOnly]
+    private static void* Malloc(void* runtime, int domain, nuint size)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            MemoryDomain? d = DomainOf(runtime, domain);
+            return d is null ? null : d.Malloc(size);
+        }
+        catch (Exception ex)
+        {
+            return NativeFaults.Swallow(ex);
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static void* Calloc(void* runtime, int domain, nuint count, nuint size)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            MemoryDomain? d = DomainOf(runtime, domain);
+            return d is null ? null : d.Calloc(count, size);
+        }
+        catch (Exception ex)
+        {
+            return NativeFaults.Swallow(ex);
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static void* Realloc(void* runtime, int domain, void* ptr, nuint size)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            MemoryDomain? d = DomainOf(runtime, domain);
+            return d is null ? null : d.Realloc(ptr, size);
+        }
+        catch (Exception ex)
+        {
+            return NativeFaults.Swallow(ex);
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static void Free(void* runtime, int domain, void* ptr)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            DomainOf(runtime, domain)?.Free(ptr);
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+        }
+    }
+
+    // ---- allocators -------------------------------------------------------------------------------------------
+
+    [UnmanagedCallersOnly]
+    private static int GetAllocator(void* runtime, int domain, RtMemAllocator* result)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            MemoryDomain? d = DomainOf(runtime, domain);
+            if (d is null || result == null)
+            {
+                return RtMemStatus.InvalidArgument;
+            }
+
+            *result = AllocatorExports.Export(d.Allocator);
+            return RtMemStatus.Ok;
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+            return RtMemStatus.Fault;
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static int SetAllocator(void* runtime, int domain, RtMemAllocator* allocator)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            MemoryDomain? d = DomainOf(runtime, domain);
+            if (d is null || allocator == null || !allocator->IsComplete)
+            {
+                return RtMemStatus.InvalidArgument;
+            }
+
+            // What get_allocator returned (a managed allocator, or a C struct already in the chain) is restored
+            // exactly; any other C struct becomes the base allocator.
+            MemoryAllocator target = AllocatorExports.Resolve(*allocator)
+                ?? FindNative(d, *allocator)
+                ?? new NativeAllocator(*allocator);
+            d.SetAllocator(target);
+            return RtMemStatus.Ok;
+        }
+        catch (InvalidOperationException ex)
+        {
+            NativeFaults.Swallow(ex);
+            return RtMemStatus.Busy;
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+            return RtMemStatus.Fault;
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static int InstallHook(void* runtime, int domain, RtMemAllocator* hook, RtMemAllocator* previous)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            MemoryDomain? d = DomainOf(runtime, domain);
+            if (d is null || hook == null || previous == null || !hook->IsComplete)
+            {
+                return RtMemStatus.InvalidArgument;
+            }
+
+            // The hook learns what it wraps before any call can reach it.
+            var native = new NativeHook(*hook);
+            d.InstallHookWith(native, below => *previous = AllocatorExports.Export(below));
+            return RtMemStatus.Ok;
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+            return RtMemStatus.Fault;
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static int RemoveHook(void* runtime, int domain, RtMemAllocator* hook)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            MemoryDomain? d = DomainOf(runtime, domain);
+            if (d is null || hook == null)
+            {
+                return RtMemStatus.InvalidArgument;
+            }
+
+            return FindNative(d, *hook) is NativeHook installed && d.RemoveHook(installed) ? RtMemStatus.Ok : RtMemStatus.NotSupported;
+        }
+        catch (InvalidOperationException ex)
+        {
+            NativeFaults.Swallow(ex);
+            return RtMemStatus.Busy;
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+            return RtMemStatus.Fault;
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static int GetArenaAllocator(void* runtime, int domain, RtMemArenaAllocator* result)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            MemoryDomain? d = DomainOf(runtime, domain);
+            if (d is null || result == null)
+            {
+                return RtMemStatus.InvalidArgument;
+            }
+
+            if (d.BaseAllocator is not SmallObjectAllocator small)
+            {
+                return RtMemStatus.NotSupported;
+            }
+
+            *result = AllocatorExports.Export(small.ArenaAllocator);
+            return RtMemStatus.Ok;
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+            return RtMemStatus.Fault;
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static int SetArenaAllocator(void* runtime, int domain, RtMemArenaAllocator* arenas)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            MemoryDomain? d = DomainOf(runtime, domain);
+            if (d is null || arenas == null || !arenas->IsComplete)
+            {
+                return RtMemStatus.InvalidArgument;
+            }
+
+            if (d.BaseAllocator is not SmallObjectAllocator small)
+            {
+                return RtMemStatus.NotSupported;
+            }
+
+            ArenaAllocator target = AllocatorExports.Resolve(*arenas)
+                ?? (small.ArenaAllocator is NativeArenaAllocator current && current.Native == *arenas ? current : new NativeArenaAllocator(*arenas));
+            small.ArenaAllocator = target;
+            return RtMemStatus.Ok;
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+            return RtMemStatus.Fault;
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static long LiveBlocks(void* runtime, int domain)
+    {
+        try
+        {
+            return DomainOf(runtime, domain)?.LiveBlocks ?? -1;
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+            return -1;
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static long LiveBytes(void* runtime, int domain)
+    {
+        try
+        {
+            return DomainOf(runtime, domain)?.GetStatistics().LiveBytes ?? -1;
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+            return -1;
+        }
+    }
+
+    /// <summary>The allocator in <paramref name="domain"/>'s chain that is exactly the C struct <paramref name="native"/>.</summary>
+    private static MemoryAllocator? FindNative(MemoryDomain domain, RtMemAllocator native) =>
+        domain.GetChain().FirstOrDefault(a => a is INativeAllocatorView view && view.Native == native);
+}
