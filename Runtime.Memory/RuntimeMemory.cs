@@ -78,6 +78,21 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         }
     }
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, LibraryAccount> _tags = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The account of the native library tagged <paramref name="tag"/> (created on first use): what the library's
+    /// route into this runtime holds. Routes with the same tag share one account.
+    /// </summary>
+    public LibraryAccount Tag(string tag)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(tag);
+        return _tags.GetOrAdd(tag, static t => new LibraryAccount(t));
+    }
+
+    /// <summary>Every library account, by tag.</summary>
+    public IReadOnlyCollection<LibraryAccount> Tags => _tags.Values.OrderBy(a => a.Tag, StringComparer.Ordinal).ToArray();
+
     /// <summary>The debug state shared by the domains' debug hooks (shadow map, serial numbers, violations).</summary>
     public MemoryDebugger Debugger { get; }
 

@@ -14,6 +14,9 @@ internal static class NativeLibraries
     /// <summary>The logical library name of the C runtime in <c>[LibraryImport]</c>.</summary>
     public const string LibC = "libc";
 
+    /// <summary>The logical library name of zlib: the system's <c>libz.so.1</c> (<c>libz.dylib</c>, <c>zlib1.dll</c>).</summary>
+    public const string Zlib = "z";
+
     private static int s_registered;
 
     /// <summary>Registers the resolver once; every class with imports calls this from its static constructor.</summary>
@@ -25,14 +28,17 @@ internal static class NativeLibraries
         }
     }
 
+    /// <summary>The files tried for a logical name, in order.</summary>
+    public static string[] CandidatesOf(string name) => name switch
+    {
+        LibC => OperatingSystem.IsMacOS() ? ["/usr/lib/libSystem.B.dylib"] : ["libc.so.6", "libc.so"],
+        Zlib => OperatingSystem.IsWindows() ? ["zlib1.dll"] : OperatingSystem.IsMacOS() ? ["libz.1.dylib", "libz.dylib"] : ["libz.so.1", "libz.so"],
+        _ => [],
+    };
+
     private static nint Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath)
     {
-        if (name != LibC)
-        {
-            return 0;
-        }
-
-        string[] candidates = OperatingSystem.IsMacOS() ? ["/usr/lib/libSystem.B.dylib"] : ["libc.so.6", "libc.so"];
+        string[] candidates = CandidatesOf(name);
         foreach (string candidate in candidates)
         {
             if (NativeLibrary.TryLoad(candidate, out nint handle))
