@@ -65,5 +65,6 @@ public sealed class LibraryAccount
     internal void OnFailed() => Interlocked.Increment(ref _failures);
 
     /// <inheritdoc/>
-    public override string ToString() => $"{Tag}: {LiveBlocks} live blocks, {LiveBytes} live bytes, peak {PeakBytes}";
+    public override string ToString() =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Tag}: {LiveBlocks:N0} live blocks, {LiveBytes:N0} live bytes, peak {PeakBytes:N0}");
 }
