@@ -28,6 +28,9 @@ internal static class NativeLibraries
         }
     }
 
+    /// <summary>The logical library name of Lua 5.4: <c>liblua54</c>, which the KeraLua package ships per platform.</summary>
+    public const string Lua = "lua54";
+
     /// <summary>The files tried for a logical name, in order.</summary>
     public static string[] CandidatesOf(string name) => name switch
     {
