@@ -126,11 +126,17 @@ public abstract unsafe class LibraryRoute : IDisposable
     /// </summary>
     public void Dispose()
     {
+        OnDispose();
         if (_self.IsAllocated)
         {
             _self.Free();
         }
 
         GC.SuppressFinalize(this);
+    }
+
+    /// <summary>What a route undoes before its handle is released (SQLite's puts the previous allocator back).</summary>
+    protected virtual void OnDispose()
+    {
     }
 }

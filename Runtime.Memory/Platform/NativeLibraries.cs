@@ -31,10 +31,14 @@ internal static class NativeLibraries
     /// <summary>The logical library name of Lua 5.4: <c>liblua54</c>, which the KeraLua package ships per platform.</summary>
     public const string Lua = "lua54";
 
+    /// <summary>The logical library name of SQLite: the system's <c>libsqlite3.so.0</c>.</summary>
+    public const string Sqlite = "sqlite3";
+
     /// <summary>The files tried for a logical name, in order.</summary>
     public static string[] CandidatesOf(string name) => name switch
     {
         LibC => OperatingSystem.IsMacOS() ? ["/usr/lib/libSystem.B.dylib"] : ["libc.so.6", "libc.so"],
+        Sqlite => OperatingSystem.IsWindows() ? ["sqlite3.dll", "winsqlite3.dll"] : OperatingSystem.IsMacOS() ? ["libsqlite3.dylib"] : ["libsqlite3.so.0", "libsqlite3.so"],
         Zlib => OperatingSystem.IsWindows() ? ["zlib1.dll"] : OperatingSystem.IsMacOS() ? ["libz.1.dylib", "libz.dylib"] : ["libz.so.1", "libz.so"],
         _ => [],
     };
