@@ -63,13 +63,10 @@ public sealed unsafe partial class GuardPageTests
         runtime.Obj.Free(whole);
     }
 
-    [Fact]
+    [SkippableFact]
     public void The_quarantine_is_bounded_and_blocks_leaving_it_are_unmapped()
     {
-        if (!OperatingSystem.IsLinux())
-        {
-            return; // msync's ENOMEM for unmapped pages is how this test sees a mapping
-        }
+        Skip.IfNot(OperatingSystem.IsLinux(), "msync's ENOMEM for unmapped pages (Linux) is how this test sees a mapping");
 
         using RuntimeMemory runtime = DebugRuntimes.Create(AllocatorNames.Malloc, guardPages: true);
         nint first = (nint)runtime.Raw.Malloc(64);

@@ -9,14 +9,14 @@ using Runtime.Memory;
 using Runtime.Memory.Diagnostics;
 using Runtime.Memory.Interop;
 
-if (!OperatingSystem.IsLinux())
+string library = Path.Combine(AppContext.BaseDirectory, "libcounting_ext.so");
+if (!File.Exists(library))
 {
-    Console.WriteLine("This sample builds its C extension with gcc on Linux only.");
-    return 0;
+    Console.Error.WriteLine($"NativeExtension: {library} was not built. The C extension is compiled with gcc on Linux: install gcc and build again.");
+    return 2;
 }
 
 using RuntimeMemory runtime = RuntimeMemory.Create();
-string library = Path.Combine(AppContext.BaseDirectory, "libcounting_ext.so");
 using NativeExtension extension = NativeExtension.Load(runtime, library);
 Console.WriteLine($"loaded {Path.GetFileName(extension.Path)} into a runtime on '{runtime.AllocatorName}'");
 
