@@ -192,6 +192,25 @@ public sealed unsafe class DetectionMatrixTests
 
     [Theory]
     [ClassData(typeof(DebugBaseAllocatorsAndDomains))]
+    public void An_interior_pointer_deep_inside_a_large_block_is_found_across_shadow_chunks(string allocator, MemoryDomainKind kind)
+    {
+        using RuntimeMemory runtime = DebugRuntimes.Create(allocator);
+        const int Size = 3 << 20; // spans several 1 MiB shadow chunks
+        byte* p = (byte*)runtime[kind].Malloc(Size);
+        foreach (int offset in new[] { 16, 1 << 20, (2 << 20) + 8, Size - 16, Size + 8 })
+        {
+            MemoryViolation violation = DebugRuntimes.Catch(() => runtime[kind].Free(p + offset));
+            Assert.Equal(MemoryViolationKind.InteriorPointer, violation.Kind);
+            Assert.Contains($"It lies {offset} bytes after the start of the block below.", violation.Report);
+            Assert.Equal((nuint)Size, violation.RequestedSize);
+        }
+
+        runtime[kind].Free(p);
+        Assert.Equal(0, runtime[kind].LiveBlocks);
+    }
+
+    [Theory]
+    [ClassData(typeof(DebugBaseAllocatorsAndDomains))]
     public void A_free_of_a_block_from_another_runtime_is_an_unknown_pointer(string allocator, MemoryDomainKind kind)
     {
         using RuntimeMemory mine = DebugRuntimes.Create(allocator);
