@@ -27,6 +27,7 @@ public sealed partial class MemoryDebugger : IDisposable
     private readonly (nuint Data, nuint Size)[] _quarantine;
     private int _quarantineNext;
     private int _quarantineCount;
+    private long _quarantineReleased;
     private readonly ILogger? _logger;
     private readonly PaddedCounter _calls = new();
     private long _violations;
@@ -81,6 +82,9 @@ public sealed partial class MemoryDebugger : IDisposable
         }
     }
 
+    /// <summary>Freed guard-page blocks that have left the quarantine and been unmapped.</summary>
+    public long QuarantineReleased => Interlocked.Read(ref _quarantineReleased);
+
     /// <summary>Native bytes of address space the shadow map uses (resident memory is less).</summary>
     public long ShadowBytes => Shadow.BytesUsed;
 
@@ -120,6 +124,7 @@ public sealed partial class MemoryDebugger : IDisposable
         if (evicted.Data != 0)
         {
             GuardPageBlocks.Unmap(evicted.Data, evicted.Size);
+            Interlocked.Increment(ref _quarantineReleased);
         }
     }
 
