@@ -52,6 +52,21 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
 
     private nint _nativeApi;
 
+    private readonly Lock _processGlobalLock = new();
+    private Action? _processGlobalRoutes;
+
+    /// <summary>
+    /// Binds a process-global library route to this runtime: <paramref name="close"/> runs first when the runtime is
+    /// disposed.
+    /// </summary>
+    internal void BindProcessGlobalRoute(Action close)
+    {
+        lock (_processGlobalLock)
+        {
+            _processGlobalRoutes += close;
+        }
+    }
+
     /// <summary>
     /// The function table native code uses to reach this runtime (<c>rtmem_api</c> in <c>runtime_mem.h</c>): created on
     /// first use, valid until the runtime is disposed. Hand it to an extension with <see cref="Interop.NativeExtension"/>.
@@ -153,8 +168,21 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     /// Releases what the base allocators hold (the small-object allocators' arenas). Arenas with live blocks stay
     /// mapped, as CPython leaves them at finalisation. The runtime must not be used afterwards.
     /// </summary>
+    /// <remarks>
+    /// A process-global library routed into this runtime (<see cref="Extensions.OpenSslRouting"/>) is closed first, so
+    /// it never calls into the disposed runtime; the blocks it still holds stay valid (they are live) and are left to
+    /// the process's exit.
+    /// </remarks>
     public void Dispose()
     {
+        Action? close;
+        lock (_processGlobalLock)
+        {
+            close = _processGlobalRoutes;
+            _processGlobalRoutes = null;
+        }
+
+        close?.Invoke();
         foreach (MemoryDomain domain in _domains)
         {
             (domain.BaseAllocator as IDisposable)?.Dispose();

@@ -111,6 +111,15 @@ public abstract unsafe class LibraryRoute : IDisposable
 
         byte* block = (byte*)ptr - PrefixSize;
         System.Diagnostics.Debug.Assert(*(nuint*)(block + sizeof(nuint)) == Check, "a block freed through a route that did not allocate it");
+        ReleaseBlock(block);
+    }
+
+    /// <summary>
+    /// Frees a routed block by its domain address (the prefix), whose check word may already be reused (OpenSSL's
+    /// deferred frees link blocks through it); only the size is read.
+    /// </summary>
+    private protected void ReleaseBlock(byte* block)
+    {
         Account.OnFreed(*(nuint*)block);
         Domain.Free(block);
     }
@@ -118,6 +127,11 @@ public abstract unsafe class LibraryRoute : IDisposable
     /// <summary>The size the library asked for, of a live routed block (O(1)).</summary>
     public static nuint SizeOf(void* ptr) => ptr == null ? 0 : *(nuint*)((byte*)ptr - PrefixSize);
 
+    /// <summary>
+    /// The check word of this route's live blocks. Its low three bits are 101 (100 for a pinned handle): a handle is
+    /// 8-byte aligned. So it never equals the C library mark of native/openssl_route.c (low bits 110) nor a 16-byte
+    /// aligned list link.
+    /// </summary>
     private nuint Check => (nuint)GCHandle.ToIntPtr(_self) ^ unchecked((nuint)0x5A5A_A5A5_5A5A_A5A5UL);
 
     /// <summary>

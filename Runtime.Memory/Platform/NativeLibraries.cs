@@ -34,12 +34,35 @@ internal static class NativeLibraries
     /// <summary>The logical library name of SQLite: the system's <c>libsqlite3.so.0</c>.</summary>
     public const string Sqlite = "sqlite3";
 
+    /// <summary>The logical library name of OpenSSL's libcrypto (3.x, or 1.1 with the same allocator functions).</summary>
+    public const string Crypto = "crypto";
+
+    /// <summary>
+    /// The logical library name of this library's own C part, <c>libruntime_mem.so</c> (native/openssl_route.c), built
+    /// with the library when a C compiler is present and found beside the application or in the package's
+    /// <c>runtimes/&lt;rid&gt;/native</c> folder.
+    /// </summary>
+    public const string RuntimeNative = "runtime_mem";
+
+    /// <summary>
+    /// The handle of a logical library, loaded as the imports load it (through the resolver); for function addresses
+    /// (<see cref="NativeLibrary.GetExport"/>) that native code is handed.
+    /// </summary>
+    /// <exception cref="DllNotFoundException">None of <see cref="CandidatesOf"/> could be loaded.</exception>
+    public static nint Load(string name)
+    {
+        EnsureResolver();
+        return NativeLibrary.Load(name, typeof(NativeLibraries).Assembly, null);
+    }
+
     /// <summary>The files tried for a logical name, in order.</summary>
     public static string[] CandidatesOf(string name) => name switch
     {
         LibC => OperatingSystem.IsMacOS() ? ["/usr/lib/libSystem.B.dylib"] : ["libc.so.6", "libc.so"],
         Sqlite => OperatingSystem.IsWindows() ? ["sqlite3.dll", "winsqlite3.dll"] : OperatingSystem.IsMacOS() ? ["libsqlite3.dylib"] : ["libsqlite3.so.0", "libsqlite3.so"],
         Zlib => OperatingSystem.IsWindows() ? ["zlib1.dll"] : OperatingSystem.IsMacOS() ? ["libz.1.dylib", "libz.dylib"] : ["libz.so.1", "libz.so"],
+        Crypto => OperatingSystem.IsWindows() ? ["libcrypto-3-x64.dll", "libcrypto-3.dll"] : OperatingSystem.IsMacOS() ? ["libcrypto.3.dylib"] : ["libcrypto.so.3", "libcrypto.so.1.1"],
+        RuntimeNative => OperatingSystem.IsWindows() ? ["runtime_mem.dll"] : OperatingSystem.IsMacOS() ? ["libruntime_mem.dylib"] : ["libruntime_mem.so"],
         _ => [],
     };
 
@@ -48,7 +71,12 @@ internal static class NativeLibraries
         string[] candidates = CandidatesOf(name);
         foreach (string candidate in candidates)
         {
-            if (NativeLibrary.TryLoad(candidate, out nint handle))
+            // Our own library is found beside the application or through the package's deps.json entry; system
+            // libraries by the loader's usual search.
+            bool found = name == RuntimeNative
+                ? NativeLibrary.TryLoad(candidate, assembly, DllImportSearchPath.AssemblyDirectory | DllImportSearchPath.ApplicationDirectory, out nint handle)
+                : NativeLibrary.TryLoad(candidate, out handle);
+            if (found)
             {
                 return handle;
             }
