@@ -70,6 +70,10 @@ public sealed unsafe partial class OpenSslRoutingTests
         // above: OPENSSL_cleanup freed the remaining blocks at exit without entering managed code).
         Assert.Contains("ok: disposing the runtime closed the route", run.Stdout);
         Assert.Contains("ok: OpenSSL allocates from the C library once the route is closed", run.Stdout);
+        Assert.Contains("ok: a runtime block freed after the close is left to the process's exit", run.Stdout);
+        Assert.Contains("ok: nothing is pending after the close", run.Stdout);
+        Assert.Contains("ok: OpenSSL's allocator functions are still the route's", run.Stdout);
+        Assert.Contains("ok: a blank tag is refused", run.Stdout); // and the install that followed it worked
         Assert.DoesNotContain("FAILED", run.Stdout);
     }
 
@@ -83,6 +87,18 @@ public sealed unsafe partial class OpenSslRoutingTests
         Assert.Contains("refused: CRYPTO_set_mem_functions refused the route: OpenSSL 3.", run.Stdout);
         Assert.Contains("has already allocated memory with its own allocator", run.Stdout);
         Assert.Contains("Install OpenSslRouting at the start of the process, before anything uses cryptography or TLS", run.Stdout);
+    }
+
+    [SkippableTheory]
+    [InlineData("DOTNET_OPENSSL_MEMORY_DEBUG")]
+    [InlineData("DOTNET_SYSTEM_NET_SECURITY_OPENSSL_MEMORY_DEBUG")]
+    public void An_install_that_dotnet_would_replace_later_is_refused_and_dotnet_crypto_still_works(string variable)
+    {
+        RequireShim();
+        ChildProcess.Result run = ChildProcess.Run("OpenSslRouting", new Dictionary<string, string> { [variable] = "1" }, "foreign");
+
+        Assert.True(run.ExitCode == 0, $"exit {run.ExitCode}\n{run.Stdout}\n{run.Stderr}");
+        Assert.Contains($"refused: {variable} is set, so .NET's System.Security.Cryptography will install its own OpenSSL allocator", run.Stdout);
     }
 
     [GeneratedRegex(@"^allocation (?<i>\d+) of (?<n>\d+) failed: (?<failure>[^(]+) \((?<error>[^)]*)\); live blocks (?<live>\d+) \(baseline (?<baseline>\d+)\)", RegexOptions.Multiline)]

@@ -8,7 +8,10 @@ internal static class ChildProcess
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
     /// <summary>Runs <c>dotnet &lt;program&gt;.dll args</c> and waits for it (at most a minute).</summary>
-    public static Result Run(string program, params string[] args)
+    public static Result Run(string program, params string[] args) => Run(program, new Dictionary<string, string>(), args);
+
+    /// <summary>Runs <c>dotnet &lt;program&gt;.dll args</c> with <paramref name="environment"/> added, and waits for it.</summary>
+    public static Result Run(string program, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, program + ".dll");
         Assert.True(File.Exists(dll), $"{dll} is not built beside the tests");
@@ -25,6 +28,11 @@ internal static class ChildProcess
         }
 
         start.Environment["DOTNET_DbgEnableMiniDump"] = "0"; // a crash is the expected outcome of some runs: no dump
+        foreach ((string name, string value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
         using Process process = Process.Start(start)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();

@@ -15,7 +15,7 @@ namespace Runtime.Memory.Extensions;
 ///   |                            |
 ///   [ size (8) | tag check (8) ][ size bytes ...... ]
 /// </code>
-/// <para>The tag check (the address of the route's account, xor a constant) catches a block freed through the wrong
+/// <para>The check word (the route's GCHandle, xor a constant) catches a block freed through the wrong
 /// route in debug builds. Nothing here throws: the library sees null on failure, and the entry points that call these
 /// methods catch everything (<see cref="NativeCallScope"/>).</para>
 /// </remarks>

@@ -25,13 +25,21 @@
  *
  * STATES (one route per process)
  *
- *     UNBOUND -> BOUND -> CLOSED             CLOSED is final: the runtime was disposed, or the process is exiting.
+ *     UNBOUND -> BINDING -> BOUND -> CLOSED  CLOSED is final: the runtime was disposed, or the process is exiting.
  *
- *   In UNBOUND and CLOSED, malloc and realloc take C library memory. In CLOSED a freed runtime block is left where it
- *   is (the runtime keeps its memory mapped until exit, so reading its prefix stays valid) and counted as dropped.
- *   rtmem_openssl_close() waits until no thread is inside a managed call, so after it returns the managed side is
- *   never entered again.
+ *   Outside BOUND, malloc and realloc take C library memory. In CLOSED a freed runtime block is left where it is (its
+ *   memory stays valid: the block is live as far as the runtime knows) and counted as dropped.
+ *   rtmem_openssl_close() waits until no other thread is inside a managed call or a push onto the list, so after it
+ *   returns OpenSSL's calls never enter the managed side again and the list no longer grows; a close from inside a
+ *   managed call (the runtime disposed by a hook) does not wait for itself.
+ *
+ * THREAD EXIT
+ *
+ *   A thread that allocates through the managed side registers a TLS destructor (__cxa_thread_atexit_impl). glibc
+ *   runs TLS destructors before pthread key destructors, where OpenSSL cleans up, so by then the thread is marked as
+ *   exiting and any malloc or realloc OpenSSL makes there takes C library memory instead of entering .NET.
  */
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,7 +55,7 @@
 #define RTMEM_PREFIX 16
 #define RTMEM_LIBC_MARK ((uintptr_t)0xC1B0C1B0C1B0C1B6ull) /* low bits 110: no check value has them */
 
-enum { ROUTE_UNBOUND = 0, ROUTE_BOUND = 1, ROUTE_CLOSED = 2 };
+enum { ROUTE_UNBOUND = 0, ROUTE_BOUND = 1, ROUTE_CLOSED = 2, ROUTE_BINDING = 3 };
 
 typedef void *(*managed_malloc_fn)(size_t size, const char *file, int line);
 typedef void *(*managed_realloc_fn)(void *ptr, size_t size, const char *file, int line);
@@ -59,7 +67,7 @@ typedef struct rtmem_openssl_state {
     _Atomic(uint64_t) libc_blocks;      /* allocations served by the C library (route not bound) */
     _Atomic(uint64_t) dropped_frees;    /* runtime blocks freed after CLOSED: left to the process's exit */
     _Atomic(int) state;                 /* ROUTE_* */
-    _Atomic(int) inflight;              /* threads inside a managed call */
+    _Atomic(int) inflight;              /* calls inside the managed side or pushing onto the list */
     managed_malloc_fn managed_malloc;   /* set once, before state becomes BOUND */
     managed_realloc_fn managed_realloc;
 } rtmem_openssl_state;
@@ -73,19 +81,49 @@ _Static_assert(sizeof(block_prefix) <= RTMEM_PREFIX, "the prefix holds the size 
 
 static rtmem_openssl_state g_route;
 
+static _Thread_local int t_depth;    /* this thread's calls counted in inflight */
+static _Thread_local int t_exiting;  /* set by the TLS destructor: the thread is ending */
+static _Thread_local int t_watched;  /* the TLS destructor is registered */
+
+#if defined(__GLIBC__)
+extern int __cxa_thread_atexit_impl(void (*dtor)(void *), void *obj, void *dso_symbol);
+extern void *__dso_handle;
+static void mark_exiting(void *unused) { (void)unused; t_exiting = 1; }
+static void watch_thread_exit(void)
+{
+    if (!t_watched) {
+        t_watched = 1;
+        __cxa_thread_atexit_impl(mark_exiting, NULL, &__dso_handle);
+    }
+}
+#else
+static void watch_thread_exit(void) {}
+#endif
+
 static block_prefix *prefix_of(void *p) { return (block_prefix *)((char *)p - RTMEM_PREFIX); }
 
-/* Enters the managed side if the route is bound; a successful enter must be paired with leave(). */
-static int enter(void)
+/* Counts this call in inflight if the route is bound (and, for managed calls, the thread is not ending); a
+   successful enter must be paired with leave(). */
+static int enter(int managed)
 {
+    if (managed && t_exiting)
+        return 0;
     atomic_fetch_add(&g_route.inflight, 1);
-    if (atomic_load(&g_route.state) == ROUTE_BOUND)
+    if (atomic_load(&g_route.state) == ROUTE_BOUND) {
+        t_depth++;
+        if (managed)
+            watch_thread_exit();
         return 1;
+    }
     atomic_fetch_sub(&g_route.inflight, 1);
     return 0;
 }
 
-static void leave(void) { atomic_fetch_sub(&g_route.inflight, 1); }
+static void leave(void)
+{
+    t_depth--;
+    atomic_fetch_sub(&g_route.inflight, 1);
+}
 
 static void *libc_block(size_t size)
 {
@@ -102,7 +140,7 @@ static void *libc_block(size_t size)
 
 RTMEM_SHIM_EXPORT void *rtmem_openssl_malloc(size_t size, const char *file, int line)
 {
-    if (enter()) {
+    if (enter(1)) {
         void *p = g_route.managed_malloc(size, file, line);
         leave();
         return p;
@@ -121,17 +159,19 @@ RTMEM_SHIM_EXPORT void rtmem_openssl_free(void *ptr, const char *file, int line)
         free(h);
         return;
     }
-    if (atomic_load(&g_route.state) == ROUTE_CLOSED) {
+    if (!enter(0)) { /* only CLOSED can hold runtime blocks outside BOUND */
         atomic_fetch_add_explicit(&g_route.dropped_frees, 1, memory_order_relaxed);
         return;
     }
-    /* Treiber push; the taker swaps the whole list out at once, so there is no ABA. */
+    /* Treiber push; the taker swaps the whole list out at once, so there is no ABA. Counted first, so that the
+       count never lags behind what a taker can see. */
+    atomic_fetch_add_explicit(&g_route.deferred_frees, 1, memory_order_relaxed);
     uintptr_t head = atomic_load_explicit(&g_route.deferred, memory_order_relaxed);
     do {
         atomic_store_explicit(&h->word, head, memory_order_relaxed);
     } while (!atomic_compare_exchange_weak_explicit(&g_route.deferred, &head, (uintptr_t)h,
                                                     memory_order_release, memory_order_relaxed));
-    atomic_fetch_add_explicit(&g_route.deferred_frees, 1, memory_order_relaxed);
+    leave();
 }
 
 RTMEM_SHIM_EXPORT void *rtmem_openssl_realloc(void *ptr, size_t size, const char *file, int line)
@@ -152,7 +192,7 @@ RTMEM_SHIM_EXPORT void *rtmem_openssl_realloc(void *ptr, size_t size, const char
         moved->size = size;
         return (char *)moved + RTMEM_PREFIX;
     }
-    if (enter()) {
+    if (enter(1)) {
         void *p = g_route.managed_realloc(ptr, size, file, line);
         leave();
         return p;
@@ -169,21 +209,22 @@ RTMEM_SHIM_EXPORT void *rtmem_openssl_realloc(void *ptr, size_t size, const char
 /* UNBOUND -> BOUND with the managed functions; 0 on success, -1 if the route was bound before (in this process). */
 RTMEM_SHIM_EXPORT int rtmem_openssl_bind(managed_malloc_fn managed_malloc, managed_realloc_fn managed_realloc)
 {
-    if (managed_malloc == NULL || managed_realloc == NULL || atomic_load(&g_route.state) != ROUTE_UNBOUND)
+    int expected = ROUTE_UNBOUND;
+    if (managed_malloc == NULL || managed_realloc == NULL
+        || !atomic_compare_exchange_strong(&g_route.state, &expected, ROUTE_BINDING))
         return -1;
     g_route.managed_malloc = managed_malloc;
     g_route.managed_realloc = managed_realloc;
-    int expected = ROUTE_UNBOUND;
-    return atomic_compare_exchange_strong(&g_route.state, &expected, ROUTE_BOUND) ? 0 : -1;
+    atomic_store(&g_route.state, ROUTE_BOUND); /* publishes the pointers */
+    return 0;
 }
 
-/* -> CLOSED, then waits until no thread is inside a managed call. Idempotent. */
+/* -> CLOSED, then waits until no other call is in flight (this thread's own are not waited for). Idempotent. */
 RTMEM_SHIM_EXPORT void rtmem_openssl_close(void)
 {
     atomic_store(&g_route.state, ROUTE_CLOSED);
-    while (atomic_load(&g_route.inflight) != 0) {
-        /* a managed call in flight finishes in microseconds; spinning keeps this free of any library beyond libc */
-    }
+    while (atomic_load(&g_route.inflight) > t_depth)
+        sched_yield(); /* a call in flight finishes in microseconds */
 }
 
 RTMEM_SHIM_EXPORT rtmem_openssl_state *rtmem_openssl_state_get(void) { return &g_route; }

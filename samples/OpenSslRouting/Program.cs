@@ -6,6 +6,7 @@
 //   dotnet run --project samples/OpenSslRouting              the demonstration (raw domain, allocator "default")
 //   dotnet run --project samples/OpenSslRouting -- demo pymalloc_debug mem     the same in another allocator / domain
 //   dotnet run --project samples/OpenSslRouting -- late      installing after .NET has used OpenSSL is refused
+//   DOTNET_OPENSSL_MEMORY_DEBUG=1 dotnet run --project samples/OpenSslRouting -- foreign   .NET's own hooks: refused
 //   dotnet run --project samples/OpenSslRouting -- nomemory  every allocation of a digest, cipher and BIGNUM run failing in turn
 
 using System.Globalization;
@@ -23,12 +24,13 @@ return mode switch
     "demo" => Demo.Run(args.Length > 1 ? args[1] : AllocatorNames.Default, args.Length > 2 ? Enum.Parse<MemoryDomainKind>(args[2], ignoreCase: true) : MemoryDomainKind.Raw),
     "late" => Demo.Late(),
     "nomemory" => Demo.NoMemory(),
+    "foreign" => Demo.Foreign(),
     _ => Usage(mode),
 };
 
 static int Usage(string mode)
 {
-    Console.Error.WriteLine($"unknown mode '{mode}': use no argument, 'late' or 'nomemory'");
+    Console.Error.WriteLine($"unknown mode '{mode}': use no argument, 'demo [allocator] [domain]', 'late', 'foreign' or 'nomemory'");
     return 2;
 }
 
@@ -37,9 +39,20 @@ internal static unsafe class Demo
     public static int Run(string allocator, MemoryDomainKind domain)
     {
         RuntimeMemory runtime = RuntimeMemory.Create(new RuntimeMemoryOptions { Allocator = allocator });
+        bool ok = true;
+        try
+        {
+            OpenSslRouting.Install(runtime, domain, tag: " "); // a bad argument is refused before OpenSSL is touched
+            ok &= Expect(false, "a blank tag is refused");
+        }
+        catch (ArgumentException ex)
+        {
+            ok &= Expect(true, $"a blank tag is refused: {ex.Message}");
+        }
+
         OpenSslRouting route = OpenSslRouting.Install(runtime, domain); // first: before anything touches OpenSSL
         Console.WriteLine($"{route.LibraryVersion} routed into the {route.Domain.Name} domain of a '{allocator}' runtime under the tag '{route.Account.Tag}'");
-        bool ok = true;
+        ok &= Expect(route.IsInstalledInOpenSsl, "OpenSSL's allocator functions are the route's");
         using (RuntimeMemory other = RuntimeMemory.Create())
         {
             try
@@ -80,11 +93,16 @@ internal static unsafe class Demo
 
         // Disposing the runtime closes the route: OpenSSL keeps working on the C library's memory, the blocks it still
         // holds stay valid, and OPENSSL_cleanup frees them at exit without entering managed code.
+        ok &= Expect(route.IsInstalledInOpenSsl, "OpenSSL's allocator functions are still the route's");
+        nint heldAcrossClose = Crypto.NewDigestContext(); // a runtime block that OpenSSL frees after the close
         runtime.Dispose();
         ok &= Expect(route.IsClosed && OpenSslRouting.Current == null, "disposing the runtime closed the route");
+        Crypto.FreeDigestContext(heldAcrossClose);
         SHA256.HashData(data);
         Console.WriteLine($"[after the runtime was disposed] {route}");
         ok &= Expect(route.CLibraryAllocations > 0, "OpenSSL allocates from the C library once the route is closed");
+        ok &= Expect(route.DroppedFrees >= 1, "a runtime block freed after the close is left to the process's exit");
+        ok &= Expect(route.Flush() == 0 && route.PendingFrees == 0, "nothing is pending after the close");
         Console.WriteLine(ok ? "all checks passed" : "A CHECK FAILED");
         return ok ? 0 : 1;
     }
@@ -141,6 +159,24 @@ internal static unsafe class Demo
         Print($"the {threads} threads exited", route, runtime);
         Console.WriteLine($"frees made by OpenSSL as the threads exited: {atExit} (taken back from the C side's list)");
         return Expect(route.Account.LiveBlocks < whileAlive && atExit >= threads, "the exiting threads' OpenSSL state was freed into the runtime");
+    }
+
+    /// <summary>With .NET's OpenSSL memory debugging switched on, .NET would replace the route later: refused at once.</summary>
+    public static int Foreign()
+    {
+        using RuntimeMemory runtime = RuntimeMemory.Create();
+        try
+        {
+            OpenSslRouting.Install(runtime);
+            Console.WriteLine("the install was accepted");
+            return 1;
+        }
+        catch (InvalidOperationException ex)
+        {
+            Console.WriteLine($"refused: {ex.Message}");
+            SHA256.HashData("and .NET's crypto still works"u8);
+            return 0;
+        }
     }
 
     /// <summary>Installing after .NET has used OpenSSL is reported, not ignored.</summary>
@@ -243,6 +279,15 @@ internal static unsafe partial class Crypto
         EVP_MD_CTX_free(ctx);
         return digest;
     }
+
+    public static nint NewDigestContext()
+    {
+        nint ctx = EVP_MD_CTX_new();
+        Check(ctx != 0, "EVP_MD_CTX_new");
+        return ctx;
+    }
+
+    public static void FreeDigestContext(nint ctx) => EVP_MD_CTX_free(ctx);
 
     public static void RandBytes(byte* buffer, int count) => Check(RAND_bytes(buffer, count) == 1, "RAND_bytes");
 

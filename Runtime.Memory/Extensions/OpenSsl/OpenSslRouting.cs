@@ -36,15 +36,24 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
     private static string? s_closedRoute;
 
     private readonly SharedState* _shared;
+    private readonly nint _crypto;
+    private readonly nint _shim;
+    private readonly Lock _drainLock = new(); // one drainer at a time; none after the close's final drain
+    private bool _drained;
     private long _takenBack;
     private int _closed;
 
-    private OpenSslRouting(RuntimeMemory runtime, MemoryDomainKind domain, string tag, SharedState* shared, string version)
+    private OpenSslRouting(RuntimeMemory runtime, MemoryDomainKind domain, string tag, SharedState* shared, nint shim, nint crypto, string version)
         : base(runtime, domain, tag)
     {
         _shared = shared;
+        _shim = shim;
+        _crypto = crypto;
         LibraryVersion = version;
     }
+
+    /// <summary>The .NET switches that make System.Security.Cryptography install its own OpenSSL allocator at first use.</summary>
+    private static readonly string[] DotnetMemoryDebugVariables = ["DOTNET_OPENSSL_MEMORY_DEBUG", "DOTNET_SYSTEM_NET_SECURITY_OPENSSL_MEMORY_DEBUG"];
 
     /// <summary>The C side's shared state (<c>rtmem_openssl_state</c> in native/openssl_route.c), field for field.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -104,30 +113,49 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
                     $"OpenSSL's allocator was routed before in this process ({closed}) and that route is closed; OpenSSL still holds blocks from it, so it cannot be routed again until the process exits.");
             }
 
+            foreach (string variable in DotnetMemoryDebugVariables)
+            {
+                if (Environment.GetEnvironmentVariable(variable) is "1" or "true")
+                {
+                    throw new InvalidOperationException(
+                        $"{variable} is set, so .NET's System.Security.Cryptography will install its own OpenSSL allocator at its first use, replacing the route while OpenSSL holds the route's blocks. Unset it to route OpenSSL into the runtime.");
+                }
+            }
+
             SharedState* shared = LoadShim(out nint shim);
             string version = LoadCrypto(out nint crypto);
-            RefuseForeignAllocator(crypto);
+
+            // Everything that can fail on the managed side happens before OpenSSL is touched (the arguments included).
+            var route = new OpenSslRouting(runtime, domain, tag, shared, shim, crypto, version);
+            try
+            {
+                route.RefuseForeignAllocator();
+            }
+            catch
+            {
+                route.Abandon();
+                throw;
+            }
 
             // Until bind, the C functions serve OpenSSL from the C library (marked blocks), so installing them first
             // and binding after leaves no window in which a block could be mismatched.
-            if (CRYPTO_set_mem_functions(
-                    (void*)NativeLibrary.GetExport(shim, "rtmem_openssl_malloc"),
-                    (void*)NativeLibrary.GetExport(shim, "rtmem_openssl_realloc"),
-                    (void*)NativeLibrary.GetExport(shim, "rtmem_openssl_free")) == 0)
+            (nint malloc, nint realloc, nint free) = route.ShimFunctions;
+            if (CRYPTO_set_mem_functions((void*)malloc, (void*)realloc, (void*)free) == 0)
             {
+                route.Abandon();
                 throw new InvalidOperationException(
                     $"CRYPTO_set_mem_functions refused the route: {version} has already allocated memory with its own allocator, and OpenSSL accepts an allocator only before its first allocation. " +
                     "Install OpenSslRouting at the start of the process, before anything uses cryptography or TLS (System.Security.Cryptography, HttpClient over https, SslStream).");
             }
 
-            var route = new OpenSslRouting(runtime, domain, tag, shared, version);
+            s_installed = route; // published before bind: the managed functions find it from OpenSSL's first call on
             if (rtmem_openssl_bind(&ManagedMalloc, &ManagedRealloc) != 0)
             {
-                route.Dispose();
-                throw new InvalidOperationException("libruntime_mem.so's OpenSSL route was bound before in this process.");
+                s_installed = null;
+                route.Abandon();
+                throw new InvalidOperationException("libruntime_mem.so's OpenSSL route was bound before in this process (another copy of Runtime.Memory, in another load context?).");
             }
 
-            s_installed = route;
             runtime.BindProcessGlobalRoute(route.Close);
             AppDomain.CurrentDomain.ProcessExit += (_, _) => route.Close(); // OPENSSL_cleanup runs after, from atexit
             return route;
@@ -138,8 +166,38 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
     /// Takes every block OpenSSL has freed so far back into the domain, and returns how many there were. Safe from any
     /// thread, at any time; OpenSSL's allocations do the same on their own.
     /// </summary>
+    /// <remarks>Once the route is closed this does nothing: the close took the last frees back while the runtime could
+    /// still take them.</remarks>
     public int Flush()
     {
+        lock (_drainLock)
+        {
+            return Drain();
+        }
+    }
+
+    /// <summary>Whether OpenSSL's allocator functions are still the route's (another component may replace them).</summary>
+    public bool IsInstalledInOpenSsl
+    {
+        get
+        {
+            void* malloc, realloc, free;
+            CRYPTO_get_mem_functions(&malloc, &realloc, &free);
+            return ((nint)malloc, (nint)realloc, (nint)free) == ShimFunctions;
+        }
+    }
+
+    private (nint Malloc, nint Realloc, nint Free) ShimFunctions =>
+        (NativeLibrary.GetExport(_shim, "rtmem_openssl_malloc"), NativeLibrary.GetExport(_shim, "rtmem_openssl_realloc"), NativeLibrary.GetExport(_shim, "rtmem_openssl_free"));
+
+    /// <summary>Takes the list back; the caller holds <see cref="_drainLock"/>.</summary>
+    private int Drain()
+    {
+        if (_drained)
+        {
+            return 0;
+        }
+
         nint head = Interlocked.Exchange(ref _shared->Deferred, 0);
         int count = 0;
         while (head != 0)
@@ -157,6 +215,13 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
     /// <summary>Closes the route (see the remarks): OpenSSL allocates from the C library from now on.</summary>
     protected override void OnDispose() => Close();
 
+    /// <summary>Releases a route that never reached OpenSSL (an install that failed part way).</summary>
+    private void Abandon()
+    {
+        Volatile.Write(ref _closed, 1);
+        Dispose();
+    }
+
     private void Close()
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0)
@@ -164,8 +229,13 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
             return;
         }
 
-        rtmem_openssl_close(); // returns once no OpenSSL call is inside managed code
-        Flush();
+        rtmem_openssl_close(); // returns once no other OpenSSL call is inside managed code or pushing a free
+        lock (_drainLock)
+        {
+            Drain();
+            _drained = true;
+        }
+
         lock (s_lock)
         {
             if (ReferenceEquals(s_installed, this))
@@ -235,17 +305,19 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
 
     /// <summary>
     /// Once any custom allocator is installed OpenSSL keeps accepting new ones (its lock-out applies to the default
-    /// allocator only), so routing over another component's would free its blocks with ours: refuse.
+    /// allocator only), so routing over another component's would free its blocks with ours: refuse, unless the
+    /// functions are libcrypto's own or the route's (left by an install that failed after setting them).
     /// </summary>
-    private static void RefuseForeignAllocator(nint crypto)
+    private void RefuseForeignAllocator()
     {
         void* malloc, realloc, free;
         CRYPTO_get_mem_functions(&malloc, &realloc, &free);
-        if ((nint)malloc != NativeLibrary.GetExport(crypto, "CRYPTO_malloc"))
+        (nint, nint, nint) current = ((nint)malloc, (nint)realloc, (nint)free);
+        (nint, nint, nint) own = (NativeLibrary.GetExport(_crypto, "CRYPTO_malloc"), NativeLibrary.GetExport(_crypto, "CRYPTO_realloc"), NativeLibrary.GetExport(_crypto, "CRYPTO_free"));
+        if (current != own && current != ShimFunctions)
         {
             throw new InvalidOperationException(
-                $"OpenSSL's allocator has already been replaced by another component (its malloc is 0x{(nint)malloc:X}, not libcrypto's CRYPTO_malloc): routing over it would free that component's blocks with the route's. " +
-                "(.NET installs its own when DOTNET_SYSTEM_NET_SECURITY_OPENSSL_MEMORY_DEBUG is set.)");
+                $"OpenSSL's allocator has already been replaced by another component (malloc 0x{(nint)malloc:X}, realloc 0x{(nint)realloc:X}, free 0x{(nint)free:X}; libcrypto's own are CRYPTO_malloc, CRYPTO_realloc and CRYPTO_free): routing over it would free that component's blocks with the route's.");
         }
     }
 
@@ -291,12 +363,22 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
         }
     }
 
-    /// <summary>One load when nothing is pending: the cost OpenSSL's allocations pay for the deferred frees.</summary>
+    /// <summary>
+    /// One load when nothing is pending: the cost OpenSSL's allocations pay for the deferred frees. A thread that finds
+    /// another draining goes on (the list is taken back whole, by one thread at a time).
+    /// </summary>
     private void TakeBackPending()
     {
-        if (Volatile.Read(ref _shared->Deferred) != 0)
+        if (Volatile.Read(ref _shared->Deferred) != 0 && _drainLock.TryEnter())
         {
-            Flush();
+            try
+            {
+                Drain();
+            }
+            finally
+            {
+                _drainLock.Exit();
+            }
         }
     }
 

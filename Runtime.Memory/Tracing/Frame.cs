@@ -1,0 +1,121 @@
+namespace Runtime.Memory.Tracing;
+
+/// <summary>
+/// One frame of an allocation's traceback: the script (or source) file, the line and, when the interpreter knows it,
+/// the function. Printed <c>file:line</c>, as tracemalloc prints a frame.
+/// </summary>
+/// <param name="File">The file name as the interpreter reports it; <c>&lt;unknown&gt;</c> when nothing is known.</param>
+/// <param name="Line">The 1-based line, or 0 when unknown.</param>
+/// <param name="Function">The function, when known.</param>
+public readonly record struct Frame(string File, int Line, string? Function = null)
+{
+    /// <summary>The frame of an allocation whose caller could not be told (tracemalloc's <c>&lt;unknown&gt;:0</c>).</summary>
+    public static readonly Frame Unknown = new("<unknown>", 0);
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{File}:{Line}";
+}
+
+/// <summary>
+/// Where a traced block was allocated: up to the tracer's frame limit of the caller's frames, interned (one instance
+/// per distinct traceback, shared by every trace that has it). <see cref="Frames"/> runs from the oldest frame to the
+/// most recent, as tracemalloc's Traceback since Python 3.7.
+/// </summary>
+public sealed class Traceback : IEquatable<Traceback>, IComparable<Traceback>
+{
+    private readonly Frame[] _frames; // oldest first
+    private readonly int _hash;
+
+    /// <summary>A traceback of <paramref name="oldestFirst"/> (at least one frame), from a stack <paramref name="totalFrames"/> deep.</summary>
+    public Traceback(IReadOnlyList<Frame> oldestFirst, int? totalFrames = null)
+    {
+        ArgumentNullException.ThrowIfNull(oldestFirst);
+        _frames = oldestFirst.Count == 0 ? [Frame.Unknown] : [.. oldestFirst];
+        TotalFrames = Math.Max(totalFrames ?? _frames.Length, _frames.Length);
+        var hash = new HashCode();
+        foreach (Frame frame in _frames)
+        {
+            hash.Add(frame);
+        }
+
+        _hash = hash.ToHashCode();
+    }
+
+    /// <summary>The frames, oldest first.</summary>
+    public IReadOnlyList<Frame> Frames => _frames;
+
+    /// <summary>The frame that made the allocation.</summary>
+    public Frame MostRecent => _frames[^1];
+
+    /// <summary>How deep the stack was before it was cut to the tracer's limit (tracemalloc's <c>total_nframe</c>).</summary>
+    public int TotalFrames { get; }
+
+    /// <summary>
+    /// The traceback as lines, oldest first unless <paramref name="mostRecentFirst"/>: <c>  File "x.lua", line 3</c>, and
+    /// <c>    in f</c> when the function is known; at most <paramref name="limit"/> frames (the most recent ones).
+    /// </summary>
+    public IReadOnlyList<string> Format(int? limit = null, bool mostRecentFirst = false)
+    {
+        IEnumerable<Frame> frames = _frames;
+        if (limit is int n && n >= 0 && n < _frames.Length)
+        {
+            frames = _frames[^n..];
+        }
+
+        if (mostRecentFirst)
+        {
+            frames = frames.Reverse();
+        }
+
+        var lines = new List<string>();
+        foreach (Frame frame in frames)
+        {
+            lines.Add($"  File \"{frame.File}\", line {frame.Line}");
+            if (frame.Function is { } function)
+            {
+                lines.Add($"    in {function}");
+            }
+        }
+
+        return lines;
+    }
+
+    /// <summary>The oldest frame, as tracemalloc prints a traceback in a statistic line.</summary>
+    public override string ToString() => _frames[0].ToString();
+
+    /// <inheritdoc/>
+    public bool Equals(Traceback? other) =>
+        other is not null && (ReferenceEquals(this, other) || (_hash == other._hash && _frames.AsSpan().SequenceEqual(other._frames)));
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => Equals(obj as Traceback);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => _hash;
+
+    /// <summary>Orders by frames, oldest first (file ordinal, then line), then by length: the last key of tracemalloc's sorts.</summary>
+    public int CompareTo(Traceback? other)
+    {
+        if (other is null)
+        {
+            return 1;
+        }
+
+        int n = Math.Min(_frames.Length, other._frames.Length);
+        for (int i = 0; i < n; i++)
+        {
+            int c = string.CompareOrdinal(_frames[i].File, other._frames[i].File);
+            if (c == 0)
+            {
+                c = _frames[i].Line.CompareTo(other._frames[i].Line);
+            }
+
+            if (c != 0)
+            {
+                return c;
+            }
+        }
+
+        return _frames.Length.CompareTo(other._frames.Length);
+    }
+}

@@ -1,0 +1,131 @@
+using System.Diagnostics;
+
+namespace Runtime.Memory.Tracing;
+
+/// <summary>
+/// Tells the tracer where the current thread is in the embedding interpreter's program: the interpreter implements
+/// it (the Lua host reads the Lua call stack), so traces group by script file and line.
+/// </summary>
+/// <remarks>
+/// Called on every traced allocation, on the allocating thread, so it should cost no more than reading the
+/// interpreter's current frame. It must not throw and must not allocate through the runtime (a nested allocation is
+/// not traced, but it is wasted work). Returning 0 frames records <see cref="Frame.Unknown"/>.
+/// </remarks>
+public interface IFrameProvider
+{
+    /// <summary>
+    /// Writes up to <c>frames.Length</c> frames of the current thread's stack into <paramref name="frames"/>, most recent
+    /// first, and returns how many it wrote; <paramref name="totalFrames"/> is the whole depth (at least the count).
+    /// </summary>
+    int GetFrames(Span<Frame> frames, out int totalFrames);
+}
+
+/// <summary>
+/// A frame provider an interpreter drives directly: it pushes a frame when a function is entered, updates the line
+/// as it runs and pops on return; the tracer reads the thread's stack. No allocation per push after warm-up.
+/// </summary>
+public sealed class ThreadFrameStack : IFrameProvider
+{
+    [ThreadStatic]
+    private static Stack? t_stack;
+
+    private sealed class Stack
+    {
+        public Frame[] Frames = new Frame[16];
+        public int Depth;
+    }
+
+    private static Stack Current => t_stack ??= new Stack();
+
+    /// <summary>Enters a function: pushes its frame on the current thread.</summary>
+    public static void Push(string file, int line, string? function = null)
+    {
+        Stack s = Current;
+        if (s.Depth == s.Frames.Length)
+        {
+            Array.Resize(ref s.Frames, s.Frames.Length * 2);
+        }
+
+        s.Frames[s.Depth++] = new Frame(file, line, function);
+    }
+
+    /// <summary>Moves the current frame to <paramref name="line"/>.</summary>
+    public static void SetLine(int line)
+    {
+        Stack s = Current;
+        if (s.Depth > 0)
+        {
+            ref Frame top = ref s.Frames[s.Depth - 1];
+            top = top with { Line = line };
+        }
+    }
+
+    /// <summary>Leaves the current function.</summary>
+    public static void Pop()
+    {
+        Stack s = Current;
+        if (s.Depth > 0)
+        {
+            s.Frames[--s.Depth] = default;
+        }
+    }
+
+    /// <inheritdoc/>
+    public int GetFrames(Span<Frame> frames, out int totalFrames)
+    {
+        Stack? s = t_stack;
+        if (s is null || s.Depth == 0)
+        {
+            totalFrames = 0;
+            return 0;
+        }
+
+        totalFrames = s.Depth;
+        int n = Math.Min(frames.Length, s.Depth);
+        for (int i = 0; i < n; i++)
+        {
+            frames[i] = s.Frames[s.Depth - 1 - i];
+        }
+
+        return n;
+    }
+}
+
+/// <summary>
+/// The default provider for managed callers: the .NET stack of the allocating thread, above the runtime's own frames
+/// (file and line where the PDB has them, else the method). Exact but slow (a stack walk per traced allocation, some
+/// microseconds): for finding where C# code allocates, not for production; interpreters provide their own.
+/// </summary>
+public sealed class ManagedStackFrameProvider : IFrameProvider
+{
+    private static readonly string OwnNamespace = typeof(MemoryDomain).Namespace!;
+
+    /// <inheritdoc/>
+    public int GetFrames(Span<Frame> frames, out int totalFrames)
+    {
+        var trace = new StackTrace(1, fNeedFileInfo: true);
+        int written = 0;
+        totalFrames = 0;
+        foreach (StackFrame frame in trace.GetFrames())
+        {
+            var method = frame.GetMethod();
+            string? ns = method?.DeclaringType?.Namespace;
+            if (totalFrames == 0 && written == 0 && ns is not null && ns.StartsWith(OwnNamespace, StringComparison.Ordinal)
+                && !ns.StartsWith(OwnNamespace + ".Tests", StringComparison.Ordinal))
+            {
+                continue; // the runtime's own frames: the domain, the hooks, the tracer
+            }
+
+            totalFrames++;
+            if (written < frames.Length)
+            {
+                string function = method is null ? "?" : $"{method.DeclaringType?.Name}.{method.Name}";
+                frames[written++] = frame.GetFileName() is { } file
+                    ? new Frame(file, frame.GetFileLineNumber(), function)
+                    : new Frame(method?.DeclaringType?.FullName ?? "<unknown>", 0, function);
+            }
+        }
+
+        return written;
+    }
+}
