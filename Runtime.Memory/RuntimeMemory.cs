@@ -48,7 +48,21 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         {
             SetupDebugHooks();
         }
+
+        Tracer = new Tracing.MemoryTracer(this);
+        _tracingOptions = options?.Tracing ?? new RuntimeMemoryTracingOptions();
+        _leakLogger = loggerFactory?.CreateLogger("Runtime.Memory.Tracing");
+        if (_tracingOptions.Enabled)
+        {
+            Tracer.Start(_tracingOptions.Frames, _tracingOptions.SampleBytes); // above the debug hooks
+        }
     }
+
+    private readonly RuntimeMemoryTracingOptions _tracingOptions;
+    private readonly ILogger? _leakLogger;
+
+    /// <summary>Allocation tracing of the three domains (tracemalloc): start, stop, snapshots, tracebacks of blocks.</summary>
+    public Tracing.MemoryTracer Tracer { get; }
 
     private nint _nativeApi;
 
@@ -183,6 +197,24 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         }
 
         close?.Invoke();
+        if (Tracer.IsTracing)
+        {
+            if (_tracingOptions.LeakReportOnDispose && Tracer.TracedBlocks > 0)
+            {
+                string report = Tracer.FormatLeakReport();
+                if (_leakLogger is not null)
+                {
+                    _leakLogger.LogWarning(new EventId(4101, "LeakReport"), "{Report}", report);
+                }
+                else
+                {
+                    Console.Error.Write(report);
+                }
+            }
+
+            Tracer.Stop();
+        }
+
         foreach (MemoryDomain domain in _domains)
         {
             (domain.BaseAllocator as IDisposable)?.Dispose();

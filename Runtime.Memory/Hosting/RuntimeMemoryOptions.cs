@@ -23,4 +23,7 @@ public sealed class RuntimeMemoryOptions
 
     /// <summary>Settings of the debug hooks (<c>RuntimeMemory:Debug</c>).</summary>
     public RuntimeMemoryDebugOptions Debug { get; set; } = new();
+
+    /// <summary>Settings of allocation tracing (<c>RuntimeMemory:Tracing</c>).</summary>
+    public RuntimeMemoryTracingOptions Tracing { get; set; } = new();
 }

@@ -11,7 +11,13 @@ namespace Runtime.Memory.Hosting;
 /// </summary>
 public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemoryOptions>
 {
-    private static readonly string[] KnownKeys = [nameof(RuntimeMemoryOptions.Allocator), nameof(RuntimeMemoryOptions.Debug)];
+    private static readonly string[] KnownKeys = [nameof(RuntimeMemoryOptions.Allocator), nameof(RuntimeMemoryOptions.Debug), nameof(RuntimeMemoryOptions.Tracing)];
+
+    private static readonly string[] TracingKeys =
+    [
+        nameof(RuntimeMemoryTracingOptions.Enabled), nameof(RuntimeMemoryTracingOptions.Frames),
+        nameof(RuntimeMemoryTracingOptions.SampleBytes), nameof(RuntimeMemoryTracingOptions.LeakReportOnDispose),
+    ];
 
     private static readonly string[] DebugKeys = [nameof(RuntimeMemoryDebugOptions.OnViolation), nameof(RuntimeMemoryDebugOptions.GuardPages)];
 
@@ -58,10 +64,31 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
             {
                 failures.Add($"{Key("Debug:OnViolation")} = '{options.Debug.OnViolation}': {ViolationActionProblem}");
             }
+
+            if (options.Tracing is null)
+            {
+                failures.Add($"{Key(nameof(RuntimeMemoryOptions.Tracing))} must not be null.");
+            }
+            else
+            {
+                if (options.Tracing.Frames is < 1 or > RuntimeMemoryTracingOptions.MaxFrames)
+                {
+                    failures.Add($"{Key("Tracing:Frames")} = '{options.Tracing.Frames}': {FramesProblem}");
+                }
+
+                if (options.Tracing.SampleBytes < 0)
+                {
+                    failures.Add($"{Key("Tracing:SampleBytes")} = '{options.Tracing.SampleBytes}': {SampleBytesProblem}");
+                }
+            }
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
+
+    private static string FramesProblem => $"not a frame count. Allowed values: an integer from 1 to {RuntimeMemoryTracingOptions.MaxFrames}.";
+
+    private static string SampleBytesProblem => "not a sampling interval. Allowed values: 0 (trace every block) or a positive number of bytes.";
 
     private static string ViolationActionProblem =>
         $"not a violation action. Allowed values: {string.Join(", ", Enum.GetNames<ViolationAction>())}.";
@@ -113,13 +140,33 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
             failures.Add($"{onViolation.Path} = '{onViolation.Value ?? "(an object)"}': {ViolationActionProblem}");
         }
 
-        IConfigurationSection guardPages = debug.GetSection(nameof(RuntimeMemoryDebugOptions.GuardPages));
-        if (guardPages.Value is null ? guardPages.GetChildren().Any() : !bool.TryParse(guardPages.Value, out _))
+        CheckBoolean(debug.GetSection(nameof(RuntimeMemoryDebugOptions.GuardPages)), failures);
+
+        IConfigurationSection tracing = section.GetSection(nameof(RuntimeMemoryOptions.Tracing));
+        CheckKeys(tracing, TracingKeys, failures);
+        CheckBoolean(tracing.GetSection(nameof(RuntimeMemoryTracingOptions.Enabled)), failures);
+        CheckBoolean(tracing.GetSection(nameof(RuntimeMemoryTracingOptions.LeakReportOnDispose)), failures);
+        IConfigurationSection frames = tracing.GetSection(nameof(RuntimeMemoryTracingOptions.Frames));
+        if (frames.Value is null ? frames.GetChildren().Any() : !int.TryParse(frames.Value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int n) || n < 1 || n > RuntimeMemoryTracingOptions.MaxFrames)
         {
-            failures.Add($"{guardPages.Path} = '{guardPages.Value ?? "(an object)"}': not a boolean. Allowed values: true, false.");
+            failures.Add($"{frames.Path} = '{frames.Value ?? "(an object)"}': {FramesProblem}");
+        }
+
+        IConfigurationSection sampleBytes = tracing.GetSection(nameof(RuntimeMemoryTracingOptions.SampleBytes));
+        if (sampleBytes.Value is null ? sampleBytes.GetChildren().Any() : !long.TryParse(sampleBytes.Value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out long interval) || interval < 0)
+        {
+            failures.Add($"{sampleBytes.Path} = '{sampleBytes.Value ?? "(an object)"}': {SampleBytesProblem}");
         }
 
         return failures;
+    }
+
+    private static void CheckBoolean(IConfigurationSection key, List<string> failures)
+    {
+        if (key.Value is null ? key.GetChildren().Any() : !bool.TryParse(key.Value, out _))
+        {
+            failures.Add($"{key.Path} = '{key.Value ?? "(an object)"}': not a boolean. Allowed values: true, false.");
+        }
     }
 
     /// <summary>A name of <see cref="ViolationAction"/>, any case; numbers are not accepted, although the binder would take them.</summary>
