@@ -26,6 +26,8 @@ public unsafe class ChurnBenchmarks
     private readonly nint[] _blocks = new nint[Live];
     private RuntimeMemory _runtime = null!;
     private RuntimeMemory _debug = null!;
+    private RuntimeMemory _traced = null!;
+    private RuntimeMemory _sampled = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -42,6 +44,8 @@ public unsafe class ChurnBenchmarks
 
         _runtime = RuntimeMemory.Create();
         _debug = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug });
+        _traced = TracingSetup.Traced();
+        _sampled = TracingSetup.Traced(TracingSetup.SampleBytes);
     }
 
     [GlobalCleanup]
@@ -49,6 +53,8 @@ public unsafe class ChurnBenchmarks
     {
         _runtime.Dispose();
         _debug.Dispose();
+        _traced.Dispose();
+        _sampled.Dispose();
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Steps, Description = "glibc")]
@@ -70,6 +76,14 @@ public unsafe class ChurnBenchmarks
     /// blocks need more kernel mappings than Linux allows a process by default.</summary>
     [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + debug hooks")]
     public void ObjDomainDebug() => Run(new DomainOps(_debug.Obj));
+
+    /// <summary>The same while tracing every block with 1 frame (tracemalloc's default).</summary>
+    [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + tracing (1 frame)")]
+    public void ObjDomainTraced() => Run(new DomainOps(_traced.Obj));
+
+    /// <summary>The same while tracing a sample of one block per 512 KiB.</summary>
+    [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + tracing, sampled (512 KiB)")]
+    public void ObjDomainSampled() => Run(new DomainOps(_sampled.Obj));
 
     private void Run<T>(T ops)
         where T : struct, IAllocatorOps

@@ -18,6 +18,8 @@ public unsafe class Pair16Benchmarks
     private RuntimeMemory _hooked = null!;
     private RuntimeMemory _debug = null!;
     private RuntimeMemory _guarded = null!;
+    private RuntimeMemory _traced = null!;
+    private RuntimeMemory _sampled = null!;
     private readonly SystemAllocator _system = new();
     private readonly Runtime.Memory.Accounting.MemoryAccounting _accounting = new();
 
@@ -28,6 +30,8 @@ public unsafe class Pair16Benchmarks
         _hooked.Dispose();
         _debug.Dispose();
         _guarded.Dispose();
+        _traced.Dispose();
+        _sampled.Dispose();
     }
 
     [GlobalSetup]
@@ -38,6 +42,8 @@ public unsafe class Pair16Benchmarks
         _hooked.Obj.InstallHook(new PassThroughHook());
         _debug = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug });
         _guarded = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug, Debug = { GuardPages = true } });
+        _traced = TracingSetup.Traced();
+        _sampled = TracingSetup.Traced(TracingSetup.SampleBytes);
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Pairs, Description = "glibc")]
@@ -138,6 +144,28 @@ public unsafe class Pair16Benchmarks
     public void ObjDomainGuardPages()
     {
         MemoryDomain obj = _guarded.Obj;
+        for (int i = 0; i < Pairs; i++)
+        {
+            obj.Free(obj.Malloc(16));
+        }
+    }
+
+    /// <summary>"obj domain" while tracing every block with 1 frame (tracemalloc's default).</summary>
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain + tracing (1 frame)")]
+    public void ObjDomainTraced()
+    {
+        MemoryDomain obj = _traced.Obj;
+        for (int i = 0; i < Pairs; i++)
+        {
+            obj.Free(obj.Malloc(16));
+        }
+    }
+
+    /// <summary>"obj domain" while tracing a sample of one block per 512 KiB.</summary>
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain + tracing, sampled (512 KiB)")]
+    public void ObjDomainSampled()
+    {
+        MemoryDomain obj = _sampled.Obj;
         for (int i = 0; i < Pairs; i++)
         {
             obj.Free(obj.Malloc(16));

@@ -55,6 +55,39 @@ public sealed unsafe class NativeExtensionTests
         Assert.Equal((nuint)sizeof(RtMemArenaAllocator), size(2));
         Assert.Equal((nuint)System.Runtime.InteropServices.Marshal.OffsetOf<RtMemApi>(nameof(RtMemApi.LiveBytes)), size(3));
         Assert.Equal((nuint)System.Runtime.InteropServices.Marshal.OffsetOf<RtMemAllocator>(nameof(RtMemAllocator.Free)), size(4));
+        Assert.Equal((nuint)System.Runtime.InteropServices.Marshal.OffsetOf<RtMemApi>(nameof(RtMemApi.TraceUntrack)), size(5));
+    }
+
+    [SkippableFact]
+    public void An_extension_traces_memory_it_allocates_itself_through_trace_track_and_untrack()
+    {
+        RequireExtension();
+        using RuntimeMemory runtime = TestRuntimes.Create(AllocatorNames.Pymalloc);
+        using NativeExtension extension = NativeExtension.Load(runtime, Library);
+        var track = (delegate* unmanaged<nuint, void**, int>)extension.GetExport("ext_track_buffer");
+        var untrack = (delegate* unmanaged<void*, int>)extension.GetExport("ext_untrack_buffer");
+
+        void* early;
+        Assert.Equal(RtMemStatus.NotTracing, track(100, &early)); // as PyTraceMalloc_Track: -2 when not tracing
+        Assert.Equal(RtMemStatus.NotTracing, untrack(early));
+
+        runtime.Tracer.FrameProvider = new Runtime.Memory.Tracing.ThreadFrameStack();
+        runtime.Tracer.Start();
+        void* buffer;
+        Runtime.Memory.Tracing.ThreadFrameStack.Push("image.lua", 8, "decode");
+        try
+        {
+            Assert.Equal(RtMemStatus.Ok, track(1 << 20, &buffer));
+        }
+        finally
+        {
+            Runtime.Memory.Tracing.ThreadFrameStack.Pop();
+        }
+
+        Runtime.Memory.Tracing.Trace trace = Assert.Single(runtime.Tracer.TakeSnapshot().Traces);
+        Assert.Equal((42u, 1L << 20, "image.lua:8"), (trace.Domain, trace.Size, trace.Traceback.MostRecent.ToString()));
+        Assert.Equal(RtMemStatus.Ok, untrack(buffer));
+        Assert.Equal(0, runtime.Tracer.TracedBlocks);
     }
 
     [SkippableFact]

@@ -54,6 +54,12 @@ public unsafe struct RtMemApi
 
     /// <summary><c>int64_t live_bytes(void *runtime, int domain)</c>; -1 for a bad domain.</summary>
     public delegate* unmanaged<void*, int, long> LiveBytes;
+
+    /// <summary><c>int trace_track(void *runtime, unsigned int trace_domain, uintptr_t ptr, size_t size)</c> (PyTraceMalloc_Track).</summary>
+    public delegate* unmanaged<void*, uint, nuint, nuint, int> TraceTrack;
+
+    /// <summary><c>int trace_untrack(void *runtime, unsigned int trace_domain, uintptr_t ptr)</c> (PyTraceMalloc_Untrack).</summary>
+    public delegate* unmanaged<void*, uint, nuint, int> TraceUntrack;
 }
 
 /// <summary>Return codes of the table's <c>int</c> functions (<c>RTMEM_OK</c> … in <c>runtime_mem.h</c>).</summary>
@@ -73,6 +79,12 @@ public static class RtMemStatus
 
     /// <summary>The runtime failed unexpectedly; nothing changed.</summary>
     public const int Fault = -4;
+
+    /// <summary>Tracing could not store the trace.</summary>
+    public const int NoMemory = -5;
+
+    /// <summary>The runtime is not tracing allocations.</summary>
+    public const int NotTracing = -6;
 }
 
 /// <summary>
@@ -104,6 +116,8 @@ internal static unsafe class NativeApi
         table->SetArenaAllocator = &SetArenaAllocator;
         table->LiveBlocks = &LiveBlocks;
         table->LiveBytes = &LiveBytes;
+        table->TraceTrack = &TraceTrack;
+        table->TraceUntrack = &TraceUntrack;
         return table;
     }
 
@@ -125,6 +139,10 @@ internal static unsafe class NativeApi
         runtime != null && (uint)domain < MemoryDomainKindExtensions.Count
             ? Unsafe.As<RuntimeMemory>(GCHandle.FromIntPtr((nint)runtime).Target!)[(MemoryDomainKind)domain]
             : null;
+
+    /// <summary>The runtime a native call names, or null for a null pointer.</summary>
+    private static RuntimeMemory? RuntimeOf(void* runtime) =>
+        runtime == null ? null : Unsafe.As<RuntimeMemory>(GCHandle.FromIntPtr((nint)runtime).Target!);
 
     // ---- memory -----------------------------------------------------------------------------------------------
 
@@ -376,6 +394,44 @@ internal static unsafe class NativeApi
             return -1;
         }
     }
+
+    [UnmanagedCallersOnly]
+    private static int TraceTrack(void* runtime, uint traceDomain, nuint ptr, nuint size)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            return RuntimeOf(runtime) is not { } rt ? RtMemStatus.InvalidArgument : TraceStatus(rt.Tracer.Track(traceDomain, ptr, size));
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+            return RtMemStatus.Fault;
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static int TraceUntrack(void* runtime, uint traceDomain, nuint ptr)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            return RuntimeOf(runtime) is not { } rt ? RtMemStatus.InvalidArgument : TraceStatus(rt.Tracer.Untrack(traceDomain, ptr));
+        }
+        catch (Exception ex)
+        {
+            NativeFaults.Swallow(ex);
+            return RtMemStatus.Fault;
+        }
+    }
+
+    /// <summary>The tracer's PyTraceMalloc-style result (0, −1, −2) as the table's status codes.</summary>
+    private static int TraceStatus(int result) => result switch
+    {
+        0 => RtMemStatus.Ok,
+        -2 => RtMemStatus.NotTracing,
+        _ => RtMemStatus.NoMemory,
+    };
 
     /// <summary>The allocator in <paramref name="domain"/>'s chain that is exactly the C struct <paramref name="native"/>.</summary>
     private static MemoryAllocator? FindNative(MemoryDomain domain, RtMemAllocator native) =>

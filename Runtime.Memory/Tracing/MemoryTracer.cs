@@ -25,41 +25,90 @@ public sealed unsafe class MemoryTracer
     /// <summary>The most frames a traceback can keep (tracemalloc's limit).</summary>
     public const int MaxFrames = ushort.MaxValue;
 
-    private static readonly Traceback UnknownTraceback = new([Frame.Unknown], 0);
-
     private readonly RuntimeMemory _runtime;
     private readonly Lock _lock = new();
-    private readonly ConcurrentDictionary<Traceback, Traceback> _tracebacks = new();
-    private readonly ConcurrentDictionary<string, string> _names = new(StringComparer.Ordinal);
     private volatile Session? _session;
     private IFrameProvider _frameProvider = new ManagedStackFrameProvider();
 
     internal MemoryTracer(RuntimeMemory runtime) => _runtime = runtime;
 
-    /// <summary>One start-to-stop period: its table and hooks. A call still in flight after a stop writes to a dropped table.</summary>
+    /// <summary>One start-to-stop period: its table, hooks and interned tracebacks. A call still in flight after a stop
+    /// writes to a dropped table.</summary>
     private sealed class Session(int frames, long sampleBytes)
     {
         public readonly TraceTable Table = new();
+        public readonly TracebackRegistry Tracebacks = new();
         public readonly TracingHook?[] Hooks = new TracingHook?[MemoryDomainKindExtensions.Count];
         public readonly int Frames = frames;
         public readonly long SampleBytes = sampleBytes;
     }
 
-    /// <summary>Per-thread capture state: a scratch buffer, the last traceback and the frames it came from, the sampler.</summary>
-    private sealed class ThreadState
+    /// <summary>
+    /// Interned tracebacks of a session, numbered from 0 (<see cref="Frame.Unknown"/>) in the order first seen; the
+    /// table stores the number. Names (files, functions) are interned too, so equal tracebacks share their strings.
+    /// </summary>
+    private sealed class TracebackRegistry
     {
-        public object? Session; // the session the cache below belongs to
-        public Frame[] Scratch = [];
-        public Frame[] LastFrames = [];
-        public int LastCount = -1;
-        public int LastTotal;
-        public Traceback? Last;
-        public long BytesUntilSample = long.MinValue; // not drawn yet
-        public ulong Random = (ulong)Environment.CurrentManagedThreadId * 0x9E37_79B9_7F4A_7C15UL | 1;
-    }
+        public const int Unknown = 0;
 
-    [ThreadStatic]
-    private static ThreadState? t_state;
+        private readonly ConcurrentDictionary<Traceback, int> _ids = new();
+        private readonly ConcurrentDictionary<string, string> _names = new(StringComparer.Ordinal);
+        private readonly Lock _append = new();
+        private volatile Traceback[] _byId = new Traceback[64];
+        private int _count;
+
+        public TracebackRegistry() => Intern(new Traceback([Frame.Unknown], 0));
+
+        public Traceback this[int id] => _byId[id];
+
+        public int Intern(Traceback traceback)
+        {
+            if (_ids.TryGetValue(traceback, out int id))
+            {
+                return id;
+            }
+
+            lock (_append)
+            {
+                if (_ids.TryGetValue(traceback, out id))
+                {
+                    return id;
+                }
+
+                id = _count;
+                if (id == _byId.Length)
+                {
+                    var grown = new Traceback[id * 2];
+                    _byId.CopyTo(grown, 0);
+                    _byId = grown;
+                }
+
+                _byId[id] = traceback; // published before the id can reach the table
+                _count = id + 1;
+                _ids[traceback] = id;
+                return id;
+            }
+        }
+
+        public string Name(string name) => _names.GetOrAdd(name, name);
+
+        /// <summary>Bytes held: each traceback (object, frame array, dictionary entry, slot) and each name.</summary>
+        public long MemoryUsage()
+        {
+            long total = (long)_byId.Length * IntPtr.Size;
+            foreach (Traceback tb in _ids.Keys)
+            {
+                total += 64 + 24 + (tb.Frames.Count * Unsafe.SizeOf<Frame>()) + 32;
+            }
+
+            foreach (string name in _names.Keys)
+            {
+                total += 22 + (2L * name.Length) + 32;
+            }
+
+            return total;
+        }
+    }
 
     /// <summary>Where the tracer learns the current thread's frames; set it before <see cref="Start"/> (the Lua host does).</summary>
     public IFrameProvider FrameProvider
@@ -135,8 +184,6 @@ public sealed unsafe class MemoryTracer
 
             _session = null;
             session.Table.Clear();
-            _tracebacks.Clear();
-            _names.Clear();
         }
     }
 
@@ -168,18 +215,7 @@ public sealed unsafe class MemoryTracer
                 return 0;
             }
 
-            long total = s.Table.MemoryUsage();
-            foreach (Traceback tb in _tracebacks.Keys)
-            {
-                total += 64 + (24 + tb.Frames.Count * Unsafe.SizeOf<Frame>()) + 2 * IntPtr.Size; // object, frames, dictionary slot
-            }
-
-            foreach (string name in _names.Keys)
-            {
-                total += 22 + 2L * name.Length + 2 * IntPtr.Size;
-            }
-
-            return total;
+            return s.Table.MemoryUsage() + s.Tracebacks.MemoryUsage();
         }
     }
 
@@ -190,17 +226,30 @@ public sealed unsafe class MemoryTracer
         Session session = _session ?? throw new InvalidOperationException(
             "The tracer must be tracing memory allocations to take a snapshot: call Start() first (or set RuntimeMemory:Tracing:Enabled).");
         var traces = new List<Trace>();
-        foreach ((TraceKey key, TraceEntry entry) in session.Table.Copy())
+        foreach (TraceTable.Slot slot in session.Table.Copy())
         {
-            traces.Add(new Trace(key.Domain, entry.EstimatedSize, entry.Traceback, entry.EstimatedCount));
+            traces.Add(new Trace(slot.Domain, slot.EstimatedSize, session.Tracebacks[slot.Traceback], slot.EstimatedCount));
         }
 
         return new TraceSnapshot(traces, session.Frames, session.SampleBytes);
     }
 
     /// <summary>Where the block at <paramref name="ptr"/> of <paramref name="domain"/> was allocated, or null if it is not traced.</summary>
-    public Traceback? GetTraceback(MemoryDomainKind domain, void* ptr) =>
-        _session is { } s && s.Table.TryGet((uint)domain, (nuint)ptr, out TraceEntry entry) ? entry.Traceback : TracingHook.Releasing((nuint)ptr);
+    public Traceback? GetTraceback(MemoryDomainKind domain, void* ptr)
+    {
+        if (_session is not { } s)
+        {
+            return null;
+        }
+
+        if (s.Table.TryGet((uint)domain, (nuint)ptr, out TraceTable.Slot slot))
+        {
+            return s.Tracebacks[slot.Traceback];
+        }
+
+        TraceThread thread = TraceThread.Current; // a block this thread is freeing below the tracer right now
+        return ptr != null && thread.ReleasingAddress == (nuint)ptr && thread.ReleasingTraceback >= 0 ? s.Tracebacks[thread.ReleasingTraceback] : null;
+    }
 
     /// <summary>Where the block at <paramref name="ptr"/> (of any domain) was allocated, or null if it is not traced.</summary>
     public Traceback? GetTraceback(void* ptr)
@@ -229,7 +278,7 @@ public sealed unsafe class MemoryTracer
             return -2;
         }
 
-        return s.Table.Add(domain, address, new TraceEntry(size, (long)size, 1, Capture(s))) ? 0 : -1;
+        return s.Table.Add(domain, address, (long)size, 1, Capture(TraceThread.Current, s)) ? 0 : -1;
     }
 
     /// <summary>Stops tracing a block tracked with <see cref="Track"/> (<c>PyTraceMalloc_Untrack</c>); nothing if it is not traced.</summary>
@@ -279,7 +328,7 @@ public sealed unsafe class MemoryTracer
     // ---- the recording path (from the hooks) ------------------------------------------------------------------------
 
     /// <summary>Records a block the hook of <paramref name="table"/>'s session has just allocated.</summary>
-    internal void Record(TraceTable table, uint domain, nuint address, nuint size)
+    internal void Record(TraceThread thread, TraceTable table, uint domain, nuint address, nuint size)
     {
         Session? session = _session;
         if (session is null || !ReferenceEquals(session.Table, table))
@@ -288,21 +337,20 @@ public sealed unsafe class MemoryTracer
         }
 
         long estimatedSize = (long)size, estimatedCount = 1;
-        if (session.SampleBytes > 0 && !Sample(session.SampleBytes, size, out estimatedSize, out estimatedCount))
+        if (session.SampleBytes > 0 && !Sample(thread, session.SampleBytes, size, out estimatedSize, out estimatedCount))
         {
             return;
         }
 
-        table.Add(domain, address, new TraceEntry(size, estimatedSize, estimatedCount, Capture(session)));
+        table.Add(domain, address, estimatedSize, estimatedCount, Capture(thread, session));
     }
 
     /// <summary>
     /// The Poisson sampler: a per-thread count of bytes until the next sample, drawn from an exponential distribution
     /// of mean <paramref name="interval"/>. Most calls are one subtraction and one compare.
     /// </summary>
-    private static bool Sample(long interval, nuint size, out long estimatedSize, out long estimatedCount)
+    private static bool Sample(TraceThread state, long interval, nuint size, out long estimatedSize, out long estimatedCount)
     {
-        ThreadState state = t_state ??= new ThreadState();
         if (state.BytesUntilSample == long.MinValue)
         {
             state.BytesUntilSample = Draw(state, interval);
@@ -328,7 +376,7 @@ public sealed unsafe class MemoryTracer
         return true;
     }
 
-    private static long Draw(ThreadState state, long interval)
+    private static long Draw(TraceThread state, long interval)
     {
         ulong x = state.Random; // xorshift64*
         x ^= x >> 12;
@@ -339,17 +387,16 @@ public sealed unsafe class MemoryTracer
         return Math.Max(1, (long)(-Math.Log(1 - u) * interval));
     }
 
-    /// <summary>The current thread's traceback, interned; the last one again when the frames have not changed.</summary>
-    private Traceback Capture(Session session)
+    /// <summary>The current thread's traceback id, interned; the last one again when the frames have not changed.</summary>
+    private int Capture(TraceThread state, Session session)
     {
-        ThreadState state = t_state ??= new ThreadState();
         if (!ReferenceEquals(state.Session, session))
         {
             state.Session = session;
             state.Scratch = new Frame[session.Frames];
             state.LastFrames = new Frame[session.Frames];
             state.LastCount = -1;
-            state.Last = null;
+            state.LastTraceback = -1;
         }
 
         int count, total;
@@ -359,36 +406,34 @@ public sealed unsafe class MemoryTracer
         }
         catch (Exception)
         {
-            return UnknownTraceback; // a provider must not throw; if it does, the trace still stands
+            return TracebackRegistry.Unknown; // a provider must not throw; if it does, the trace still stands
         }
 
         if (count == 0)
         {
-            return UnknownTraceback;
+            return TracebackRegistry.Unknown;
         }
 
         Span<Frame> frames = state.Scratch.AsSpan(0, count);
-        if (state.Last is { } last && state.LastCount == count && state.LastTotal == total
+        if (state.LastTraceback >= 0 && state.LastCount == count && state.LastTotal == total
             && frames.SequenceEqual(state.LastFrames.AsSpan(0, count)))
         {
-            return last;
+            return state.LastTraceback;
         }
 
+        TracebackRegistry registry = session.Tracebacks;
         var oldestFirst = new Frame[count];
         for (int i = 0; i < count; i++)
         {
             Frame f = frames[count - 1 - i];
-            oldestFirst[i] = new Frame(Intern(f.File), f.Line, f.Function is null ? null : Intern(f.Function));
+            oldestFirst[i] = new Frame(registry.Name(f.File), f.Line, f.Function is null ? null : registry.Name(f.Function));
         }
 
-        var traceback = new Traceback(oldestFirst, total);
-        traceback = _tracebacks.GetOrAdd(traceback, traceback);
+        int id = registry.Intern(new Traceback(oldestFirst, total));
         frames.CopyTo(state.LastFrames);
         state.LastCount = count;
         state.LastTotal = total;
-        state.Last = traceback;
-        return traceback;
+        state.LastTraceback = id;
+        return id;
     }
-
-    private string Intern(string name) => _names.GetOrAdd(name, name);
 }

@@ -3,22 +3,30 @@ using System.Runtime.CompilerServices;
 namespace Runtime.Memory.Tracing;
 
 /// <summary>
-/// The live traces of one tracing session: (trace domain, address) to (size, estimate, traceback), in 64 stripes
-/// chosen by address, each a dictionary under its own lock, so threads allocating different blocks rarely meet.
+/// The live traces of one tracing session: (trace domain, address) → (estimated size, estimated count, traceback id),
+/// in 64 stripes chosen by address. Each stripe is an open-addressing table (linear probing, backward-shift deletion,
+/// so no tombstones) of 32-byte slots held inline, under a spin lock of its own.
 /// </summary>
 /// <remarks>
+/// <code>
+///  hash   = (address >> 4) * 2^64/φ          stripe = hash >> 58 (top 6 bits)      home slot = (hash >> 26) &amp; mask
+///  slot   = address (0: empty) | domain u32 | traceback id i32 | estimated size i64 | estimated count i64
+///  growth = doubles when three quarters full; never shrinks while the session lives
+/// </code>
 /// <para>Invariants: a key is present iff the block was allocated (or tracked) while this session traced it and has
-/// not been freed (or untracked) since. <see cref="Current"/> is the sum of the estimates of the entries present;
-/// <see cref="Peak"/> is the largest value <see cref="Current"/> has had since the session started or the last
-/// <see cref="ResetPeak"/>.</para>
-/// <para>Cost per traced call: one stripe lock, one dictionary operation, one atomic add on the session's current
-/// (and a compare with the peak). A stripe with no entry is skipped without its lock (sampling leaves most empty).
-/// Stopping a session drops its table: a call still in flight inserts into a table nobody reads.</para>
+/// not been freed (or untracked) since; every present key lies between its home slot and the first empty slot after
+/// it. <see cref="Current"/> is the sum of the present estimates; <see cref="Peak"/> the most it has been since the
+/// session started or <see cref="ResetPeak"/>.</para>
+/// <para>Cost per traced call: one uncontended compare-exchange and release store (the stripe lock), a probe that
+/// usually touches one cache line of slots, and one atomic add on the session's current size (a compare with the
+/// peak). A stripe with no entry is skipped without its lock, so sampling, which leaves most stripes empty, pays a
+/// load. Stopping a session drops its table: a call still in flight writes into a table nobody reads.</para>
 /// </remarks>
 internal sealed class TraceTable
 {
     private const int StripeBits = 6;
     private const int StripeCount = 1 << StripeBits;
+    private const int InitialSlots = 64;
 
     private readonly Stripe[] _stripes = new Stripe[StripeCount];
     private long _current;
@@ -33,11 +41,50 @@ internal sealed class TraceTable
         }
     }
 
+    /// <summary>One slot: a trace, or empty when <see cref="Address"/> is 0.</summary>
+    internal struct Slot
+    {
+        public nuint Address;
+        public uint Domain;
+        public int Traceback;
+        public long EstimatedSize;
+        public long EstimatedCount;
+    }
+
+    /// <summary>A stripe: its lock, its slots. Padded to two cache lines so neighbouring stripes do not share one.</summary>
     private sealed class Stripe
     {
-        public readonly Lock Lock = new();
-        public readonly Dictionary<TraceKey, TraceEntry> Traces = [];
+#pragma warning disable CS0169, IDE0051 // padding
+        private long _p0, _p1, _p2, _p3, _p4, _p5, _p6;
+#pragma warning restore CS0169, IDE0051
+        public int Lock;
         public volatile int Count;
+        public Slot[] Slots = new Slot[InitialSlots];
+#pragma warning disable CS0169, IDE0051
+        private long _q0, _q1, _q2, _q3, _q4, _q5, _q6;
+#pragma warning restore CS0169, IDE0051
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Enter()
+        {
+            if (Interlocked.CompareExchange(ref Lock, 1, 0) != 0)
+            {
+                EnterContended();
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        private void EnterContended()
+        {
+            var spinner = default(SpinWait);
+            while (Volatile.Read(ref Lock) != 0 || Interlocked.CompareExchange(ref Lock, 1, 0) != 0)
+            {
+                spinner.SpinOnce(sleep1Threshold: -1);
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Exit() => Volatile.Write(ref Lock, 0);
     }
 
     /// <summary>The sum of the live traces' (estimated) sizes.</summary>
@@ -46,95 +93,227 @@ internal sealed class TraceTable
     /// <summary>The most <see cref="Current"/> has been.</summary>
     public long Peak => Interlocked.Read(ref _peak);
 
-    /// <summary>Traces that could not be stored (the table could not grow); their blocks are served untraced.</summary>
+    /// <summary>Traces that could not be stored (a stripe could not grow); their blocks are served untraced.</summary>
     public long Failures => Interlocked.Read(ref _failures);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private Stripe StripeOf(nuint address) =>
-        _stripes[(int)(((ulong)address >> 4) * 0x9E37_79B9_7F4A_7C15UL >> (64 - StripeBits))];
+    private static ulong Hash(nuint address) => ((ulong)address >> 4) * 0x9E37_79B9_7F4A_7C15UL;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Stripe StripeOf(ulong hash) => _stripes[(int)(hash >> (64 - StripeBits))];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Home(ulong hash, int mask) => (int)(hash >> 26) & mask;
 
     /// <summary>Records (or replaces) the trace of a block; false if it could not be stored.</summary>
-    public bool Add(uint domain, nuint address, in TraceEntry entry)
+    public bool Add(uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)
     {
-        Stripe stripe = StripeOf(address);
-        long delta = entry.EstimatedSize;
+        ulong hash = Hash(address);
+        Stripe stripe = StripeOf(hash);
+        long delta = estimatedSize;
+        stripe.Enter();
         try
         {
-            lock (stripe.Lock)
+            Slot[] slots = stripe.Slots;
+            int mask = slots.Length - 1;
+            int i = Home(hash, mask);
+            while (slots[i].Address != 0 && !(slots[i].Address == address && slots[i].Domain == domain))
             {
-                var key = new TraceKey(domain, address);
-                ref TraceEntry slot = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(stripe.Traces, key, out bool existed);
-                if (existed)
+                i = (i + 1) & mask;
+            }
+
+            ref Slot slot = ref slots[i];
+            if (slot.Address != 0)
+            {
+                delta -= slot.EstimatedSize; // tracking a block again updates its trace (PyTraceMalloc_Track)
+            }
+            else if ((stripe.Count + 1) * 4 > slots.Length * 3 && !Grow(stripe))
+            {
+                Interlocked.Increment(ref _failures);
+                return false;
+            }
+            else
+            {
+                slots = stripe.Slots; // grown: find the slot again
+                mask = slots.Length - 1;
+                i = Home(hash, mask);
+                while (slots[i].Address != 0)
                 {
-                    delta -= slot.EstimatedSize; // tracking a block again updates its trace (PyTraceMalloc_Track)
+                    i = (i + 1) & mask;
                 }
 
-                slot = entry;
-                stripe.Count = stripe.Traces.Count;
+                stripe.Count++;
             }
+
+            ref Slot target = ref slots[i];
+            target.Address = address;
+            target.Domain = domain;
+            target.Traceback = traceback;
+            target.EstimatedSize = estimatedSize;
+            target.EstimatedCount = estimatedCount;
         }
-        catch (OutOfMemoryException)
+        finally
         {
-            Interlocked.Increment(ref _failures);
-            return false;
+            stripe.Exit();
         }
 
         AddToCurrent(delta);
         return true;
     }
 
-    /// <summary>Takes a block's trace out; false when it has none.</summary>
-    public bool Remove(uint domain, nuint address, out TraceEntry entry)
+    /// <summary>Doubles a stripe's slots (the caller holds its lock); false when the memory is not there.</summary>
+    private static bool Grow(Stripe stripe)
     {
-        Stripe stripe = StripeOf(address);
-        if (stripe.Count == 0)
+        Slot[] old = stripe.Slots;
+        Slot[] grown;
+        try
         {
-            entry = default;
+            grown = new Slot[old.Length * 2];
+        }
+        catch (OutOfMemoryException)
+        {
             return false;
         }
 
-        lock (stripe.Lock)
+        int mask = grown.Length - 1;
+        foreach (ref readonly Slot slot in old.AsSpan())
         {
-            if (!stripe.Traces.Remove(new TraceKey(domain, address), out entry))
+            if (slot.Address != 0)
             {
-                return false;
-            }
+                int i = Home(Hash(slot.Address), mask);
+                while (grown[i].Address != 0)
+                {
+                    i = (i + 1) & mask;
+                }
 
-            stripe.Count = stripe.Traces.Count;
+                grown[i] = slot;
+            }
         }
 
-        AddToCurrent(-entry.EstimatedSize);
+        stripe.Slots = grown;
+        return true;
+    }
+
+    /// <summary>Takes a block's trace out; false when it has none.</summary>
+    public bool Remove(uint domain, nuint address, out Slot removed)
+    {
+        ulong hash = Hash(address);
+        Stripe stripe = StripeOf(hash);
+        if (stripe.Count == 0)
+        {
+            removed = default;
+            return false;
+        }
+
+        stripe.Enter();
+        try
+        {
+            Slot[] slots = stripe.Slots;
+            int mask = slots.Length - 1;
+            int i = Home(hash, mask);
+            while (true)
+            {
+                if (slots[i].Address == 0)
+                {
+                    removed = default;
+                    return false;
+                }
+
+                if (slots[i].Address == address && slots[i].Domain == domain)
+                {
+                    break;
+                }
+
+                i = (i + 1) & mask;
+            }
+
+            removed = slots[i];
+
+            // Backward shift: move later entries of the run into the hole when their home allows it.
+            int hole = i;
+            int j = i;
+            while (true)
+            {
+                j = (j + 1) & mask;
+                if (slots[j].Address == 0)
+                {
+                    break;
+                }
+
+                int home = Home(Hash(slots[j].Address), mask);
+                bool movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
+                if (movable)
+                {
+                    slots[hole] = slots[j];
+                    hole = j;
+                }
+            }
+
+            slots[hole] = default;
+            stripe.Count--;
+        }
+        finally
+        {
+            stripe.Exit();
+        }
+
+        AddToCurrent(-removed.EstimatedSize);
         return true;
     }
 
     /// <summary>A block's trace, if it has one.</summary>
-    public bool TryGet(uint domain, nuint address, out TraceEntry entry)
+    public bool TryGet(uint domain, nuint address, out Slot found)
     {
-        Stripe stripe = StripeOf(address);
+        ulong hash = Hash(address);
+        Stripe stripe = StripeOf(hash);
+        found = default;
         if (stripe.Count == 0)
         {
-            entry = default;
             return false;
         }
 
-        lock (stripe.Lock)
+        stripe.Enter();
+        try
         {
-            return stripe.Traces.TryGetValue(new TraceKey(domain, address), out entry);
+            Slot[] slots = stripe.Slots;
+            int mask = slots.Length - 1;
+            for (int i = Home(hash, mask); slots[i].Address != 0; i = (i + 1) & mask)
+            {
+                if (slots[i].Address == address && slots[i].Domain == domain)
+                {
+                    found = slots[i];
+                    return true;
+                }
+            }
+
+            return false;
+        }
+        finally
+        {
+            stripe.Exit();
         }
     }
 
     /// <summary>Every live trace, copied stripe by stripe (each stripe consistent at the moment it was read).</summary>
-    public List<(TraceKey Key, TraceEntry Entry)> Copy()
+    public List<Slot> Copy()
     {
-        var traces = new List<(TraceKey, TraceEntry)>();
+        var traces = new List<Slot>();
         foreach (Stripe stripe in _stripes)
         {
-            lock (stripe.Lock)
+            stripe.Enter();
+            try
             {
-                foreach (KeyValuePair<TraceKey, TraceEntry> pair in stripe.Traces)
+                foreach (ref readonly Slot slot in stripe.Slots.AsSpan())
                 {
-                    traces.Add((pair.Key, pair.Value));
+                    if (slot.Address != 0)
+                    {
+                        traces.Add(slot);
+                    }
                 }
+            }
+            finally
+            {
+                stripe.Exit();
             }
         }
 
@@ -146,18 +325,24 @@ internal sealed class TraceTable
     {
         foreach (Stripe stripe in _stripes)
         {
-            lock (stripe.Lock)
+            stripe.Enter();
+            long removed = 0;
+            try
             {
-                long removed = 0;
-                foreach (TraceEntry entry in stripe.Traces.Values)
+                foreach (ref readonly Slot slot in stripe.Slots.AsSpan())
                 {
-                    removed += entry.EstimatedSize;
+                    removed += slot.Address != 0 ? slot.EstimatedSize : 0;
                 }
 
-                stripe.Traces.Clear();
+                Array.Clear(stripe.Slots);
                 stripe.Count = 0;
-                AddToCurrent(-removed);
             }
+            finally
+            {
+                stripe.Exit();
+            }
+
+            AddToCurrent(-removed);
         }
 
         Interlocked.Exchange(ref _peak, Current);
@@ -166,25 +351,19 @@ internal sealed class TraceTable
     /// <summary>Sets the peak to the current size (tracemalloc's <c>reset_peak</c>).</summary>
     public void ResetPeak() => Interlocked.Exchange(ref _peak, Current);
 
-    /// <summary>
-    /// Bytes the table itself holds: every stripe's dictionary at its capacity (an entry is a hash, a link, the key and
-    /// the value; a bucket is an int). Tracebacks and names are counted by the tracer's intern tables.
-    /// </summary>
+    /// <summary>Bytes the table itself holds: every stripe's slots.</summary>
     public long MemoryUsage()
     {
-        long entryBytes = Unsafe.SizeOf<TraceKey>() + Unsafe.SizeOf<TraceEntry>() + 2 * sizeof(int) + sizeof(int);
         long total = 0;
         foreach (Stripe stripe in _stripes)
         {
-            lock (stripe.Lock)
-            {
-                total += stripe.Traces.EnsureCapacity(0) * entryBytes;
-            }
+            total += (long)stripe.Slots.Length * Unsafe.SizeOf<Slot>() + 128;
         }
 
         return total;
     }
 
+    /// <summary>Traces present.</summary>
     public int Count
     {
         get
@@ -202,6 +381,14 @@ internal sealed class TraceTable
     private void AddToCurrent(long delta)
     {
         long current = Interlocked.Add(ref _current, delta);
+        if (current > Volatile.Read(ref _peak))
+        {
+            RaisePeak(current);
+        }
+    }
+
+    private void RaisePeak(long current)
+    {
         long peak = Interlocked.Read(ref _peak);
         while (current > peak)
         {
@@ -215,12 +402,3 @@ internal sealed class TraceTable
         }
     }
 }
-
-/// <summary>A traced block's key: its trace domain (0 raw, 1 mem, 2 obj, or an extension's number) and address.</summary>
-internal readonly record struct TraceKey(uint Domain, nuint Address);
-
-/// <summary>
-/// A traced block: the size asked for, what it stands for (the size itself when tracing exactly; scaled up when it was
-/// sampled), and where it was allocated.
-/// </summary>
-internal readonly record struct TraceEntry(nuint Size, long EstimatedSize, long EstimatedCount, Traceback Traceback);

@@ -6,27 +6,21 @@ namespace Runtime.Memory.Tracing;
 /// with blocks live (<see cref="MemoryTracer.Stop"/>).
 /// </summary>
 /// <remarks>
-/// <para><b>Once per block.</b> A thread-static flag is set while a traced call runs: a nested allocation (a hook
-/// below that allocates through another domain, the frame provider) is passed through untraced.</para>
+/// <para><b>Once per block.</b> The thread's <see cref="TraceThread.Busy"/> flag is set while a traced call runs: a
+/// nested allocation (a hook below that allocates through another domain, the frame provider) passes through
+/// untraced.</para>
 /// <para><b>Order.</b> A trace is added after the allocator returns and removed before the block is freed (or
 /// reallocated, and put back if the realloc fails): the address cannot be handed to another thread, and traced
-/// there, while this thread still holds its trace.</para>
+/// there, while this thread still holds its trace. During that call the removed trace stays readable on this thread
+/// (<see cref="TraceThread.ReleasingAddress"/>), so the debug hooks below can name where a bad block was made.</para>
 /// <para><b>Failure.</b> A trace that cannot be stored is counted (<see cref="MemoryTracer.TraceFailures"/>) and the
 /// block is returned untraced: recording never turns a good allocation into a failure.</para>
+/// <para><b>Cost.</b> One thread-static load per call; in exact mode a capture (usually the thread's last traceback
+/// again) and one table operation; in sampling mode a subtraction on malloc and, on free, a load that finds the
+/// block's stripe empty.</para>
 /// </remarks>
 internal sealed unsafe class TracingHook : MemoryHook
 {
-    [ThreadStatic]
-    private static bool t_busy;
-
-    // The trace taken out of the table while the block is freed or reallocated below: the debug hook below may report
-    // on the block during that call and asks where it was allocated (MemoryTracer.GetTraceback looks here too).
-    [ThreadStatic]
-    private static nuint t_releasing;
-
-    [ThreadStatic]
-    private static Traceback? t_releasingTraceback;
-
     private readonly MemoryTracer _tracer;
     private readonly TraceTable _table;
     private readonly uint _domain;
@@ -52,122 +46,169 @@ internal sealed unsafe class TracingHook : MemoryHook
 
     internal override void* MallocCounted(nuint size, out nuint blockSize)
     {
-        if (t_busy)
+        TraceThread thread = TraceThread.Current;
+        if (thread.Busy)
         {
             return Inner.MallocCounted(size, out blockSize);
         }
 
-        t_busy = true;
+        thread.Busy = true;
         try
         {
             void* p = Inner.MallocCounted(size, out blockSize);
             if (p != null)
             {
-                _tracer.Record(_table, _domain, (nuint)p, size);
+                _tracer.Record(thread, _table, _domain, (nuint)p, size);
             }
 
             return p;
         }
         finally
         {
-            t_busy = false;
+            thread.Busy = false;
         }
     }
 
     internal override void* CallocCounted(nuint count, nuint size, out nuint blockSize)
     {
-        if (t_busy)
+        TraceThread thread = TraceThread.Current;
+        if (thread.Busy)
         {
             return Inner.CallocCounted(count, size, out blockSize);
         }
 
-        t_busy = true;
+        thread.Busy = true;
         try
         {
             void* p = Inner.CallocCounted(count, size, out blockSize);
             if (p != null && SizeMath.TryMultiply(count, size, out nuint total))
             {
-                _tracer.Record(_table, _domain, (nuint)p, total);
+                _tracer.Record(thread, _table, _domain, (nuint)p, total);
             }
 
             return p;
         }
         finally
         {
-            t_busy = false;
+            thread.Busy = false;
         }
     }
 
     internal override void* ReallocCounted(void* ptr, nuint newSize, out nuint oldBlockSize, out nuint newBlockSize)
     {
-        if (t_busy)
+        TraceThread thread = TraceThread.Current;
+        if (thread.Busy)
         {
             return Inner.ReallocCounted(ptr, newSize, out oldBlockSize, out newBlockSize);
         }
 
-        t_busy = true;
+        thread.Busy = true;
         try
         {
-            bool had = _table.Remove(_domain, (nuint)ptr, out TraceEntry old);
-            Releasing((nuint)ptr, had ? old.Traceback : null);
+            bool had = _table.Remove(_domain, (nuint)ptr, out TraceTable.Slot old);
+            thread.Releasing((nuint)ptr, had ? old.Traceback : -1);
             void* p = Inner.ReallocCounted(ptr, newSize, out oldBlockSize, out newBlockSize);
             if (p == null)
             {
                 if (had)
                 {
-                    _table.Add(_domain, (nuint)ptr, old); // the old block is still live, and still where it was made
+                    _table.Add(_domain, (nuint)ptr, old.EstimatedSize, old.EstimatedCount, old.Traceback); // still live, still made there
                 }
             }
             else
             {
-                _tracer.Record(_table, _domain, (nuint)p, newSize); // traced anew, as tracemalloc does
+                _tracer.Record(thread, _table, _domain, (nuint)p, newSize); // traced anew, as tracemalloc does
             }
 
             return p;
         }
         finally
         {
-            Releasing(0, null);
-            t_busy = false;
+            thread.Releasing(0, -1);
+            thread.Busy = false;
         }
     }
 
     internal override bool FreeCounted(void* ptr, out nuint blockSize)
     {
-        if (t_busy)
+        TraceThread thread = TraceThread.Current;
+        if (thread.Busy)
         {
             return Inner.FreeCounted(ptr, out blockSize);
         }
 
-        t_busy = true;
+        thread.Busy = true;
         try
         {
-            bool had = _table.Remove(_domain, (nuint)ptr, out TraceEntry entry);
-            Releasing((nuint)ptr, had ? entry.Traceback : null);
-            bool freed = Inner.FreeCounted(ptr, out blockSize);
-            if (!freed && had)
+            if (!_table.Remove(_domain, (nuint)ptr, out TraceTable.Slot entry))
             {
-                _table.Add(_domain, (nuint)ptr, entry); // refused (a debug report): the block stays live
+                return Inner.FreeCounted(ptr, out blockSize); // untraced (sampling, or made before the start)
             }
 
+            thread.Releasing((nuint)ptr, entry.Traceback);
+            bool freed = Inner.FreeCounted(ptr, out blockSize);
+            if (!freed)
+            {
+                _table.Add(_domain, (nuint)ptr, entry.EstimatedSize, entry.EstimatedCount, entry.Traceback); // refused (a debug report): still live
+            }
+
+            thread.Releasing(0, -1);
             return freed;
         }
         finally
         {
-            Releasing(0, null);
-            t_busy = false;
+            thread.Busy = false;
         }
     }
+}
 
-    private static void Releasing(nuint address, Traceback? traceback)
+/// <summary>
+/// Everything the tracer keeps per thread, behind one thread-static load: the reentrancy flag, the trace of the block
+/// being released, the sampler, and the last traceback with the frames it came from.
+/// </summary>
+internal sealed class TraceThread
+{
+    [ThreadStatic]
+    private static TraceThread? t_current;
+
+    public static TraceThread Current
     {
-        t_releasing = address;
-        t_releasingTraceback = traceback;
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        get => t_current ?? Create();
     }
 
-    /// <summary>The traceback of the block this thread is freeing or reallocating below the tracer, if it is <paramref name="address"/>.</summary>
-    internal static Traceback? Releasing(nuint address) => address != 0 && t_releasing == address ? t_releasingTraceback : null;
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static TraceThread Create() => t_current = new TraceThread();
 
-    /// <summary>Whether the current thread is inside a traced call (nested calls are not traced).</summary>
-    internal static bool IsBusy => t_busy;
+    /// <summary>Inside a traced call: nested calls are not traced.</summary>
+    public bool Busy;
+
+    /// <summary>The block this thread is freeing or reallocating below the tracer (0: none), and its traceback id.</summary>
+    public nuint ReleasingAddress;
+
+    public int ReleasingTraceback = -1;
+
+    public void Releasing(nuint address, int traceback)
+    {
+        ReleasingAddress = address;
+        ReleasingTraceback = traceback;
+    }
+
+    /// <summary>Sampler: bytes until the next sample (long.MinValue: not drawn yet), and the xorshift state.</summary>
+    public long BytesUntilSample = long.MinValue;
+
+    public ulong Random = ((ulong)Environment.CurrentManagedThreadId * 0x9E37_79B9_7F4A_7C15UL) | 1;
+
+    /// <summary>Capture cache: the session it belongs to, a scratch buffer, the last frames and their traceback id.</summary>
+    public object? Session;
+
+    public Frame[] Scratch = [];
+
+    public Frame[] LastFrames = [];
+
+    public int LastCount = -1;
+
+    public int LastTotal;
+
+    public int LastTraceback = -1;
 }

@@ -89,6 +89,8 @@ typedef enum rtmem_domain {
 #define RTMEM_EBUSY    (-2) /* refused: the domain has live blocks only its current allocator can free */
 #define RTMEM_ENOTSUP  (-3) /* no small-object allocator in this domain, or the hook is not installed */
 #define RTMEM_EFAULT   (-4) /* the runtime failed unexpectedly; nothing changed */
+#define RTMEM_ENOMEM   (-5) /* tracing could not store the trace */
+#define RTMEM_ENOTRACING (-6) /* the runtime is not tracing allocations */
 
 /* PEP 445's PyMemAllocatorEx: the field order is the ABI. All four functions are required. */
 typedef struct rtmem_allocator {
@@ -127,6 +129,14 @@ typedef struct rtmem_api {
 
     int64_t (*live_blocks)(void *runtime, int domain);   /* -1 for a bad domain */
     int64_t (*live_bytes)(void *runtime, int domain);    /* -1 for a bad domain */
+
+    /* Allocation tracing of memory the runtime did not allocate (PyTraceMalloc_Track / _Untrack): while the runtime
+       traces, trace_track records a block of `size` bytes at `ptr` in trace domain `trace_domain` with the current
+       traceback (tracking it again updates the trace), and trace_untrack forgets it. Use a trace domain number of your
+       own: 0, 1 and 2 are the runtime's raw, mem and obj. Both return RTMEM_OK, RTMEM_ENOMEM if the trace could not
+       be stored, or RTMEM_ENOTRACING when the runtime is not tracing. Present when api->size covers them. */
+    int (*trace_track)(void *runtime, unsigned int trace_domain, uintptr_t ptr, size_t size);
+    int (*trace_untrack)(void *runtime, unsigned int trace_domain, uintptr_t ptr);
 } rtmem_api;
 
 /* What an extension exports; the host calls it once with the runtime's table. Return 0 on success. */

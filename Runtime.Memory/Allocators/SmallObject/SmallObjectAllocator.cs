@@ -163,6 +163,38 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     public override nuint BlockSize(void* ptr) =>
         _map.Contains(ptr) ? (nuint)Pool.Of(ptr)->BlockSize : _large.BlockSize(ptr);
 
+    // ---- what a domain calls through a hook chain: the operation and its accounted sizes in one call ----------------
+    //
+    // The defaults would add a BlockSize (an ownership lookup) to every call; these take the sizes from the operation,
+    // as the domain's own fast path does, so a hook above this allocator costs only its own work.
+
+    /// <inheritdoc/>
+    internal override void* MallocCounted(nuint size, out nuint blockSize)
+    {
+        void* p = MallocFrom(CurrentHeap(), size);
+        blockSize = p == null ? 0 : AccountedSize(size);
+        return p;
+    }
+
+    /// <inheritdoc/>
+    internal override void* ReallocCounted(void* ptr, nuint newSize, out nuint oldBlockSize, out nuint newBlockSize)
+    {
+        void* p = ReallocFrom(CurrentHeap(), ptr, newSize, out oldBlockSize, out newBlockSize);
+        if (p == null)
+        {
+            newBlockSize = 0;
+        }
+
+        return p;
+    }
+
+    /// <inheritdoc/>
+    internal override bool FreeCounted(void* ptr, out nuint blockSize)
+    {
+        blockSize = FreeFrom(CurrentHeapOrNull(), ptr);
+        return true;
+    }
+
     /// <inheritdoc/>
     public override void* Calloc(nuint count, nuint size)
     {

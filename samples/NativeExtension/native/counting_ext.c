@@ -31,6 +31,7 @@ RTMEM_EXPORT size_t ext_sizeof(int which)
     case 2: return sizeof(rtmem_arena_allocator);
     case 3: return offsetof(rtmem_api, live_bytes);
     case 4: return offsetof(rtmem_allocator, free);
+    case 5: return offsetof(rtmem_api, trace_untrack);
     default: return 0;
     }
 }
@@ -193,3 +194,23 @@ RTMEM_EXPORT int ext_direct_call_is_native(int domain)
 
 /* Calls made to the C allocator so far. */
 RTMEM_EXPORT int64_t ext_c_allocator_calls(void) { return atomic_load(&c_calls); }
+
+/* ---- tracing memory the runtime did not allocate (PyTraceMalloc_Track) --------------------------------------- */
+
+/* A buffer from the C library, traced in trace domain 42 while the runtime traces; returns the trace_track status. */
+RTMEM_EXPORT int ext_track_buffer(size_t size, void **out)
+{
+    if (api->size < offsetof(rtmem_api, trace_untrack) + sizeof(api->trace_untrack))
+        return RTMEM_ENOTSUP; /* a runtime from before tracing */
+    *out = malloc(size);
+    if (*out == NULL)
+        return RTMEM_ENOMEM;
+    return api->trace_track(api->runtime, 42, (uintptr_t)*out, size);
+}
+
+RTMEM_EXPORT int ext_untrack_buffer(void *buffer)
+{
+    int status = api->trace_untrack(api->runtime, 42, (uintptr_t)buffer);
+    free(buffer);
+    return status;
+}

@@ -1,0 +1,31 @@
+using Runtime.Memory.Tracing;
+
+namespace Runtime.Memory.Benchmarks;
+
+/// <summary>The tracing rows' runtimes: tracing with 1 frame from a provider that costs what an interpreter's does.</summary>
+internal static class TracingSetup
+{
+    /// <summary>The sampling rows' interval: one traced block per 512 KiB allocated on average (Go's heap profiler's rate).</summary>
+    public const long SampleBytes = 512 * 1024;
+
+    /// <summary>An interpreter's provider at its cheapest: the current frame is at hand (here, always the same line).</summary>
+    private sealed class CurrentLineProvider : IFrameProvider
+    {
+        private static readonly Frame Current = new("bench.lua", 42, "loop");
+
+        public int GetFrames(Span<Frame> frames, out int totalFrames)
+        {
+            frames[0] = Current;
+            totalFrames = 1;
+            return 1;
+        }
+    }
+
+    public static RuntimeMemory Traced(long sampleBytes = 0)
+    {
+        RuntimeMemory runtime = RuntimeMemory.Create();
+        runtime.Tracer.FrameProvider = new CurrentLineProvider();
+        runtime.Tracer.Start(frames: 1, sampleBytes);
+        return runtime;
+    }
+}
