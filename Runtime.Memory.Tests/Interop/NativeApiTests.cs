@@ -17,7 +17,7 @@ public sealed unsafe class NativeApiTests
         RtMemApi* api = runtime.NativeApi;
         Assert.Equal(1u, api->AbiVersion);
         Assert.Equal((uint)sizeof(RtMemApi), api->Size);
-        Assert.Equal(2 * sizeof(uint) + 13 * sizeof(nint), sizeof(RtMemApi)); // two uint32, the runtime, twelve functions
+        Assert.Equal(2 * sizeof(uint) + 15 * sizeof(nint), sizeof(RtMemApi)); // two uint32, the runtime, fourteen functions (trace_track and trace_untrack appended)
         Assert.True(api == runtime.NativeApi, "one table per runtime");
     }
 
