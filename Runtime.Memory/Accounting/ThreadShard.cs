@@ -21,6 +21,12 @@ internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
     /// is the domain's allocator; a registration without a heap means this thread has only freed there so far.
     /// </summary>
     public HeapSlotsByKind Heaps;
+
+    /// <summary>
+    /// The tracer's state of this shard's thread (<see cref="Tracing.TraceThread.Current"/>), cached here on first use so
+    /// that a traced call on the domain's fast path costs no thread-static lookup beyond the shard's own.
+    /// </summary>
+    public Tracing.TraceThread? Tracing;
 }
 
 /// <summary>A cached per-thread registration with one small-object allocator (it holds the thread's heap).</summary>

@@ -1,3 +1,4 @@
+using Runtime.Memory.Tracing;
 using System.Runtime.CompilerServices;
 using Runtime.Memory.Accounting;
 using Runtime.Memory.SmallObject;
@@ -111,7 +112,46 @@ public sealed unsafe partial class MemoryDomain
             return p;
         }
 
+        if (top is TracingHook { Inner: SmallObjectAllocator tracedSmall } traced)
+        {
+            return MallocTraced(traced, tracedSmall, size);
+        }
+
         return MallocThroughContract(top, size);
+    }
+
+    // ---- tracing over the small-object allocator: the built-in hook on the built-in allocator, without the contract --
+    //
+    // The tracer's hook directly above the small-object allocator is run here as the domain's own fast path runs that
+    // allocator (one shard lookup for the heap and the accounting) plus the tracer's record or untrack, instead of
+    // through three virtual calls and the contract's barrier. Any other chain takes the contract path. Untraced
+    // domains never get here: these checks come after the built-in allocators' own.
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void* MallocTraced(TracingHook traced, SmallObjectAllocator small, nuint size)
+    {
+        ThreadShard shard = _accounting.CurrentShard();
+        void* block = small.MallocFrom(HeapFor(shard, small), size);
+        if (block == null)
+        {
+            return Rejected();
+        }
+
+        _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size));
+        traced.Traced(shard.Tracing ??= TraceThread.Current, block, size);
+        return block;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr)
+    {
+        ThreadShard shard = _accounting.CurrentShard();
+        traced.Untraced(shard.Tracing ??= TraceThread.Current, ptr); // before the free: the address must not be reused and traced elsewhere while we hold it
+        ref HeapSlot slot = ref shard.Heaps[_index];
+        Heap* heap = slot.Allocator == small && slot.Registration is { } registration
+            ? registration.Heap
+            : BindHeap(ref slot, small, create: false);
+        _accounting.OnFreed(shard, _index, small.FreeFrom(heap, ptr));
     }
 
     /// <summary>Allocates <paramref name="count"/> × <paramref name="size"/> zeroed bytes (PyMem_Calloc). Null on failure or overflow.</summary>
@@ -213,6 +253,12 @@ public sealed unsafe partial class MemoryDomain
             nuint size = system.BlockSize(ptr);
             system.Free(ptr);
             _accounting.OnFreed(_index, size);
+            return;
+        }
+
+        if (top is TracingHook { Inner: SmallObjectAllocator tracedSmall } traced)
+        {
+            FreeTraced(traced, tracedSmall, ptr);
             return;
         }
 

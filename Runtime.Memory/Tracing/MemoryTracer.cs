@@ -152,7 +152,7 @@ public sealed unsafe class MemoryTracer
             _session = session; // before the hooks: a hook never records for a session that is not current
             foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
             {
-                var hook = new TracingHook(this, session.Table, kind);
+                var hook = new TracingHook(this, session.Table, kind, sampleBytes);
                 _runtime[kind].InstallHook(hook);
                 session.Hooks[(int)kind] = hook;
             }
@@ -306,7 +306,7 @@ public sealed unsafe class MemoryTracer
         IReadOnlyList<TraceStatistic> groups = snapshot.Statistics(TraceGrouping.Traceback);
         var text = new System.Text.StringBuilder();
         text.Append(System.Globalization.CultureInfo.InvariantCulture,
-            $"Live blocks: {snapshot.TotalCount} in {groups.Count} places, {TraceFormat.Size(snapshot.TotalSize)} in total{(snapshot.SampleBytes > 0 ? " (estimated from a sample)" : "")}; largest first:\n");
+            $"Live blocks: {snapshot.TotalCount} in {groups.Count} {(groups.Count == 1 ? "place" : "places")}, {TraceFormat.Size(snapshot.TotalSize)} in total{(snapshot.SampleBytes > 0 ? " (estimated from a sample)" : "")}; largest first:\n");
         foreach (TraceStatistic group in groups.Take(limit))
         {
             text.Append(group.Traceback.MostRecent).Append(": size=").Append(TraceFormat.Size(group.Size)).Append(", count=")
@@ -349,10 +349,13 @@ public sealed unsafe class MemoryTracer
     /// The Poisson sampler: a per-thread count of bytes until the next sample, drawn from an exponential distribution
     /// of mean <paramref name="interval"/>. Most calls are one subtraction and one compare.
     /// </summary>
+    /// <remarks>The domain's fast path may already have subtracted sizes that did not reach the count's end; a call that
+    /// gets here either starts the thread's sampler or ends a countdown (after subtracting its own size once).</remarks>
     private static bool Sample(TraceThread state, long interval, nuint size, out long estimatedSize, out long estimatedCount)
     {
-        if (state.BytesUntilSample == long.MinValue)
+        if (!state.SamplerStarted)
         {
+            state.SamplerStarted = true;
             state.BytesUntilSample = Draw(state, interval);
         }
 

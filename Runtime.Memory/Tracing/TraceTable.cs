@@ -194,7 +194,8 @@ internal sealed class TraceTable
         return true;
     }
 
-    /// <summary>Takes a block's trace out; false when it has none.</summary>
+    /// <summary>Takes a block's trace out; false when it has none. An empty stripe answers without its lock (inlined).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Remove(uint domain, nuint address, out Slot removed)
     {
         ulong hash = Hash(address);
@@ -205,6 +206,12 @@ internal sealed class TraceTable
             return false;
         }
 
+        return RemoveLocked(stripe, hash, domain, address, out removed);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool RemoveLocked(Stripe stripe, ulong hash, uint domain, nuint address, out Slot removed)
+    {
         stripe.Enter();
         try
         {

@@ -25,12 +25,16 @@ internal sealed unsafe class TracingHook : MemoryHook
     private readonly TraceTable _table;
     private readonly uint _domain;
 
-    public TracingHook(MemoryTracer tracer, TraceTable table, MemoryDomainKind domain)
+    public TracingHook(MemoryTracer tracer, TraceTable table, MemoryDomainKind domain, long sampleBytes)
     {
         _tracer = tracer;
         _table = table;
         _domain = (uint)domain;
+        Sampling = sampleBytes > 0;
     }
+
+    /// <summary>Whether this session samples (the domain's fast path then skips most blocks with one subtraction).</summary>
+    internal bool Sampling { get; }
 
     public override string Name => "tracing";
 
@@ -43,6 +47,55 @@ internal sealed unsafe class TracingHook : MemoryHook
     public override void Free(void* ptr) => FreeCounted(ptr, out _);
 
     public override nuint BlockSize(void* ptr) => Inner.BlockSize(ptr);
+
+    /// <summary>
+    /// The domain's fast path has allocated <paramref name="block"/> from the allocator below: trace it. When sampling,
+    /// the countdown to the next sample is taken here first (inlined into the domain): most blocks stop at the compare.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal void Traced(TraceThread thread, void* block, nuint size)
+    {
+        if (Sampling)
+        {
+            long left = thread.BytesUntilSample - (long)size; // sizes here are below 2^63: the domain checked them
+            if (left > 0)
+            {
+                thread.BytesUntilSample = left;
+                return;
+            }
+        }
+
+        TracedSlow(thread, block, size);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private void TracedSlow(TraceThread thread, void* block, nuint size)
+    {
+        if (thread.Busy)
+        {
+            return;
+        }
+
+        thread.Busy = true;
+        try
+        {
+            _tracer.Record(thread, _table, _domain, (nuint)block, size);
+        }
+        finally
+        {
+            thread.Busy = false;
+        }
+    }
+
+    /// <summary>The domain's fast path is about to free <paramref name="block"/> to the allocator below: drop its trace.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal void Untraced(TraceThread thread, void* block)
+    {
+        if (!thread.Busy)
+        {
+            _table.Remove(_domain, (nuint)block, out _);
+        }
+    }
 
     internal override void* MallocCounted(nuint size, out nuint blockSize)
     {
@@ -194,8 +247,10 @@ internal sealed class TraceThread
         ReleasingTraceback = traceback;
     }
 
-    /// <summary>Sampler: bytes until the next sample (long.MinValue: not drawn yet), and the xorshift state.</summary>
-    public long BytesUntilSample = long.MinValue;
+    /// <summary>Sampler: bytes until the next sample (drawn on the thread's first sampled call), and the xorshift state.</summary>
+    public long BytesUntilSample;
+
+    public bool SamplerStarted;
 
     public ulong Random = ((ulong)Environment.CurrentManagedThreadId * 0x9E37_79B9_7F4A_7C15UL) | 1;
 
