@@ -43,17 +43,7 @@ public sealed class LibraryAccount
     {
         Interlocked.Increment(ref _allocations);
         long live = Interlocked.Add(ref _bytesAllocated, (long)size) - Interlocked.Read(ref _bytesFreed);
-        long peak = Interlocked.Read(ref _peakBytes);
-        while (live > peak)
-        {
-            long seen = Interlocked.CompareExchange(ref _peakBytes, live, peak);
-            if (seen == peak)
-            {
-                break;
-            }
-
-            peak = seen;
-        }
+        Accounting.AtomicMax.Raise(ref _peakBytes, live);
     }
 
     internal void OnFreed(nuint size)

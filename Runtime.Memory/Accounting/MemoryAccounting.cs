@@ -148,20 +148,7 @@ internal sealed class MemoryAccounting
     // ---- slow paths -----------------------------------------------------------------------------------------
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void RaisePeak(ref PeakTracker tracker, long estimate)
-    {
-        long peak = Volatile.Read(ref tracker.Peak);
-        while (estimate > peak)
-        {
-            long seen = Interlocked.CompareExchange(ref tracker.Peak, estimate, peak);
-            if (seen == peak)
-            {
-                return;
-            }
-
-            peak = seen;
-        }
-    }
+    private static void RaisePeak(ref PeakTracker tracker, long estimate) => AtomicMax.Raise(ref tracker.Peak, estimate);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void Publish(ref PeakTracker tracker, ref DomainCounters c)

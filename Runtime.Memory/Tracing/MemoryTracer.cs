@@ -336,13 +336,20 @@ public sealed unsafe class MemoryTracer
             return; // stopped (or restarted) while the call was in flight
         }
 
-        long estimatedSize = (long)size, estimatedCount = 1;
-        if (session.SampleBytes > 0 && !Sample(thread, session.SampleBytes, size, out estimatedSize, out estimatedCount))
+        try
         {
-            return;
-        }
+            long estimatedSize = (long)size, estimatedCount = 1;
+            if (session.SampleBytes > 0 && !Sample(thread, session.SampleBytes, size, out estimatedSize, out estimatedCount))
+            {
+                return;
+            }
 
-        table.Add(domain, address, estimatedSize, estimatedCount, Capture(thread, session));
+            table.Add(domain, address, estimatedSize, estimatedCount, Capture(thread, session));
+        }
+        catch (Exception)
+        {
+            table.CountFailure(); // out of memory interning a traceback: the block stands, untraced
+        }
     }
 
     /// <summary>

@@ -96,6 +96,9 @@ internal sealed class TraceTable
     /// <summary>Traces that could not be stored (a stripe could not grow); their blocks are served untraced.</summary>
     public long Failures => Interlocked.Read(ref _failures);
 
+    /// <summary>Counts a trace that could not be recorded for another reason than the table (see <see cref="MemoryTracer"/>).</summary>
+    public void CountFailure() => Interlocked.Increment(ref _failures);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Hash(nuint address) => ((ulong)address >> 4) * 0x9E37_79B9_7F4A_7C15UL;
 
@@ -390,22 +393,7 @@ internal sealed class TraceTable
         long current = Interlocked.Add(ref _current, delta);
         if (current > Volatile.Read(ref _peak))
         {
-            RaisePeak(current);
-        }
-    }
-
-    private void RaisePeak(long current)
-    {
-        long peak = Interlocked.Read(ref _peak);
-        while (current > peak)
-        {
-            long seen = Interlocked.CompareExchange(ref _peak, current, peak);
-            if (seen == peak)
-            {
-                break;
-            }
-
-            peak = seen;
+            Accounting.AtomicMax.Raise(ref _peak, current);
         }
     }
 }
