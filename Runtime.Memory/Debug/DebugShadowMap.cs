@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Runtime.Memory.Platform;
+using Runtime.Memory.Diagnostics;
 
 namespace Runtime.Memory;
 
@@ -25,12 +25,7 @@ internal enum BlockState : byte
 /// </summary>
 /// <remarks>
 /// <code>
-///  address bits:  63..48 | 47..34 (top index) | 33..20 (leaf index) | 19..4 (granule in the chunk) | 3..0
-///                 must be 0                                                                           data is
-///                                                                                                     16-aligned
-///  top    16,384 pointers to leaves (calloc: untouched parts cost nothing)
-///  leaf   16,384 pointers to chunks (calloc), one leaf per 16 GiB of address space that holds debug blocks
-///  chunk  65,536 shadow bytes for one 1 MiB slot of address space (mmap: pages become resident when touched)
+///  the radix (address to slot) is <see cref="ShadowRadix{TSlot}"/>, with one byte per 16-byte granule
 ///
 ///  shadow byte = state &lt;&lt; 2 | (domain + 1)   for the granule where a block's data starts
 ///              = 0                           everywhere else (block interiors, guard bytes, other memory)
@@ -46,16 +41,11 @@ internal enum BlockState : byte
 /// </remarks>
 internal sealed unsafe class DebugShadowMap : IDisposable
 {
-    private const int GranuleBits = 4;
-    private const int ChunkBits = 20;
-    private const int LeafBits = 14;
-    private const int TopBits = 14;
-    private const int AddressBits = TopBits + LeafBits + ChunkBits; // 48
-    private const int ChunkBytes = 1 << (ChunkBits - GranuleBits);   // 65,536 shadow bytes per 1 MiB
+    private const int GranuleBits = ShadowRadix<byte>.GranuleBits;
+    private const int ChunkBits = ShadowRadix<byte>.ChunkBits;
+    private const int ChunkBytes = ShadowRadix<byte>.ChunkSlots; // one byte per granule of 1 MiB
 
-    private byte*** _top = (byte***)NativeMemory.AllocZeroed((nuint)(1 << TopBits), (nuint)sizeof(byte**));
-    private long _chunks;
-    private long _leaves;
+    private readonly ShadowRadix<byte> _radix = new();
 
     /// <summary>The shadow byte of a block of <paramref name="kind"/> in <paramref name="state"/>.</summary>
     public static byte Code(BlockState state, MemoryDomainKind kind) => (byte)(((int)state << 2) | ((int)kind + 1));
@@ -67,10 +57,10 @@ internal sealed unsafe class DebugShadowMap : IDisposable
     public static MemoryDomainKind KindOf(byte code) => (MemoryDomainKind)((code & 3) - 1);
 
     /// <summary>Chunks of shadow mapped (each covers 1 MiB of address space).</summary>
-    public long Chunks => Interlocked.Read(ref _chunks);
+    public long Chunks => _radix.Chunks;
 
     /// <summary>Native bytes of address space the map uses (resident memory is less: only touched pages).</summary>
-    public long BytesUsed => (1L << TopBits) * sizeof(nint) + Interlocked.Read(ref _leaves) * (1L << LeafBits) * sizeof(nint) + Chunks * ChunkBytes;
+    public long BytesUsed => _radix.BytesUsed;
 
     /// <summary>
     /// Marks <paramref name="data"/> as the start of a live block whose memory spans [<paramref name="extentStart"/>,
@@ -148,56 +138,19 @@ internal sealed unsafe class DebugShadowMap : IDisposable
     public long CountLive()
     {
         long live = 0;
-        for (int t = 0; t < 1 << TopBits; t++)
+        _radix.ForEachChunk((_, chunk) =>
         {
-            byte** leaf = _top[t];
-            for (int l = 0; leaf != null && l < 1 << LeafBits; l++)
+            var bytes = new ReadOnlySpan<byte>((byte*)chunk, ChunkBytes);
+            foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
             {
-                byte* chunk = leaf[l];
-                if (chunk == null)
-                {
-                    continue;
-                }
-
-                var bytes = new ReadOnlySpan<byte>(chunk, ChunkBytes);
-                foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
-                {
-                    live += bytes.Count(Code(BlockState.Live, kind)) + bytes.Count(Code(BlockState.Busy, kind));
-                }
+                live += bytes.Count(Code(BlockState.Live, kind)) + bytes.Count(Code(BlockState.Busy, kind));
             }
-        }
-
+        });
         return live;
     }
 
     /// <summary>Unmaps every chunk. No hook may use the map afterwards.</summary>
-    public void Dispose()
-    {
-        byte*** top = _top;
-        if (top == null)
-        {
-            return;
-        }
-
-        _top = null;
-        for (int t = 0; t < 1 << TopBits; t++)
-        {
-            byte** leaf = top[t];
-            if (leaf == null)
-            {
-                continue;
-            }
-
-            for (int l = 0; l < 1 << LeafBits; l++)
-            {
-                OsPages.Unmap(leaf[l], ChunkBytes);
-            }
-
-            NativeMemory.Free(leaf);
-        }
-
-        NativeMemory.Free(top);
-    }
+    public void Dispose() => _radix.Dispose();
 
     /// <summary>Zeroes the shadow of [<paramref name="start"/>, <paramref name="end"/>), skipping chunks never created (already zero).</summary>
     private void Clear(nuint start, nuint end)
@@ -227,86 +180,5 @@ internal sealed unsafe class DebugShadowMap : IDisposable
 
     /// <summary>The shadow byte of <paramref name="address"/>, creating its leaf and chunk when asked; null when there is none.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private byte* ShadowOf(nuint address, bool create)
-    {
-        ulong a = address;
-        if ((a >> AddressBits) != 0)
-        {
-            return null;
-        }
-
-        byte** leaf = _top[a >> (LeafBits + ChunkBits)];
-        byte* chunk = leaf == null ? null : leaf[(a >> ChunkBits) & ((1 << LeafBits) - 1)];
-        if (chunk == null)
-        {
-            if (!create)
-            {
-                return null;
-            }
-
-            chunk = CreateChunk(a);
-            if (chunk == null)
-            {
-                return null;
-            }
-        }
-
-        return chunk + ((a & ((1UL << ChunkBits) - 1)) >> GranuleBits);
-    }
-
-    /// <summary>Creates the leaf and chunk of <paramref name="a"/> (cold: once per 1 MiB of address space); null when out of memory.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private byte* CreateChunk(ulong a)
-    {
-        // Leaves and chunks are published with a compare-exchange and start zeroed, so a plain load that sees the
-        // pointer sees everything behind it.
-        nint* leafSlot = (nint*)(_top + (a >> (LeafBits + ChunkBits)));
-        byte** leaf = (byte**)*leafSlot;
-        if (leaf == null)
-        {
-            byte** fresh;
-            try
-            {
-                fresh = (byte**)NativeMemory.AllocZeroed((nuint)(1 << LeafBits), (nuint)sizeof(byte*));
-            }
-            catch (OutOfMemoryException)
-            {
-                return null;
-            }
-
-            leaf = (byte**)Interlocked.CompareExchange(ref *leafSlot, (nint)fresh, 0);
-            if (leaf == null)
-            {
-                leaf = fresh;
-                Interlocked.Increment(ref _leaves);
-            }
-            else
-            {
-                NativeMemory.Free(fresh);
-            }
-        }
-
-        nint* chunkSlot = (nint*)(leaf + ((a >> ChunkBits) & ((1 << LeafBits) - 1)));
-        byte* chunk = (byte*)*chunkSlot;
-        if (chunk != null)
-        {
-            return chunk;
-        }
-
-        byte* mapped = (byte*)OsPages.Map(ChunkBytes);
-        if (mapped == null)
-        {
-            return null;
-        }
-
-        chunk = (byte*)Interlocked.CompareExchange(ref *chunkSlot, (nint)mapped, 0);
-        if (chunk != null)
-        {
-            OsPages.Unmap(mapped, ChunkBytes);
-            return chunk;
-        }
-
-        Interlocked.Increment(ref _chunks);
-        return mapped;
-    }
+    private byte* ShadowOf(nuint address, bool create) => _radix.SlotOf(address, create);
 }
