@@ -211,9 +211,9 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
                     Console.Error.Write(report);
                 }
             }
-
-            Tracer.Stop();
         }
+
+        Tracer.Dispose();
 
         foreach (MemoryDomain domain in _domains)
         {

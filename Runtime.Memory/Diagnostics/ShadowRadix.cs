@@ -93,6 +93,9 @@ internal sealed unsafe class ShadowRadix<TSlot> : IDisposable
         }
     }
 
+    /// <summary>Gives every chunk's pages back to the OS; the slots read as zero afterwards and the chunks stay mapped.</summary>
+    public void Discard() => ForEachChunk((_, chunk) => OsPages.Discard((void*)chunk, ChunkBytes));
+
     /// <summary>Creates the leaf and chunk of <paramref name="a"/> (cold: once per 1 MiB of address space); null when out of memory.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private TSlot* CreateChunk(ulong a)

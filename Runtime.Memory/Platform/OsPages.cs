@@ -148,6 +148,21 @@ internal static unsafe partial class OsPages
     }
 
     /// <summary>
+    /// Gives the pages of a mapping from <see cref="Map"/> back to the OS but keeps them mapped and usable: they read as
+    /// zeros afterwards (Linux and macOS: <c>madvise(MADV_DONTNEED)</c>; Windows: the bytes are zeroed in place).
+    /// </summary>
+    public static void Discard(void* p, nuint size)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            NativeMemory.Clear(p, size);
+            return;
+        }
+
+        madvise(p, size, MadvDontNeed);
+    }
+
+    /// <summary>
     /// Makes the accessible pages of a guarded mapping inaccessible too and gives their memory back to the OS, keeping
     /// the address range reserved: any later access faults (use after free).
     /// </summary>

@@ -28,15 +28,20 @@ public sealed unsafe class MemoryTracer
     private readonly RuntimeMemory _runtime;
     private readonly Lock _lock = new();
     private volatile Session? _session;
+
+    // The shadow of exact sessions: one per tracer, kept across sessions (a thread still in flight after a stop may
+    // write to it, so it is unmapped only with the runtime); each session tags its words with its own generation.
+    private Diagnostics.ShadowRadix<ulong>? _shadow;
+    private int _generation;
     private IFrameProvider _frameProvider = new ManagedStackFrameProvider();
 
     internal MemoryTracer(RuntimeMemory runtime) => _runtime = runtime;
 
     /// <summary>One start-to-stop period: its table, hooks and interned tracebacks. A call still in flight after a stop
     /// writes to a dropped table.</summary>
-    private sealed class Session(int frames, long sampleBytes)
+    private sealed class Session(int frames, long sampleBytes, TraceTable table)
     {
-        public readonly TraceTable Table = new();
+        public readonly TraceTable Table = table;
         public readonly TracebackRegistry Tracebacks = new();
         public readonly TracingHook?[] Hooks = new TracingHook?[MemoryDomainKindExtensions.Count];
         public readonly int Frames = frames;
@@ -148,7 +153,13 @@ public sealed unsafe class MemoryTracer
                 return;
             }
 
-            var session = new Session(frames, sampleBytes);
+            if (sampleBytes == 0 && Environment.Is64BitProcess)
+            {
+                _shadow ??= new Diagnostics.ShadowRadix<ulong>();
+            }
+
+            _generation = (_generation + 1) & 127;
+            var session = new Session(frames, sampleBytes, new TraceTable(sampleBytes == 0 ? _shadow : null, _generation));
             _session = session; // before the hooks: a hook never records for a session that is not current
             foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
             {
@@ -184,6 +195,18 @@ public sealed unsafe class MemoryTracer
 
             _session = null;
             session.Table.Clear();
+            _shadow?.Discard(); // its pages back to the OS; a late write of the old session is ignored by the next
+        }
+    }
+
+    /// <summary>Stops tracing and unmaps the shadow; the runtime is being disposed, so no call is in flight.</summary>
+    internal void Dispose()
+    {
+        Stop();
+        lock (_lock)
+        {
+            _shadow?.Dispose();
+            _shadow = null;
         }
     }
 
@@ -397,6 +420,27 @@ public sealed unsafe class MemoryTracer
         return Math.Max(1, (long)(-Math.Log(1 - u) * interval));
     }
 
+    /// <summary>
+    /// Whether two frame lists are equal, field by field: names are compared by reference first, since an interpreter
+    /// hands the same string object for the same file each time (the generic equality costs several calls per frame).
+    /// </summary>
+    private static bool SameFrames(ReadOnlySpan<Frame> a, ReadOnlySpan<Frame> b)
+    {
+        for (int i = 0; i < a.Length; i++)
+        {
+            ref readonly Frame x = ref a[i];
+            ref readonly Frame y = ref b[i];
+            if (x.Line != y.Line
+                || !(ReferenceEquals(x.File, y.File) || string.Equals(x.File, y.File, StringComparison.Ordinal))
+                || !(ReferenceEquals(x.Function, y.Function) || string.Equals(x.Function, y.Function, StringComparison.Ordinal)))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     /// <summary>The current thread's traceback id, interned; the last one again when the frames have not changed.</summary>
     private int Capture(TraceThread state, Session session)
     {
@@ -426,7 +470,7 @@ public sealed unsafe class MemoryTracer
 
         Span<Frame> frames = state.Scratch.AsSpan(0, count);
         if (state.LastTraceback >= 0 && state.LastCount == count && state.LastTotal == total
-            && frames.SequenceEqual(state.LastFrames.AsSpan(0, count)))
+            && SameFrames(frames, state.LastFrames.AsSpan(0, count)))
         {
             return state.LastTraceback;
         }

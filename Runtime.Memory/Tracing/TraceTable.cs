@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Runtime.Memory.Diagnostics;
 
 namespace Runtime.Memory.Tracing;
 
@@ -22,24 +23,63 @@ namespace Runtime.Memory.Tracing;
 /// peak). A stripe with no entry is skipped without its lock, so sampling, which leaves most stripes empty, pays a
 /// load. Stopping a session drops its table: a call still in flight writes into a table nobody reads.</para>
 /// </remarks>
-internal sealed class TraceTable
+/// <remarks>
+/// <para><b>The shadow (exact sessions).</b> Most traces of an exact session are not in the stripes at all but in a
+/// shadow word at the block's address (<see cref="ShadowRadix{TSlot}"/>, 8 bytes per 16-byte granule), which the
+/// allocating thread writes and the freeing thread clears, without a lock and without probing:</para>
+/// <code>
+///  bit 63 present | 62..56 session generation | 55..54 domain | 53..32 traceback id | 31..0 size
+/// </code>
+/// <para>A word counts only with the generation of this session, so a write that a thread still in flight makes after
+/// its session stopped is ignored (and overwritten). Traces that do not fit a word (an extension's domain, a size of
+/// 4 GiB or more, more than 4 million tracebacks, an address above 2^48) and every trace of a sampling session
+/// (which carry estimates) go to the stripes.</para>
+/// </remarks>
+internal sealed unsafe class TraceTable
 {
     private const int StripeBits = 6;
     private const int StripeCount = 1 << StripeBits;
     private const int InitialSlots = 64;
+    private const ulong Present = 1UL << 63;
+    private const int MaxShadowTraceback = (1 << 22) - 1;
 
     private readonly Stripe[] _stripes = new Stripe[StripeCount];
+    private readonly ShadowRadix<ulong>? _shadow;
+    private readonly ulong _generationBits;
     private long _current;
     private long _peak;
     private long _failures;
 
-    public TraceTable()
+    /// <summary>A table for a session; <paramref name="shadow"/> (exact sessions on 64-bit) holds most traces, tagged
+    /// with <paramref name="generation"/> (0 to 127).</summary>
+    public TraceTable(ShadowRadix<ulong>? shadow = null, int generation = 0)
     {
         for (int i = 0; i < StripeCount; i++)
         {
             _stripes[i] = new Stripe();
         }
+
+        _shadow = shadow;
+        _generationBits = Present | ((ulong)(generation & 127) << 56);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool IsMine(ulong word) => (word & (0xFFUL << 56)) == _generationBits;
+
+    private static uint DomainOf(ulong word) => (uint)(word >> 54) & 3;
+
+    private static int TracebackOf(ulong word) => (int)(word >> 32) & MaxShadowTraceback;
+
+    private static long SizeOf(ulong word) => (uint)word;
+
+    private Slot Decode(nuint address, ulong word) => new()
+    {
+        Address = address,
+        Domain = DomainOf(word),
+        Traceback = TracebackOf(word),
+        EstimatedSize = SizeOf(word),
+        EstimatedCount = 1,
+    };
 
     /// <summary>One slot: a trace, or empty when <see cref="Address"/> is 0.</summary>
     internal struct Slot
@@ -110,6 +150,24 @@ internal sealed class TraceTable
 
     /// <summary>Records (or replaces) the trace of a block; false if it could not be stored.</summary>
     public bool Add(uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)
+    {
+        if (_shadow is { } shadow && domain <= 2 && estimatedCount == 1 && (ulong)estimatedSize <= uint.MaxValue
+            && (uint)traceback <= MaxShadowTraceback)
+        {
+            ulong* word = shadow.SlotOf(address, create: true);
+            if (word != null)
+            {
+                ulong old = Volatile.Read(ref *word);
+                Volatile.Write(ref *word, _generationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | (ulong)estimatedSize);
+                AddToCurrent(estimatedSize - (IsMine(old) ? SizeOf(old) : 0));
+                return true;
+            }
+        }
+
+        return AddToStripe(domain, address, estimatedSize, estimatedCount, traceback);
+    }
+
+    private bool AddToStripe(uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)
     {
         ulong hash = Hash(address);
         Stripe stripe = StripeOf(hash);
@@ -201,6 +259,22 @@ internal sealed class TraceTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Remove(uint domain, nuint address, out Slot removed)
     {
+        if (_shadow is { } shadow)
+        {
+            ulong* word = shadow.SlotOf(address, create: false);
+            if (word != null)
+            {
+                ulong code = Volatile.Read(ref *word);
+                if (IsMine(code) && DomainOf(code) == domain && Interlocked.CompareExchange(ref *word, 0, code) == code)
+                {
+                    // The exchange makes a free and a concurrent ClearTraces take the trace exactly once between them.
+                    AddToCurrent(-SizeOf(code));
+                    removed = Decode(address, code);
+                    return true;
+                }
+            }
+        }
+
         ulong hash = Hash(address);
         Stripe stripe = StripeOf(hash);
         if (stripe.Count == 0)
@@ -274,6 +348,16 @@ internal sealed class TraceTable
     /// <summary>A block's trace, if it has one.</summary>
     public bool TryGet(uint domain, nuint address, out Slot found)
     {
+        if (_shadow is { } shadow && shadow.SlotOf(address, create: false) is var word && word != null)
+        {
+            ulong code = Volatile.Read(ref *word);
+            if (IsMine(code) && DomainOf(code) == domain)
+            {
+                found = Decode(address, code);
+                return true;
+            }
+        }
+
         ulong hash = Hash(address);
         Stripe stripe = StripeOf(hash);
         found = default;
@@ -308,6 +392,11 @@ internal sealed class TraceTable
     public List<Slot> Copy()
     {
         var traces = new List<Slot>();
+        ScanShadow((address, word) =>
+        {
+            traces.Add(Decode(address, Volatile.Read(ref *(ulong*)word)));
+            return false;
+        });
         foreach (Stripe stripe in _stripes)
         {
             stripe.Enter();
@@ -333,6 +422,16 @@ internal sealed class TraceTable
     /// <summary>Forgets every trace (tracemalloc's <c>clear_traces</c>); current and peak go to 0.</summary>
     public void Clear()
     {
+        ScanShadow((address, word) =>
+        {
+            ulong code = Volatile.Read(ref *(ulong*)word);
+            if (Interlocked.CompareExchange(ref *(ulong*)word, 0, code) == code)
+            {
+                AddToCurrent(-SizeOf(code)); // a free racing with the clear has either taken it already or finds it gone
+            }
+
+            return false;
+        });
         foreach (Stripe stripe in _stripes)
         {
             stripe.Enter();
@@ -361,10 +460,11 @@ internal sealed class TraceTable
     /// <summary>Sets the peak to the current size (tracemalloc's <c>reset_peak</c>).</summary>
     public void ResetPeak() => Interlocked.Exchange(ref _peak, Current);
 
-    /// <summary>Bytes the table itself holds: every stripe's slots.</summary>
+    /// <summary>Bytes the table itself holds: every stripe's slots, and the shadow's mapped chunks (resident only
+    /// where touched).</summary>
     public long MemoryUsage()
     {
-        long total = 0;
+        long total = _shadow?.BytesUsed ?? 0;
         foreach (Stripe stripe in _stripes)
         {
             total += (long)stripe.Slots.Length * Unsafe.SizeOf<Slot>() + 128;
@@ -379,6 +479,11 @@ internal sealed class TraceTable
         get
         {
             int n = 0;
+            ScanShadow((_, _) =>
+            {
+                n++;
+                return false;
+            });
             foreach (Stripe stripe in _stripes)
             {
                 n += stripe.Count;
@@ -386,6 +491,38 @@ internal sealed class TraceTable
 
             return n;
         }
+    }
+
+    /// <summary>Calls <paramref name="visitWord"/> with the address and the word of every shadow trace of this session
+    /// (a scan of every chunk).</summary>
+    private void ScanShadow(Func<nuint, nint, bool> visitWord)
+    {
+        if (_shadow is not { } shadow)
+        {
+            return;
+        }
+
+        shadow.ForEachChunk((chunkBase, chunk) =>
+        {
+            var words = new ReadOnlySpan<ulong>((void*)chunk, ShadowRadix<ulong>.ChunkSlots);
+            int i = 0;
+            while (i < words.Length)
+            {
+                int next = words[i..].IndexOfAnyExcept(0UL);
+                if (next < 0)
+                {
+                    break;
+                }
+
+                i += next;
+                if (IsMine(words[i]))
+                {
+                    visitWord(chunkBase + ((nuint)i << ShadowRadix<ulong>.GranuleBits), chunk + (i * sizeof(ulong)));
+                }
+
+                i++;
+            }
+        });
     }
 
     private void AddToCurrent(long delta)
