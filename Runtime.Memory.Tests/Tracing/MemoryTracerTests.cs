@@ -191,6 +191,131 @@ public sealed unsafe class MemoryTracerTests
         }
     }
 
+    /// <summary>A hook below the tracer that frees a given block of another domain inside its own call.</summary>
+    private sealed class FreesInRawHook(RuntimeMemory runtime) : MemoryHook
+    {
+        public nint ToFree;
+
+        public override void* Malloc(nuint size)
+        {
+            runtime.Raw.Free((void*)Interlocked.Exchange(ref ToFree, 0));
+            return Inner.Malloc(size);
+        }
+    }
+
+    [Fact]
+    public void A_free_made_inside_another_traced_call_still_drops_the_trace()
+    {
+        using RuntimeMemory runtime = TestRuntimes.Create(AllocatorNames.Pymalloc);
+        var nested = new FreesInRawHook(runtime);
+        runtime.Obj.InstallHook(nested);
+        runtime.Tracer.Start();
+        void* raw = runtime.Raw.Malloc(100);
+        Assert.NotNull(runtime.Tracer.GetTraceback(MemoryDomainKind.Raw, raw));
+        nested.ToFree = (nint)raw;
+
+        void* obj = runtime.Obj.Malloc(40); // frees the raw block from inside the obj call
+
+        Assert.Equal(1, runtime.Tracer.TracedBlocks);
+        Assert.Equal(40, runtime.Tracer.GetTracedMemory().Current);
+        runtime.Obj.Free(obj);
+        Assert.Equal(0, runtime.Tracer.GetTracedMemory().Current);
+    }
+
+    [Fact]
+    public void Snapshots_taken_while_other_threads_free_hold_only_real_traces()
+    {
+        using RuntimeMemory runtime = Traced(frames: 1);
+        var made = new nint[4][];
+        for (int t = 0; t < made.Length; t++)
+        {
+            using (At($"t{t}.lua", 1))
+            {
+                made[t] = Enumerable.Range(0, 20_000).Select(i => (nint)runtime.Obj.Malloc((nuint)(16 + (i % 400)))).ToArray();
+            }
+        }
+
+        var freeing = made.Select(blocks => new Thread(() =>
+        {
+            foreach (nint p in blocks)
+            {
+                runtime.Obj.Free((void*)p);
+            }
+        })).ToArray();
+        foreach (Thread thread in freeing)
+        {
+            thread.Start();
+        }
+
+        int snapshots = 0;
+        while (freeing.Any(t => t.IsAlive) || snapshots < 3)
+        {
+            TraceSnapshot snapshot = runtime.Tracer.TakeSnapshot();
+            Assert.All(snapshot.Traces, trace =>
+            {
+                Assert.InRange(trace.Size, 16, 415);
+                Assert.Matches(@"^t\d\.lua$", trace.Traceback.MostRecent.File);
+            });
+            snapshots++;
+        }
+
+        foreach (Thread thread in freeing)
+        {
+            thread.Join();
+        }
+
+        Assert.Equal(0, runtime.Tracer.TracedBlocks);
+        Assert.Equal(0, runtime.Tracer.GetTracedMemory().Current);
+    }
+
+    [Fact]
+    public void ClearTraces_while_threads_allocate_and_free_leaves_traced_memory_exact()
+    {
+        using RuntimeMemory runtime = Traced();
+        using var stop = new CancellationTokenSource();
+        Thread[] workers = Enumerable.Range(0, 3).Select(w => new Thread(() =>
+        {
+            var live = new Queue<nint>();
+            var random = new Random(w);
+            while (!stop.IsCancellationRequested)
+            {
+                live.Enqueue((nint)runtime.Obj.Malloc((nuint)random.Next(1, 600)));
+                if (live.Count > 100)
+                {
+                    runtime.Obj.Free((void*)live.Dequeue());
+                }
+            }
+
+            while (live.Count > 0)
+            {
+                runtime.Obj.Free((void*)live.Dequeue());
+            }
+        })).ToArray();
+        foreach (Thread worker in workers)
+        {
+            worker.Start();
+        }
+
+        for (int i = 0; i < 300; i++)
+        {
+            runtime.Tracer.ClearTraces();
+            Thread.Yield();
+        }
+
+        stop.Cancel();
+        foreach (Thread worker in workers)
+        {
+            worker.Join();
+        }
+
+        // Every block is freed: whatever ClearTraces took or left, what is traced now must be nothing, exactly.
+        Assert.Equal(0, runtime.Tracer.TracedBlocks);
+        Assert.Equal(0, runtime.Tracer.GetTracedMemory().Current);
+        void* p = runtime.Obj.Malloc(300);
+        Assert.Equal(300, runtime.Tracer.GetTracedMemory().Current);
+        runtime.Obj.Free(p);
+    }
+
     private sealed class ThrowingProvider : IFrameProvider
     {
         public int GetFrames(Span<Frame> frames, out int totalFrames) => throw new InvalidOperationException("provider bug");
@@ -338,6 +463,14 @@ public sealed unsafe class MemoryTracerTests
         Assert.Null(runtime.Obj.LastFault);
         runtime.Tracer.Start();
         Assert.Equal(0, runtime.Tracer.TracedBlocks); // nothing stale from the sessions before
+        var blocks = Enumerable.Range(1, 10).Select(i => (nint)runtime.Obj.Malloc((nuint)(i * 10))).ToArray();
+        Assert.Equal((550L, 550L), runtime.Tracer.GetTracedMemory()); // exact again: no drift carried over
+        foreach (nint b in blocks)
+        {
+            runtime.Obj.Free((void*)b);
+        }
+
+        Assert.Equal(0, runtime.Tracer.GetTracedMemory().Current);
     }
 
     [Fact]
@@ -371,6 +504,32 @@ public sealed unsafe class MemoryTracerTests
         Assert.Equal(0, runtime.Tracer.GetTracedMemory().Current);
     }
 
+    [Theory]
+    [InlineData(4096)]   // blocks as big as the interval: sampled with p = 1 - 1/e, counted 1/p = 1.58 each
+    [InlineData(6000)]
+    [InlineData(100)]
+    public void Sampled_counts_and_sizes_are_unbiased_for_any_block_size(int size)
+    {
+        using RuntimeMemory runtime = Traced(AllocatorNames.Malloc, sampleBytes: 4096);
+        int blocks = 40_000_000 / Math.Max(size, 2000); // enough samples for a tight bound at every size
+        var made = new nint[blocks];
+        using (At("mixed.lua", 1))
+        {
+            for (int i = 0; i < blocks; i++)
+            {
+                made[i] = (nint)runtime.Raw.Malloc((nuint)size);
+            }
+        }
+
+        TraceStatistic stat = Assert.Single(runtime.Tracer.TakeSnapshot().Statistics(TraceGrouping.Line));
+        Assert.InRange(stat.Count, blocks * 90L / 100, blocks * 110L / 100);
+        Assert.InRange(stat.Size, (long)blocks * size * 90 / 100, (long)blocks * size * 110 / 100);
+        foreach (nint p in made)
+        {
+            runtime.Raw.Free((void*)p);
+        }
+    }
+
     [Fact]
     public void A_debug_violation_report_names_where_the_block_was_allocated()
     {
@@ -387,6 +546,9 @@ public sealed unsafe class MemoryTracerTests
         p[24] = 0x42; // one past the end
         var violation = Assert.Throws<MemoryViolationException>(() => runtime.Obj.Free(p));
         Assert.Contains("Memory block allocated at (most recent call first):\n  File \"pool.lua\", line 9\n    in take\n  File \"game.lua\", line 40\n    in spawn", violation.Message);
+        Assert.Equal(new Frame("pool.lua", 9, "take"), runtime.Tracer.GetTraceback(p)!.MostRecent); // refused: still live, still traced
+        Assert.Equal(1, runtime.Tracer.TracedBlocks);
+        Assert.Null(runtime.Tracer.GetTraceback(p + 4096)); // nothing left over from the release that threw
     }
 
     [Fact]

@@ -52,12 +52,13 @@ internal sealed unsafe class ShadowRadix<TSlot> : IDisposable
     public TSlot* SlotOf(nuint address, bool create)
     {
         ulong a = address;
-        if ((a >> AddressBits) != 0)
+        TSlot*** top = _top;
+        if ((a >> AddressBits) != 0 || top == null) // above 2^48, or disposed
         {
             return null;
         }
 
-        TSlot** leaf = _top[a >> (LeafBits + ChunkBits)];
+        TSlot** leaf = top[a >> (LeafBits + ChunkBits)];
         TSlot* chunk = leaf == null ? null : leaf[(a >> ChunkBits) & ((1 << LeafBits) - 1)];
         if (chunk == null)
         {
@@ -80,9 +81,10 @@ internal sealed unsafe class ShadowRadix<TSlot> : IDisposable
     /// snapshots, not for the hot path).</summary>
     public void ForEachChunk(Action<nuint, nint> visit)
     {
-        for (int t = 0; t < 1 << TopBits; t++)
+        TSlot*** top = _top;
+        for (int t = 0; top != null && t < 1 << TopBits; t++)
         {
-            TSlot** leaf = _top[t];
+            TSlot** leaf = top[t];
             for (int l = 0; leaf != null && l < 1 << LeafBits; l++)
             {
                 if (leaf[l] != null)
@@ -93,14 +95,21 @@ internal sealed unsafe class ShadowRadix<TSlot> : IDisposable
         }
     }
 
-    /// <summary>Gives every chunk's pages back to the OS; the slots read as zero afterwards and the chunks stay mapped.</summary>
+    /// <summary>Gives every chunk's pages back to the OS; the chunks stay mapped, and their slots must not be relied on
+    /// afterwards (zero on Linux; see <see cref="OsPages.Discard"/>).</summary>
     public void Discard() => ForEachChunk((_, chunk) => OsPages.Discard((void*)chunk, ChunkBytes));
 
     /// <summary>Creates the leaf and chunk of <paramref name="a"/> (cold: once per 1 MiB of address space); null when out of memory.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private TSlot* CreateChunk(ulong a)
     {
-        nint* leafSlot = (nint*)(_top + (a >> (LeafBits + ChunkBits)));
+        TSlot*** top = _top;
+        if (top == null)
+        {
+            return null;
+        }
+
+        nint* leafSlot = (nint*)(top + (a >> (LeafBits + ChunkBits)));
         TSlot** leaf = (TSlot**)*leafSlot;
         if (leaf == null)
         {

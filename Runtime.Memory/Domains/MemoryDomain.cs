@@ -145,8 +145,8 @@ public sealed unsafe partial class MemoryDomain
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr)
     {
+        traced.Untraced(ptr); // before the free: the address must not be reused and traced elsewhere while we hold it
         ThreadShard shard = _accounting.CurrentShard();
-        traced.Untraced(shard.Tracing ??= TraceThread.Current, ptr); // before the free: the address must not be reused and traced elsewhere while we hold it
         ref HeapSlot slot = ref shard.Heaps[_index];
         Heap* heap = slot.Allocator == small && slot.Registration is { } registration
             ? registration.Heap

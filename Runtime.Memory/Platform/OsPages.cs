@@ -148,8 +148,9 @@ internal static unsafe partial class OsPages
     }
 
     /// <summary>
-    /// Gives the pages of a mapping from <see cref="Map"/> back to the OS but keeps them mapped and usable: they read as
-    /// zeros afterwards (Linux and macOS: <c>madvise(MADV_DONTNEED)</c>; Windows: the bytes are zeroed in place).
+    /// Gives the pages of a mapping from <see cref="Map"/> back to the OS but keeps them mapped and usable (Linux:
+    /// <c>madvise(MADV_DONTNEED)</c>, after which they read as zeros; macOS: the same call, which may leave the old
+    /// contents; Windows: the bytes are zeroed in place). Callers must not rely on the contents afterwards.
     /// </summary>
     public static void Discard(void* p, nuint size)
     {

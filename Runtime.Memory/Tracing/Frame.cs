@@ -38,6 +38,7 @@ public sealed class Traceback : IEquatable<Traceback>, IComparable<Traceback>
             hash.Add(frame);
         }
 
+        hash.Add(TotalFrames);
         _hash = hash.ToHashCode();
     }
 
@@ -59,7 +60,11 @@ public sealed class Traceback : IEquatable<Traceback>, IComparable<Traceback>
         IEnumerable<Frame> frames = _frames;
         if (limit is int n && n >= 0 && n < _frames.Length)
         {
-            frames = _frames[^n..];
+            frames = _frames[^n..]; // the n most recent, as tracemalloc's format(limit)
+        }
+        else if (limit is int m && m < 0 && -m < _frames.Length)
+        {
+            frames = _frames[..-m]; // a negative limit keeps the oldest frames, as tracemalloc's
         }
 
         if (mostRecentFirst)
@@ -84,8 +89,10 @@ public sealed class Traceback : IEquatable<Traceback>, IComparable<Traceback>
     public override string ToString() => _frames[0].ToString();
 
     /// <inheritdoc/>
+    /// <remarks>Equal frames from stacks of different depths are different tracebacks, as in CPython's table.</remarks>
     public bool Equals(Traceback? other) =>
-        other is not null && (ReferenceEquals(this, other) || (_hash == other._hash && _frames.AsSpan().SequenceEqual(other._frames)));
+        other is not null && (ReferenceEquals(this, other)
+            || (_hash == other._hash && TotalFrames == other.TotalFrames && _frames.AsSpan().SequenceEqual(other._frames)));
 
     /// <inheritdoc/>
     public override bool Equals(object? obj) => Equals(obj as Traceback);

@@ -122,6 +122,9 @@ public sealed unsafe class MemoryTracer
         set => Volatile.Write(ref _frameProvider, value ?? throw new ArgumentNullException(nameof(value)));
     }
 
+    /// <summary>The table of the session tracing now, or null.</summary>
+    internal TraceTable? CurrentTable => _session?.Table;
+
     /// <summary>Whether the tracer is tracing (tracemalloc's <c>is_tracing</c>).</summary>
     public bool IsTracing => _session is not null;
 
@@ -301,7 +304,22 @@ public sealed unsafe class MemoryTracer
             return -2;
         }
 
-        return s.Table.Add(domain, address, (long)size, 1, Capture(TraceThread.Current, s)) ? 0 : -1;
+        TraceThread thread = TraceThread.Current;
+        bool nested = thread.Busy;
+        thread.Busy = true; // the capture's own allocations, if any, are not traced
+        try
+        {
+            return s.Table.Add(domain, address, (long)Math.Min((ulong)size, long.MaxValue), 1, Capture(thread, s)) ? 0 : -1;
+        }
+        catch (Exception)
+        {
+            s.Table.CountFailure();
+            return -1; // "failed to allocate memory to store the trace", as PyTraceMalloc_Track
+        }
+        finally
+        {
+            thread.Busy = nested;
+        }
     }
 
     /// <summary>Stops tracing a block tracked with <see cref="Track"/> (<c>PyTraceMalloc_Untrack</c>); nothing if it is not traced.</summary>
@@ -362,7 +380,7 @@ public sealed unsafe class MemoryTracer
         try
         {
             long estimatedSize = (long)size, estimatedCount = 1;
-            if (session.SampleBytes > 0 && !Sample(thread, session.SampleBytes, size, out estimatedSize, out estimatedCount))
+            if (session.SampleBytes > 0 && !Sample(thread, session, size, out estimatedSize, out estimatedCount))
             {
                 return;
             }
@@ -377,15 +395,18 @@ public sealed unsafe class MemoryTracer
 
     /// <summary>
     /// The Poisson sampler: a per-thread count of bytes until the next sample, drawn from an exponential distribution
-    /// of mean <paramref name="interval"/>. Most calls are one subtraction and one compare.
+    /// of mean N (the session's interval). A block of size s ends the count with probability p = 1 − e^(−s/N) and then
+    /// stands for s / p bytes and 1 / p blocks, rounded up or down at random in proportion, so both estimates are
+    /// unbiased. Blocks of size 0 hold no bytes and are never sampled.
     /// </summary>
-    /// <remarks>The domain's fast path may already have subtracted sizes that did not reach the count's end; a call that
-    /// gets here either starts the thread's sampler or ends a countdown (after subtracting its own size once).</remarks>
-    private static bool Sample(TraceThread state, long interval, nuint size, out long estimatedSize, out long estimatedCount)
+    /// <remarks>The domain's fast path may already have subtracted sizes that did not end the count; a call that gets
+    /// here either starts the thread's sampler for this session or ends a countdown (after subtracting its own size once).</remarks>
+    private static bool Sample(TraceThread state, Session session, nuint size, out long estimatedSize, out long estimatedCount)
     {
-        if (!state.SamplerStarted)
+        long interval = session.SampleBytes;
+        if (!ReferenceEquals(state.SamplerSession, session))
         {
-            state.SamplerStarted = true;
+            state.SamplerSession = session; // a countdown drawn for another interval does not carry over
             state.BytesUntilSample = Draw(state, interval);
         }
 
@@ -399,26 +420,30 @@ public sealed unsafe class MemoryTracer
         state.BytesUntilSample = Draw(state, interval);
         double x = (double)size / interval;
         double p = x < 1e-5 ? x * (1 - (x / 2)) : 1 - Math.Exp(-x); // 1 - e^(-x), without cancellation for small x
-        if (p <= 0)
-        {
-            p = 1.0 / interval; // size 0: stands for itself once per interval
-        }
-
-        estimatedSize = (long)Math.Round(size / p);
-        estimatedCount = Math.Max(1, (long)Math.Round(1 / p));
+        estimatedSize = RoundAtRandom(state, size / p);
+        estimatedCount = RoundAtRandom(state, 1 / p);
         return true;
     }
 
-    private static long Draw(TraceThread state, long interval)
+    /// <summary><paramref name="value"/> rounded down or up, up with the probability of its fraction: unbiased.</summary>
+    private static long RoundAtRandom(TraceThread state, double value)
+    {
+        double floor = Math.Floor(value);
+        return (long)floor + (Uniform(state) < value - floor ? 1 : 0);
+    }
+
+    private static double Uniform(TraceThread state)
     {
         ulong x = state.Random; // xorshift64*
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         state.Random = x;
-        double u = ((x * 0x2545_F491_4F6C_DD1DUL) >> 11) * (1.0 / (1UL << 53)); // [0, 1)
-        return Math.Max(1, (long)(-Math.Log(1 - u) * interval));
+        return ((x * 0x2545_F491_4F6C_DD1DUL) >> 11) * (1.0 / (1UL << 53)); // [0, 1)
     }
+
+    private static long Draw(TraceThread state, long interval) =>
+        Math.Max(1, RoundAtRandom(state, -Math.Log(1 - Uniform(state)) * interval));
 
     /// <summary>
     /// Whether two frame lists are equal, field by field: names are compared by reference first, since an interpreter

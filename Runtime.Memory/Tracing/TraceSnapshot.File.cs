@@ -128,17 +128,17 @@ public sealed partial class TraceSnapshot
             using var r = new BinaryReader(new MemoryStream(bytes, HeaderSize, (int)length), Encoding.UTF8);
             int limit = r.ReadInt32();
             long sampleBytes = r.ReadInt64();
-            var names = new string[Count(r.ReadInt32(), "names")];
+            var names = new string[Count(r, r.ReadInt32(), "names", 1)];
             for (int i = 0; i < names.Length; i++)
             {
                 names[i] = r.ReadString();
             }
 
-            var tracebacks = new Traceback[Count(r.ReadInt32(), "tracebacks")];
+            var tracebacks = new Traceback[Count(r, r.ReadInt32(), "tracebacks", 8)];
             for (int i = 0; i < tracebacks.Length; i++)
             {
                 int total = r.ReadInt32();
-                var frames = new Frame[Count(r.ReadInt32(), "frames")];
+                var frames = new Frame[Count(r, r.ReadInt32(), "frames", 12)];
                 for (int f = 0; f < frames.Length; f++)
                 {
                     string file = names[Index(r.ReadInt32(), names.Length, "name")];
@@ -150,7 +150,7 @@ public sealed partial class TraceSnapshot
                 tracebacks[i] = new Traceback(frames, total);
             }
 
-            var traces = new Trace[Count(r.ReadInt32(), "traces")];
+            var traces = new Trace[Count(r, r.ReadInt32(), "traces", 24)];
             for (int i = 0; i < traces.Length; i++)
             {
                 uint domain = r.ReadUInt32();
@@ -171,8 +171,12 @@ public sealed partial class TraceSnapshot
             throw new InvalidDataException($"{path} is damaged: {ex.Message}", ex);
         }
 
-        static int Count(int n, string what) =>
-            n >= 0 && n <= 1 << 28 ? n : throw new InvalidDataException($"a count of {what} of {n}");
+        // A count must fit the bytes left (each element takes at least minBytes), so a damaged count cannot make the
+        // loader allocate more than the file could describe.
+        static int Count(BinaryReader r, int n, string what, int minBytes) =>
+            n >= 0 && n <= (r.BaseStream.Length - r.BaseStream.Position) / minBytes
+                ? n
+                : throw new InvalidDataException($"a count of {what} of {n}, more than the {r.BaseStream.Length - r.BaseStream.Position} bytes left can hold");
 
         static int Index(int i, int count, string what) =>
             (uint)i < (uint)count ? i : throw new InvalidDataException($"a {what} index {i} outside 0..{count - 1}");

@@ -91,7 +91,8 @@ internal sealed unsafe class TraceTable
         public long EstimatedCount;
     }
 
-    /// <summary>A stripe: its lock, its slots. Padded to two cache lines so neighbouring stripes do not share one.</summary>
+    /// <summary>A stripe: its lock, its slots. The padding fields make each stripe object about 150 bytes, so the locks
+    /// of neighbouring stripes never share a cache line (whatever order the runtime lays the fields out in).</summary>
     private sealed class Stripe
     {
 #pragma warning disable CS0169, IDE0051 // padding
@@ -154,11 +155,12 @@ internal sealed unsafe class TraceTable
         if (_shadow is { } shadow && domain <= 2 && estimatedCount == 1 && (ulong)estimatedSize <= uint.MaxValue
             && (uint)traceback <= MaxShadowTraceback)
         {
-            ulong* word = shadow.SlotOf(address, create: true);
+            ulong* word = address % 16 == 0 ? shadow.SlotOf(address, create: true) : null; // one word per 16-byte granule
             if (word != null)
             {
-                ulong old = Volatile.Read(ref *word);
-                Volatile.Write(ref *word, _generationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | (ulong)estimatedSize);
+                // An exchange, so that a trace replaced here (a block tracked again) is taken exactly once between this
+                // and a concurrent ClearTraces.
+                ulong old = Interlocked.Exchange(ref *word, _generationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | (ulong)estimatedSize);
                 AddToCurrent(estimatedSize - (IsMine(old) ? SizeOf(old) : 0));
                 return true;
             }
@@ -259,7 +261,7 @@ internal sealed unsafe class TraceTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Remove(uint domain, nuint address, out Slot removed)
     {
-        if (_shadow is { } shadow)
+        if (_shadow is { } shadow && address % 16 == 0)
         {
             ulong* word = shadow.SlotOf(address, create: false);
             if (word != null)
@@ -348,7 +350,7 @@ internal sealed unsafe class TraceTable
     /// <summary>A block's trace, if it has one.</summary>
     public bool TryGet(uint domain, nuint address, out Slot found)
     {
-        if (_shadow is { } shadow && shadow.SlotOf(address, create: false) is var word && word != null)
+        if (_shadow is { } shadow && address % 16 == 0 && shadow.SlotOf(address, create: false) is var word && word != null)
         {
             ulong code = Volatile.Read(ref *word);
             if (IsMine(code) && DomainOf(code) == domain)
@@ -392,11 +394,7 @@ internal sealed unsafe class TraceTable
     public List<Slot> Copy()
     {
         var traces = new List<Slot>();
-        ScanShadow((address, word) =>
-        {
-            traces.Add(Decode(address, Volatile.Read(ref *(ulong*)word)));
-            return false;
-        });
+        ScanShadow((address, _, code) => traces.Add(Decode(address, code)));
         foreach (Stripe stripe in _stripes)
         {
             stripe.Enter();
@@ -422,15 +420,12 @@ internal sealed unsafe class TraceTable
     /// <summary>Forgets every trace (tracemalloc's <c>clear_traces</c>); current and peak go to 0.</summary>
     public void Clear()
     {
-        ScanShadow((address, word) =>
+        ScanShadow((_, word, code) =>
         {
-            ulong code = Volatile.Read(ref *(ulong*)word);
             if (Interlocked.CompareExchange(ref *(ulong*)word, 0, code) == code)
             {
                 AddToCurrent(-SizeOf(code)); // a free racing with the clear has either taken it already or finds it gone
             }
-
-            return false;
         });
         foreach (Stripe stripe in _stripes)
         {
@@ -479,11 +474,7 @@ internal sealed unsafe class TraceTable
         get
         {
             int n = 0;
-            ScanShadow((_, _) =>
-            {
-                n++;
-                return false;
-            });
+            ScanShadow((_, _, _) => n++);
             foreach (Stripe stripe in _stripes)
             {
                 n += stripe.Count;
@@ -493,9 +484,9 @@ internal sealed unsafe class TraceTable
         }
     }
 
-    /// <summary>Calls <paramref name="visitWord"/> with the address and the word of every shadow trace of this session
-    /// (a scan of every chunk).</summary>
-    private void ScanShadow(Func<nuint, nint, bool> visitWord)
+    /// <summary>Calls <paramref name="visitWord"/> with the address, the word's location and the value read once (and
+    /// found to be this session's) of every shadow trace (a scan of every chunk).</summary>
+    private void ScanShadow(Action<nuint, nint, ulong> visitWord)
     {
         if (_shadow is not { } shadow)
         {
@@ -515,9 +506,10 @@ internal sealed unsafe class TraceTable
                 }
 
                 i += next;
-                if (IsMine(words[i]))
+                ulong code = Volatile.Read(ref *((ulong*)chunk + i));
+                if (IsMine(code))
                 {
-                    visitWord(chunkBase + ((nuint)i << ShadowRadix<ulong>.GranuleBits), chunk + (i * sizeof(ulong)));
+                    visitWord(chunkBase + ((nuint)i << ShadowRadix<ulong>.GranuleBits), chunk + (i * sizeof(ulong)), code);
                 }
 
                 i++;

@@ -8,7 +8,8 @@ namespace Runtime.Memory.Tracing;
 /// <remarks>
 /// <para><b>Once per block.</b> The thread's <see cref="TraceThread.Busy"/> flag is set while a traced call runs: a
 /// nested allocation (a hook below that allocates through another domain, the frame provider) passes through
-/// untraced.</para>
+/// untraced. Frees and reallocs always drop the trace of the block they release, nested or not, from the current
+/// session's table (a hook still in flight from a stopped session must not leave the new session's trace behind).</para>
 /// <para><b>Order.</b> A trace is added after the allocator returns and removed before the block is freed (or
 /// reallocated, and put back if the realloc fails): the address cannot be handed to another thread, and traced
 /// there, while this thread still holds its trace. During that call the removed trace stays readable on this thread
@@ -89,13 +90,10 @@ internal sealed unsafe class TracingHook : MemoryHook
 
     /// <summary>The domain's fast path is about to free <paramref name="block"/> to the allocator below: drop its trace.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal void Untraced(TraceThread thread, void* block)
-    {
-        if (!thread.Busy)
-        {
-            _table.Remove(_domain, (nuint)block, out _);
-        }
-    }
+    internal void Untraced(void* block) => Table.Remove(_domain, (nuint)block, out _);
+
+    /// <summary>The current session's table (a stopped session's hook may still be in flight), or this hook's own.</summary>
+    private TraceTable Table => _tracer.CurrentTable ?? _table;
 
     internal override void* MallocCounted(nuint size, out nuint blockSize)
     {
@@ -150,67 +148,75 @@ internal sealed unsafe class TracingHook : MemoryHook
     internal override void* ReallocCounted(void* ptr, nuint newSize, out nuint oldBlockSize, out nuint newBlockSize)
     {
         TraceThread thread = TraceThread.Current;
-        if (thread.Busy)
-        {
-            return Inner.ReallocCounted(ptr, newSize, out oldBlockSize, out newBlockSize);
-        }
-
+        TraceTable table = Table;
+        bool had = table.Remove(_domain, (nuint)ptr, out TraceTable.Slot old);
+        bool nested = thread.Busy;
         thread.Busy = true;
+        void* p = null;
         try
         {
-            bool had = _table.Remove(_domain, (nuint)ptr, out TraceTable.Slot old);
-            thread.Releasing((nuint)ptr, had ? old.Traceback : -1);
-            void* p = Inner.ReallocCounted(ptr, newSize, out oldBlockSize, out newBlockSize);
-            if (p == null)
+            if (!nested)
             {
-                if (had)
-                {
-                    _table.Add(_domain, (nuint)ptr, old.EstimatedSize, old.EstimatedCount, old.Traceback); // still live, still made there
-                }
+                thread.Releasing((nuint)ptr, had ? old.Traceback : -1);
             }
-            else
+
+            p = Inner.ReallocCounted(ptr, newSize, out oldBlockSize, out newBlockSize);
+            if (p != null && !nested)
             {
-                _tracer.Record(thread, _table, _domain, (nuint)p, newSize); // traced anew, as tracemalloc does
+                _tracer.Record(thread, table, _domain, (nuint)p, newSize); // traced anew, as tracemalloc does
             }
 
             return p;
         }
         finally
         {
-            thread.Releasing(0, -1);
-            thread.Busy = false;
+            if (p == null && had)
+            {
+                table.Add(_domain, (nuint)ptr, old.EstimatedSize, old.EstimatedCount, old.Traceback); // still live, still made there
+            }
+
+            if (!nested)
+            {
+                thread.Releasing(0, -1);
+                thread.Busy = false;
+            }
         }
     }
 
     internal override bool FreeCounted(void* ptr, out nuint blockSize)
     {
         TraceThread thread = TraceThread.Current;
-        if (thread.Busy)
+        TraceTable table = Table;
+        if (!table.Remove(_domain, (nuint)ptr, out TraceTable.Slot entry))
         {
-            return Inner.FreeCounted(ptr, out blockSize);
+            return Inner.FreeCounted(ptr, out blockSize); // untraced (sampling, made before the start, or nested)
         }
 
+        bool nested = thread.Busy;
+        bool freed = false;
         thread.Busy = true;
         try
         {
-            if (!_table.Remove(_domain, (nuint)ptr, out TraceTable.Slot entry))
+            if (!nested)
             {
-                return Inner.FreeCounted(ptr, out blockSize); // untraced (sampling, or made before the start)
+                thread.Releasing((nuint)ptr, entry.Traceback);
             }
 
-            thread.Releasing((nuint)ptr, entry.Traceback);
-            bool freed = Inner.FreeCounted(ptr, out blockSize);
-            if (!freed)
-            {
-                _table.Add(_domain, (nuint)ptr, entry.EstimatedSize, entry.EstimatedCount, entry.Traceback); // refused (a debug report): still live
-            }
-
-            thread.Releasing(0, -1);
+            freed = Inner.FreeCounted(ptr, out blockSize);
             return freed;
         }
         finally
         {
-            thread.Busy = false;
+            if (!freed)
+            {
+                table.Add(_domain, (nuint)ptr, entry.EstimatedSize, entry.EstimatedCount, entry.Traceback); // refused or thrown (a debug report): still live
+            }
+
+            if (!nested)
+            {
+                thread.Releasing(0, -1);
+                thread.Busy = false;
+            }
         }
     }
 }
@@ -247,10 +253,10 @@ internal sealed class TraceThread
         ReleasingTraceback = traceback;
     }
 
-    /// <summary>Sampler: bytes until the next sample (drawn on the thread's first sampled call), and the xorshift state.</summary>
+    /// <summary>Sampler: bytes until the next sample, the session it was drawn for (null: none yet), the xorshift state.</summary>
     public long BytesUntilSample;
 
-    public bool SamplerStarted;
+    public object? SamplerSession;
 
     public ulong Random = ((ulong)Environment.CurrentManagedThreadId * 0x9E37_79B9_7F4A_7C15UL) | 1;
 
