@@ -112,6 +112,10 @@ public sealed unsafe class TraceSnapshotTests
         Assert.Equal(13, Count(new TraceFilter(false, "*", Domain: 0)));
         Assert.Equal(15, Count(new TraceFilter(true, "util.lua"), new TraceFilter(true, "*", Domain: 0)));  // inclusive filters are or-ed
         Assert.Equal(0, Count(new TraceFilter(true, "[!mu]*")));
+        Assert.Equal(10, Count(new TraceFilter(true, "[]u]til.lua")));  // fnmatch: a ']' first belongs to the set
+        Assert.Equal(8, Count(new TraceFilter(true, "[!]u]*")));         // negated, with ']' in the set
+        Assert.Equal(0, Count(new TraceFilter(true, "[")));              // an unclosed '[' is itself
+        Assert.Equal(0, Count(new TraceFilter(true, "[^]*")));           // '^' is a member, not a negation
     }
 
     [Fact]

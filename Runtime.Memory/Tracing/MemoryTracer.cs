@@ -217,7 +217,16 @@ public sealed unsafe class MemoryTracer
     public void ClearTraces() => _session?.Table.Clear();
 
     /// <summary>The traced memory now and at its peak, in bytes (estimates when sampling); (0, 0) when not tracing.</summary>
-    public (long Current, long Peak) GetTracedMemory() => _session is { } s ? (s.Table.Current, s.Table.Peak) : (0, 0);
+    public (long Current, long Peak) GetTracedMemory()
+    {
+        if (_session is not { } s)
+        {
+            return (0, 0);
+        }
+
+        long current = s.Table.Current;
+        return (current, Math.Max(current, s.Table.Peak)); // read apart, the peak may lag an add in flight
+    }
 
     /// <summary>Sets the peak to the current traced memory (tracemalloc's <c>reset_peak</c>); the traces stay.</summary>
     public void ResetPeak() => _session?.Table.ResetPeak();

@@ -58,7 +58,11 @@ public sealed record TraceFilter(bool Inclusive, string FilePattern, int? Line =
                 case '*': regex.Append(".*"); break;
                 case '?': regex.Append('.'); break;
                 case '[':
-                    int close = pattern.IndexOf(']', i + 1);
+                    // As fnmatch.translate: a '!' first negates, and a ']' first (after it) belongs to the set.
+                    int j = i + 1;
+                    j += j < pattern.Length && pattern[j] == '!' ? 1 : 0;
+                    j += j < pattern.Length && pattern[j] == ']' ? 1 : 0;
+                    int close = j < pattern.Length ? pattern.IndexOf(']', j) : -1;
                     if (close < 0)
                     {
                         regex.Append(@"\[");
@@ -66,7 +70,9 @@ public sealed record TraceFilter(bool Inclusive, string FilePattern, int? Line =
                     }
 
                     string set = pattern[(i + 1)..close];
-                    regex.Append('[').Append(set.StartsWith('!') ? "^" + Regex.Escape(set[1..]) : Regex.Escape(set)).Append(']');
+                    bool negate = set.StartsWith('!');
+                    string members = (negate ? set[1..] : set).Replace(@"\", @"\\").Replace("[", @"\[").Replace("]", @"\]").Replace("^", @"\^");
+                    regex.Append(negate ? "[^" : "[").Append(members).Append(']');
                     i = close;
                     break;
                 default: regex.Append(Regex.Escape(c.ToString())); break;

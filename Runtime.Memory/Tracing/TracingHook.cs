@@ -16,9 +16,10 @@ namespace Runtime.Memory.Tracing;
 /// (<see cref="TraceThread.ReleasingAddress"/>), so the debug hooks below can name where a bad block was made.</para>
 /// <para><b>Failure.</b> A trace that cannot be stored is counted (<see cref="MemoryTracer.TraceFailures"/>) and the
 /// block is returned untraced: recording never turns a good allocation into a failure.</para>
-/// <para><b>Cost.</b> One thread-static load per call; in exact mode a capture (usually the thread's last traceback
-/// again) and one table operation; in sampling mode a subtraction on malloc and, on free, a load that finds the
-/// block's stripe empty.</para>
+/// <para><b>Cost.</b> In exact mode a capture (usually the thread's last traceback again) and a shadow word written
+/// by exchange, taken by compare-exchange on free, plus the atomic add on traced memory. In sampling mode a subtraction
+/// on malloc and, on free, a load that finds the block's stripe empty; once many samples are live (more than about one
+/// per stripe) most frees take a stripe lock and probe.</para>
 /// </remarks>
 internal sealed unsafe class TracingHook : MemoryHook
 {
