@@ -125,9 +125,11 @@ public sealed unsafe partial class MemoryDomain
     // The tracer's hook directly above the small-object allocator is run here as the domain's own fast path runs that
     // allocator (one shard lookup for the heap and the accounting) plus the tracer's record or untrack, instead of
     // through three virtual calls and the contract's barrier. Any other chain takes the contract path. Untraced
-    // domains never get here: these checks come after the built-in allocators' own.
+    // domains never get here: these checks come after the built-in allocators' own. Inlined into Malloc and Free, so
+    // that a sampled call that is not sampled costs the untraced path plus a type check, a subtraction and a compare
+    // (measured: untraced pair16 unchanged, sampled 1.49x -> 1.21-1.37x).
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void* MallocTraced(TracingHook traced, SmallObjectAllocator small, nuint size)
     {
         ThreadShard shard = _accounting.CurrentShard();
@@ -142,7 +144,7 @@ public sealed unsafe partial class MemoryDomain
         return block;
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr)
     {
         traced.Untraced(ptr); // before the free: the address must not be reused and traced elsewhere while we hold it
