@@ -272,29 +272,7 @@ public sealed unsafe class MemoryTracerTests
     public void ClearTraces_while_threads_allocate_and_free_leaves_traced_memory_exact()
     {
         using RuntimeMemory runtime = Traced();
-        using var stop = new CancellationTokenSource();
-        Thread[] workers = Enumerable.Range(0, 3).Select(w => new Thread(() =>
-        {
-            var live = new Queue<nint>();
-            var random = new Random(w);
-            while (!stop.IsCancellationRequested)
-            {
-                live.Enqueue((nint)runtime.Obj.Malloc((nuint)random.Next(1, 600)));
-                if (live.Count > 100)
-                {
-                    runtime.Obj.Free((void*)live.Dequeue());
-                }
-            }
-
-            while (live.Count > 0)
-            {
-                runtime.Obj.Free((void*)live.Dequeue());
-            }
-        })).ToArray();
-        foreach (Thread worker in workers)
-        {
-            worker.Start();
-        }
+        var churn = Churn.Start(runtime.Obj, threads: 3, maxSize: 600, keep: 100);
 
         for (int i = 0; i < 300; i++)
         {
@@ -302,11 +280,7 @@ public sealed unsafe class MemoryTracerTests
             Thread.Yield();
         }
 
-        stop.Cancel();
-        foreach (Thread worker in workers)
-        {
-            worker.Join();
-        }
+        churn.Stop();
 
         // Every block is freed: whatever ClearTraces took or left, what is traced now must be nothing, exactly.
         Assert.Equal(0, runtime.Tracer.TracedBlocks);
@@ -314,6 +288,55 @@ public sealed unsafe class MemoryTracerTests
         void* p = runtime.Obj.Malloc(300);
         Assert.Equal(300, runtime.Tracer.GetTracedMemory().Current);
         runtime.Obj.Free(p);
+    }
+
+    /// <summary>Threads that allocate and free in a domain (each keeping its last few blocks) until stopped, then free the rest.</summary>
+    private sealed class Churn
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private Thread[] _threads = [];
+
+        public static Churn Start(MemoryDomain domain, int threads, int maxSize, int keep)
+        {
+            var churn = new Churn();
+            churn._threads = Enumerable.Range(0, threads).Select(w => new Thread(() => churn.Run(domain, new Random(w), maxSize, keep))).ToArray();
+            foreach (Thread thread in churn._threads)
+            {
+                thread.Start();
+            }
+
+            return churn;
+        }
+
+        private void Run(MemoryDomain domain, Random random, int maxSize, int keep)
+        {
+            var live = new Queue<nint>();
+            while (!_stop.IsCancellationRequested)
+            {
+                live.Enqueue((nint)domain.Malloc((nuint)random.Next(1, maxSize)));
+                if (live.Count > keep)
+                {
+                    domain.Free((void*)live.Dequeue());
+                }
+            }
+
+            while (live.Count > 0)
+            {
+                domain.Free((void*)live.Dequeue());
+            }
+        }
+
+        /// <summary>Stops the threads and waits until each has freed its blocks.</summary>
+        public void Stop()
+        {
+            _stop.Cancel();
+            foreach (Thread thread in _threads)
+            {
+                thread.Join();
+            }
+
+            _stop.Dispose();
+        }
     }
 
     private sealed class ThrowingProvider : IFrameProvider
@@ -421,29 +444,7 @@ public sealed unsafe class MemoryTracerTests
     {
         using RuntimeMemory runtime = TestRuntimes.Create(AllocatorNames.Pymalloc);
         runtime.Tracer.FrameProvider = new ThreadFrameStack();
-        using var stop = new CancellationTokenSource();
-        Thread[] workers = Enumerable.Range(0, 3).Select(w => new Thread(() =>
-        {
-            var live = new Queue<nint>();
-            var random = new Random(w);
-            while (!stop.IsCancellationRequested)
-            {
-                live.Enqueue((nint)runtime.Obj.Malloc((nuint)random.Next(1, 700)));
-                if (live.Count > 64)
-                {
-                    runtime.Obj.Free((void*)live.Dequeue());
-                }
-            }
-
-            while (live.Count > 0)
-            {
-                runtime.Obj.Free((void*)live.Dequeue());
-            }
-        })).ToArray();
-        foreach (Thread worker in workers)
-        {
-            worker.Start();
-        }
+        var churn = Churn.Start(runtime.Obj, threads: 3, maxSize: 700, keep: 64);
 
         for (int i = 0; i < 200; i++)
         {
@@ -453,11 +454,7 @@ public sealed unsafe class MemoryTracerTests
             runtime.Tracer.Stop();
         }
 
-        stop.Cancel();
-        foreach (Thread worker in workers)
-        {
-            worker.Join();
-        }
+        churn.Stop();
 
         Assert.Equal(0, runtime.Obj.LiveBlocks);
         Assert.Null(runtime.Obj.LastFault);

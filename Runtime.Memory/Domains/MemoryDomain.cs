@@ -148,12 +148,7 @@ public sealed unsafe partial class MemoryDomain
     private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr)
     {
         traced.Untraced(ptr); // before the free: the address must not be reused and traced elsewhere while we hold it
-        ThreadShard shard = _accounting.CurrentShard();
-        ref HeapSlot slot = ref shard.Heaps[_index];
-        Heap* heap = slot.Allocator == small && slot.Registration is { } registration
-            ? registration.Heap
-            : BindHeap(ref slot, small, create: false);
-        _accounting.OnFreed(shard, _index, small.FreeFrom(heap, ptr));
+        FreeSmall(small, ptr);
     }
 
     /// <summary>Allocates <paramref name="count"/> × <paramref name="size"/> zeroed bytes (PyMem_Calloc). Null on failure or overflow.</summary>
@@ -241,12 +236,7 @@ public sealed unsafe partial class MemoryDomain
         MemoryAllocator top = _top;
         if (top is SmallObjectAllocator small)
         {
-            ThreadShard shard = _accounting.CurrentShard();
-            ref HeapSlot slot = ref shard.Heaps[_index];
-            Heap* heap = slot.Allocator == small && slot.Registration is { } registration
-                ? registration.Heap
-                : BindHeap(ref slot, small, create: false);
-            _accounting.OnFreed(shard, _index, small.FreeFrom(heap, ptr));
+            FreeSmall(small, ptr);
             return;
         }
 
@@ -312,6 +302,21 @@ public sealed unsafe partial class MemoryDomain
         {
             Faulted(top, ex);
         }
+    }
+
+    /// <summary>
+    /// The small-object free of <see cref="Free"/> and of the traced path: this thread's heap from its shard (none is
+    /// created for a thread that only frees), the free, and the accounting of the bytes it returns.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void FreeSmall(SmallObjectAllocator small, void* ptr)
+    {
+        ThreadShard shard = _accounting.CurrentShard();
+        ref HeapSlot slot = ref shard.Heaps[_index];
+        Heap* heap = slot.Allocator == small && slot.Registration is { } registration
+            ? registration.Heap
+            : BindHeap(ref slot, small, create: false);
+        _accounting.OnFreed(shard, _index, small.FreeFrom(heap, ptr));
     }
 
     /// <summary>This thread's heap of <paramref name="small"/>, cached in its shard; created on first use.</summary>
