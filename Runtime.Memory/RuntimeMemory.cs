@@ -34,6 +34,7 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     {
         ArgumentNullException.ThrowIfNull(provider);
         var accounting = new MemoryAccounting();
+        Accounting = accounting;
         AllocatorName = provider.Name;
         Debugger = new MemoryDebugger(options?.Debug, loggerFactory?.CreateLogger("Runtime.Memory.Debug"));
         _domains = new MemoryDomain[MemoryDomainKindExtensions.Count];
@@ -57,6 +58,9 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
             Tracer.Start(_tracingOptions.Frames, _tracingOptions.SampleBytes); // above the debug hooks
         }
     }
+
+    /// <summary>The per-thread accounting of the three domains (the tracer keeps its traced bytes in the same shards).</summary>
+    internal MemoryAccounting Accounting { get; }
 
     private readonly RuntimeMemoryTracingOptions _tracingOptions;
     private readonly ILogger? _leakLogger;

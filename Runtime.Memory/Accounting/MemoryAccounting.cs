@@ -188,6 +188,7 @@ internal sealed class MemoryAccounting
                 continue;
             }
 
+            shard.PublishTracePending(); // read by other threads only when the thread has ended
             for (int d = 0; d < MemoryDomainKindExtensions.Count; d++)
             {
                 ref DomainCounters c = ref shard.Counters[d];
@@ -222,6 +223,28 @@ internal sealed class MemoryAccounting
         // The peak reported is never below this read's live size, but that size is not stored: read while other
         // threads allocate, the sum is of counters from slightly different moments and could overstate the peak.
         peakBytes = Math.Max(Volatile.Read(ref _peaks[domain].Peak), sum.BytesAllocated - sum.BytesFreed);
+        return sum;
+    }
+
+    /// <summary>
+    /// The traced bytes every live thread holds unpublished for <paramref name="epoch"/> (threads that have ended are
+    /// folded into it first). Each shard is read at some recent moment, so the sum is exact when no thread is tracing.
+    /// </summary>
+    public long SumTracePending(Tracing.TraceEpoch epoch)
+    {
+        long sum = 0;
+        lock (_lock)
+        {
+            FoldEndedThreadsUnsynchronized();
+            foreach (ThreadShard shard in _shards)
+            {
+                if (ReferenceEquals(shard.TraceEpoch, epoch)) // the epoch first: it is set after the count is reset
+                {
+                    sum += Volatile.Read(ref shard.TracePending);
+                }
+            }
+        }
+
         return sum;
     }
 }

@@ -27,6 +27,38 @@ internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
     /// that a traced call on the domain's fast path costs no thread-static lookup beyond the shard's own.
     /// </summary>
     public Tracing.TraceThread? Tracing;
+
+    /// <summary>
+    /// This thread's traced bytes not yet published to <see cref="TraceEpoch"/> (the tracer's epoch they count for),
+    /// as <see cref="DomainCounters.PendingLive"/> is for the accounting: only this thread writes them.
+    /// </summary>
+    public long TracePending;
+
+    /// <summary>The tracer epoch <see cref="TracePending"/> counts for; null before the thread's first traced call.</summary>
+    public volatile Tracing.TraceEpoch? TraceEpoch;
+
+    /// <summary>Publishes the pending traced bytes to their epoch (one atomic add) and starts counting for
+    /// <paramref name="epoch"/>. Cold: on a thread's first traced call of an epoch.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    public void AdoptTraceEpoch(Tracing.TraceEpoch epoch)
+    {
+        PublishTracePending();
+        TraceEpoch = null; // a reader summing meanwhile skips this shard rather than count the old bytes for the new epoch
+        TracePending = 0;
+        TraceEpoch = epoch;
+    }
+
+    /// <summary>Moves the pending traced bytes into their epoch's published sum (one atomic add).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    public void PublishTracePending()
+    {
+        if (TraceEpoch is { } epoch && TracePending != 0)
+        {
+            Interlocked.Add(ref epoch.Published, TracePending);
+        }
+
+        TracePending = 0;
+    }
 }
 
 /// <summary>A cached per-thread registration with one small-object allocator (it holds the thread's heap).</summary>

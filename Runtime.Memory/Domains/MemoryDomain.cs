@@ -140,15 +140,16 @@ public sealed unsafe partial class MemoryDomain
         }
 
         _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size));
-        traced.Traced(shard.Tracing ??= TraceThread.Current, block, size);
+        traced.Traced(shard, block, size);
         return block;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr)
     {
-        traced.Untraced(ptr); // before the free: the address must not be reused and traced elsewhere while we hold it
-        FreeSmall(small, ptr);
+        ThreadShard shard = _accounting.CurrentShard();
+        traced.Untraced(shard, ptr); // before the free: the address must not be reused and traced elsewhere while we hold it
+        FreeSmall(shard, small, ptr);
     }
 
     /// <summary>Allocates <paramref name="count"/> × <paramref name="size"/> zeroed bytes (PyMem_Calloc). Null on failure or overflow.</summary>
@@ -236,7 +237,7 @@ public sealed unsafe partial class MemoryDomain
         MemoryAllocator top = _top;
         if (top is SmallObjectAllocator small)
         {
-            FreeSmall(small, ptr);
+            FreeSmall(_accounting.CurrentShard(), small, ptr);
             return;
         }
 
@@ -309,9 +310,8 @@ public sealed unsafe partial class MemoryDomain
     /// created for a thread that only frees), the free, and the accounting of the bytes it returns.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void FreeSmall(SmallObjectAllocator small, void* ptr)
+    private void FreeSmall(ThreadShard shard, SmallObjectAllocator small, void* ptr)
     {
-        ThreadShard shard = _accounting.CurrentShard();
         ref HeapSlot slot = ref shard.Heaps[_index];
         Heap* heap = slot.Allocator == small && slot.Registration is { } registration
             ? registration.Heap

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
+using Runtime.Memory.Accounting;
 
 namespace Runtime.Memory.Tracing;
 
@@ -30,12 +31,15 @@ public sealed unsafe class MemoryTracer
     private volatile Session? _session;
 
     // The shadow of exact sessions: one per tracer, kept across sessions (a thread still in flight after a stop may
-    // write to it, so it is unmapped only with the runtime); each session tags its words with its own generation.
+    // write to it, so it is unmapped only with the runtime); each epoch (a session, or the time since its last clear)
+    // tags its words with a generation of its own, handed out here.
     private Diagnostics.ShadowRadix<ulong>? _shadow;
     private int _generation;
     private IFrameProvider _frameProvider = new ManagedStackFrameProvider();
 
     internal MemoryTracer(RuntimeMemory runtime) => _runtime = runtime;
+
+    private int NextGeneration() => Interlocked.Increment(ref _generation) & 127;
 
     /// <summary>One start-to-stop period: its table, hooks and interned tracebacks. A call still in flight after a stop
     /// writes to a dropped table.</summary>
@@ -161,8 +165,8 @@ public sealed unsafe class MemoryTracer
                 _shadow ??= new Diagnostics.ShadowRadix<ulong>();
             }
 
-            _generation = (_generation + 1) & 127;
-            var session = new Session(frames, sampleBytes, new TraceTable(sampleBytes == 0 ? _shadow : null, _generation));
+            var table = new TraceTable(_runtime.Accounting, sampleBytes == 0 ? _shadow : null, NextGeneration);
+            var session = new Session(frames, sampleBytes, table);
             _session = session; // before the hooks: a hook never records for a session that is not current
             foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
             {
@@ -196,8 +200,7 @@ public sealed unsafe class MemoryTracer
                 }
             }
 
-            _session = null;
-            session.Table.Clear();
+            _session = null; // the table is dropped with its traces
             _shadow?.Discard(); // its pages back to the OS; a late write of the old session is ignored by the next
         }
     }
@@ -378,7 +381,7 @@ public sealed unsafe class MemoryTracer
     // ---- the recording path (from the hooks) ------------------------------------------------------------------------
 
     /// <summary>Records a block the hook of <paramref name="table"/>'s session has just allocated.</summary>
-    internal void Record(TraceThread thread, TraceTable table, uint domain, nuint address, nuint size)
+    internal void Record(ThreadShard shard, TraceThread thread, TraceTable table, uint domain, nuint address, nuint size)
     {
         Session? session = _session;
         if (session is null || !ReferenceEquals(session.Table, table))
@@ -394,7 +397,7 @@ public sealed unsafe class MemoryTracer
                 return;
             }
 
-            table.Add(domain, address, estimatedSize, estimatedCount, Capture(thread, session));
+            table.Add(shard, domain, address, estimatedSize, estimatedCount, Capture(thread, session));
         }
         catch (Exception)
         {

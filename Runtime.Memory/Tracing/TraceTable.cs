@@ -1,39 +1,47 @@
 using System.Runtime.CompilerServices;
+using Runtime.Memory.Accounting;
 using Runtime.Memory.Diagnostics;
 
 namespace Runtime.Memory.Tracing;
 
 /// <summary>
-/// The live traces of one tracing session: (trace domain, address) → (estimated size, estimated count, traceback id),
-/// in 64 stripes chosen by address. Each stripe is an open-addressing table (linear probing, backward-shift deletion,
-/// so no tombstones) of 32-byte slots held inline, under a spin lock of its own.
+/// The live traces of one tracing session: (trace domain, address) → (estimated size, estimated count, traceback id).
+/// Exact sessions keep most traces in a shadow word per block; everything else goes to 64 stripes chosen by address,
+/// each an open-addressing table (linear probing, backward-shift deletion, so no tombstones) of 32-byte slots held
+/// inline, under a spin lock of its own.
 /// </summary>
 /// <remarks>
+/// <para><b>The shadow (exact sessions).</b> A trace that fits is a word at the block's address in a
+/// <see cref="ShadowRadix{TSlot}"/> (8 bytes per 16-byte granule), which the block's owner writes with a plain store
+/// when it allocates and clears with a plain store when it frees: no lock, no atomic operation, no probe.</para>
 /// <code>
-///  hash   = (address >> 4) * 2^64/φ          stripe = hash >> 58 (top 6 bits)      home slot = (hash >> 26) &amp; mask
-///  slot   = address (0: empty) | domain u32 | traceback id i32 | estimated size i64 | estimated count i64
-///  growth = doubles when three quarters full; never shrinks while the session lives
+///  bit 63 present | 62..56 generation | 55..54 domain | 53..32 traceback id | 31..0 size
 /// </code>
-/// <para>Invariants: a key is present iff the block was allocated (or tracked) while this session traced it and has
-/// not been freed (or untracked) since; every present key lies between its home slot and the first empty slot after
-/// it. <see cref="Current"/> is the sum of the present estimates; <see cref="Peak"/> the most it has been since the
-/// session started or <see cref="ResetPeak"/>.</para>
-/// <para>Cost per traced call: one uncontended compare-exchange and release store (the stripe lock), a probe that
-/// usually touches one cache line of slots, and one atomic add on the session's current size (a compare with the
-/// peak). A stripe with no entry is skipped without its lock, so sampling, which leaves most stripes empty, pays a
-/// load. Stopping a session drops its table: a call still in flight writes into a table nobody reads.</para>
-/// </remarks>
-/// <remarks>
-/// <para><b>The shadow (exact sessions).</b> Most traces of an exact session are not in the stripes at all but in a
-/// shadow word at the block's address (<see cref="ShadowRadix{TSlot}"/>, 8 bytes per 16-byte granule), which the
-/// allocating thread writes and the freeing thread clears, without a lock and without probing:</para>
+/// <para>A word counts only with the generation of the table's current <see cref="TraceEpoch"/>. A new epoch (a new
+/// generation) begins with each session and each <see cref="Clear"/>, which then zeroes every word of another
+/// generation; so a word that a call still in flight writes for an epoch that has ended is ignored (and zeroed by the
+/// next clear, or overwritten when its address is traced again). Traces that do not fit a word (an extension's domain,
+/// a size of 4 GiB or more, more than 4 million tracebacks, an address above 2^48 or not 16-aligned) and every trace
+/// of a sampling session (which carry estimates) go to the stripes.</para>
 /// <code>
-///  bit 63 present | 62..56 session generation | 55..54 domain | 53..32 traceback id | 31..0 size
+///  stripes: hash = (address >> 4) * 2^64/φ     stripe = hash >> 58 (top 6 bits)     home slot = (hash >> 26) &amp; mask
+///           slot = address (0: empty) | domain u32 | traceback id i32 | estimated size i64 | estimated count i64
+///           doubles when three quarters full; never shrinks while the session lives
 /// </code>
-/// <para>A word counts only with the generation of this session, so a write that a thread still in flight makes after
-/// its session stopped is ignored (and overwritten). Traces that do not fit a word (an extension's domain, a size of
-/// 4 GiB or more, more than 4 million tracebacks, an address above 2^48) and every trace of a sampling session
-/// (which carry estimates) go to the stripes.</para>
+/// <para><b>Traced memory</b> is kept as the domains' accounting keeps live bytes: each thread adds its changes to a
+/// pending count in its own <see cref="ThreadShard"/> (tagged with the epoch it counts for) and publishes it to the
+/// epoch with one atomic add per <see cref="PublishThreshold"/> bytes. The current size is the published sum plus every
+/// live shard's pending count of the current epoch. The peak is raised when a thread's estimate (published + its own
+/// pending) exceeds it: exact while one thread traces, within (T − 1) × <see cref="PublishThreshold"/> bytes with T
+/// threads; a read never reports less than the current size it summed.</para>
+/// <para><b>Invariants.</b> A key is present (a word of the current generation, or a stripe slot) iff the block was
+/// allocated or tracked in the current epoch and has not been freed or untracked since; every stripe key lies between
+/// its home slot and the first empty slot after it; an epoch's current size is the sum of its present estimates,
+/// once no call is in flight. Stripe slots are changed, and the epoch they count for is read, under the stripe's lock,
+/// and <see cref="Clear"/> holds every stripe lock while it switches epochs, so a stripe holds only current traces.</para>
+/// <para><b>Cost per exact traced pair:</b> two radix lookups, a load and a store of the word each way, and a few plain
+/// adds to the thread's shard. A stripe with no entry is skipped without its lock, so sampling, which leaves most
+/// stripes empty, pays a load per free.</para>
 /// </remarks>
 internal sealed unsafe class TraceTable
 {
@@ -41,30 +49,44 @@ internal sealed unsafe class TraceTable
     private const int StripeCount = 1 << StripeBits;
     private const int InitialSlots = 64;
     private const ulong Present = 1UL << 63;
+    private const ulong GenerationMask = 0xFFUL << 56; // present bit and generation
     private const int MaxShadowTraceback = (1 << 22) - 1;
+
+    /// <summary>Net traced bytes a thread accumulates before publishing them with one atomic add (as the accounting's).</summary>
+    internal const long PublishThreshold = MemoryAccounting.PublishThreshold;
 
     private readonly Stripe[] _stripes = new Stripe[StripeCount];
     private readonly ShadowRadix<ulong>? _shadow;
-    private readonly ulong _generationBits;
-    private long _current;
-    private long _peak;
+    private readonly Func<int> _nextGeneration;
+    private readonly MemoryAccounting _accounting;
+    private readonly Lock _clearLock = new();
+    private volatile TraceEpoch _epoch;
     private long _failures;
 
-    /// <summary>A table for a session; <paramref name="shadow"/> (exact sessions on 64-bit) holds most traces, tagged
-    /// with <paramref name="generation"/> (0 to 127).</summary>
-    public TraceTable(ShadowRadix<ulong>? shadow = null, int generation = 0)
+    /// <summary>
+    /// A table for a session whose threads keep their pending traced bytes in <paramref name="accounting"/>'s shards;
+    /// <paramref name="shadow"/> (exact sessions on 64-bit) holds most traces, tagged with generations (0 to 127) that
+    /// <paramref name="nextGeneration"/> hands out, one per epoch, shared by every table on that shadow.
+    /// </summary>
+    public TraceTable(MemoryAccounting accounting, ShadowRadix<ulong>? shadow, Func<int> nextGeneration)
     {
         for (int i = 0; i < StripeCount; i++)
         {
             _stripes[i] = new Stripe();
         }
 
+        _accounting = accounting;
         _shadow = shadow;
-        _generationBits = Present | ((ulong)(generation & 127) << 56);
+        _nextGeneration = nextGeneration;
+        _epoch = new TraceEpoch(Present | ((ulong)(nextGeneration() & 127) << 56));
     }
 
+    /// <summary>The calling thread's shard, for the calls that do not come with one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool IsMine(ulong word) => (word & (0xFFUL << 56)) == _generationBits;
+    public ThreadShard CurrentShard() => _accounting.CurrentShard();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsOf(TraceEpoch epoch, ulong word) => (word & GenerationMask) == epoch.GenerationBits;
 
     private static uint DomainOf(ulong word) => (uint)(word >> 54) & 3;
 
@@ -72,7 +94,7 @@ internal sealed unsafe class TraceTable
 
     private static long SizeOf(ulong word) => (uint)word;
 
-    private Slot Decode(nuint address, ulong word) => new()
+    private static Slot Decode(nuint address, ulong word) => new()
     {
         Address = address,
         Domain = DomainOf(word),
@@ -128,11 +150,18 @@ internal sealed unsafe class TraceTable
         public void Exit() => Volatile.Write(ref Lock, 0);
     }
 
-    /// <summary>The sum of the live traces' (estimated) sizes.</summary>
-    public long Current => Interlocked.Read(ref _current);
+    /// <summary>The sum of the live traces' (estimated) sizes: the current epoch's published bytes and every thread's
+    /// pending bytes for it (exact when no thread is tracing a call).</summary>
+    public long Current => CurrentOf(_epoch);
 
-    /// <summary>The most <see cref="Current"/> has been.</summary>
-    public long Peak => Interlocked.Read(ref _peak);
+    private long CurrentOf(TraceEpoch epoch)
+    {
+        long pending = _accounting.SumTracePending(epoch); // first: it folds the threads that have ended into Published
+        return Volatile.Read(ref epoch.Published) + pending;
+    }
+
+    /// <summary>The most <see cref="Current"/> has been in this epoch, as far as the threads' estimates saw it.</summary>
+    public long Peak => Volatile.Read(ref _epoch.Peak);
 
     /// <summary>Traces that could not be stored (a stripe could not grow); their blocks are served untraced.</summary>
     public long Failures => Interlocked.Read(ref _failures);
@@ -150,7 +179,11 @@ internal sealed unsafe class TraceTable
     private static int Home(ulong hash, int mask) => (int)(hash >> 26) & mask;
 
     /// <summary>Records (or replaces) the trace of a block; false if it could not be stored.</summary>
-    public bool Add(uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)
+    public bool Add(uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback) =>
+        Add(CurrentShard(), domain, address, estimatedSize, estimatedCount, traceback);
+
+    /// <summary>Records (or replaces) the trace of a block, on the calling thread's <paramref name="shard"/>.</summary>
+    public bool Add(ThreadShard shard, uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)
     {
         if (_shadow is { } shadow && domain <= 2 && estimatedCount == 1 && (ulong)estimatedSize <= uint.MaxValue
             && (uint)traceback <= MaxShadowTraceback)
@@ -158,25 +191,27 @@ internal sealed unsafe class TraceTable
             ulong* word = address % 16 == 0 ? shadow.SlotOf(address, create: true) : null; // one word per 16-byte granule
             if (word != null)
             {
-                // An exchange, so that a trace replaced here (a block tracked again) is taken exactly once between this
-                // and a concurrent ClearTraces.
-                ulong old = Interlocked.Exchange(ref *word, _generationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | (ulong)estimatedSize);
-                AddToCurrent(estimatedSize - (IsMine(old) ? SizeOf(old) : 0));
+                TraceEpoch epoch = _epoch;
+                ulong old = Volatile.Read(ref *word); // this epoch's only when the block is tracked again (PyTraceMalloc_Track)
+                Volatile.Write(ref *word, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | (ulong)estimatedSize);
+                Account(shard, epoch, estimatedSize - (IsOf(epoch, old) ? SizeOf(old) : 0));
                 return true;
             }
         }
 
-        return AddToStripe(domain, address, estimatedSize, estimatedCount, traceback);
+        return AddToStripe(shard, domain, address, estimatedSize, estimatedCount, traceback);
     }
 
-    private bool AddToStripe(uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)
+    private bool AddToStripe(ThreadShard shard, uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)
     {
         ulong hash = Hash(address);
         Stripe stripe = StripeOf(hash);
         long delta = estimatedSize;
+        TraceEpoch epoch;
         stripe.Enter();
         try
         {
+            epoch = _epoch; // under the lock: Clear switches epochs holding every stripe's
             Slot[] slots = stripe.Slots;
             int mask = slots.Length - 1;
             int i = Home(hash, mask);
@@ -220,7 +255,7 @@ internal sealed unsafe class TraceTable
             stripe.Exit();
         }
 
-        AddToCurrent(delta);
+        Account(shard, epoch, delta);
         return true;
     }
 
@@ -257,20 +292,27 @@ internal sealed unsafe class TraceTable
         return true;
     }
 
-    /// <summary>Takes a block's trace out; false when it has none. An empty stripe answers without its lock (inlined).</summary>
+    /// <summary>Takes a block's trace out; false when it has none.</summary>
+    public bool Remove(uint domain, nuint address, out Slot removed) => Remove(CurrentShard(), domain, address, out removed);
+
+    /// <summary>Takes a block's trace out, on the calling thread's <paramref name="shard"/>; false when it has none. An
+    /// empty stripe answers without its lock (inlined).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool Remove(uint domain, nuint address, out Slot removed)
+    public bool Remove(ThreadShard shard, uint domain, nuint address, out Slot removed)
     {
         if (_shadow is { } shadow && address % 16 == 0)
         {
             ulong* word = shadow.SlotOf(address, create: false);
             if (word != null)
             {
+                TraceEpoch epoch = _epoch;
                 ulong code = Volatile.Read(ref *word);
-                if (IsMine(code) && DomainOf(code) == domain && Interlocked.CompareExchange(ref *word, 0, code) == code)
+                if (IsOf(epoch, code) && DomainOf(code) == domain)
                 {
-                    // The exchange makes a free and a concurrent ClearTraces take the trace exactly once between them.
-                    AddToCurrent(-SizeOf(code));
+                    // The block's owner is the only writer of this word while it is this epoch's (a clear zeroes only
+                    // other generations' words): a plain store takes it out.
+                    Volatile.Write(ref *word, 0);
+                    Account(shard, epoch, -SizeOf(code));
                     removed = Decode(address, code);
                     return true;
                 }
@@ -285,15 +327,17 @@ internal sealed unsafe class TraceTable
             return false;
         }
 
-        return RemoveLocked(stripe, hash, domain, address, out removed);
+        return RemoveLocked(shard, stripe, hash, domain, address, out removed);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool RemoveLocked(Stripe stripe, ulong hash, uint domain, nuint address, out Slot removed)
+    private bool RemoveLocked(ThreadShard shard, Stripe stripe, ulong hash, uint domain, nuint address, out Slot removed)
     {
+        TraceEpoch epoch;
         stripe.Enter();
         try
         {
+            epoch = _epoch;
             Slot[] slots = stripe.Slots;
             int mask = slots.Length - 1;
             int i = Home(hash, mask);
@@ -343,7 +387,7 @@ internal sealed unsafe class TraceTable
             stripe.Exit();
         }
 
-        AddToCurrent(-removed.EstimatedSize);
+        Account(shard, epoch, -removed.EstimatedSize);
         return true;
     }
 
@@ -353,7 +397,7 @@ internal sealed unsafe class TraceTable
         if (_shadow is { } shadow && address % 16 == 0 && shadow.SlotOf(address, create: false) is var word && word != null)
         {
             ulong code = Volatile.Read(ref *word);
-            if (IsMine(code) && DomainOf(code) == domain)
+            if (IsOf(_epoch, code) && DomainOf(code) == domain)
             {
                 found = Decode(address, code);
                 return true;
@@ -394,7 +438,14 @@ internal sealed unsafe class TraceTable
     public List<Slot> Copy()
     {
         var traces = new List<Slot>();
-        ScanShadow((address, _, code) => traces.Add(Decode(address, code)));
+        TraceEpoch epoch = _epoch;
+        ScanShadow((address, _, code) =>
+        {
+            if (IsOf(epoch, code))
+            {
+                traces.Add(Decode(address, code));
+            }
+        });
         foreach (Stripe stripe in _stripes)
         {
             stripe.Enter();
@@ -417,43 +468,55 @@ internal sealed unsafe class TraceTable
         return traces;
     }
 
-    /// <summary>Forgets every trace (tracemalloc's <c>clear_traces</c>); current and peak go to 0.</summary>
+    /// <summary>
+    /// Forgets every trace (tracemalloc's <c>clear_traces</c>): a new epoch begins, with current and peak at 0. The
+    /// switch happens with every stripe locked, so a stripe call counts entirely before or entirely after it; then the
+    /// shadow words of other generations are zeroed (a compare-exchange each, so that a word its owner has just written
+    /// for the new epoch stays).
+    /// </summary>
     public void Clear()
     {
-        ScanShadow((_, word, code) =>
+        lock (_clearLock)
         {
-            if (Interlocked.CompareExchange(ref *(ulong*)word, 0, code) == code)
+            foreach (Stripe stripe in _stripes)
             {
-                AddToCurrent(-SizeOf(code)); // a free racing with the clear has either taken it already or finds it gone
+                stripe.Enter();
             }
-        });
-        foreach (Stripe stripe in _stripes)
-        {
-            stripe.Enter();
-            long removed = 0;
+
+            TraceEpoch epoch = new(Present | ((ulong)(_nextGeneration() & 127) << 56));
             try
             {
-                foreach (ref readonly Slot slot in stripe.Slots.AsSpan())
+                _epoch = epoch;
+                foreach (Stripe stripe in _stripes)
                 {
-                    removed += slot.Address != 0 ? slot.EstimatedSize : 0;
+                    Array.Clear(stripe.Slots);
+                    stripe.Count = 0;
                 }
-
-                Array.Clear(stripe.Slots);
-                stripe.Count = 0;
             }
             finally
             {
-                stripe.Exit();
+                foreach (Stripe stripe in _stripes)
+                {
+                    stripe.Exit();
+                }
             }
 
-            AddToCurrent(-removed);
+            ScanShadow((_, word, code) =>
+            {
+                if (!IsOf(epoch, code))
+                {
+                    Interlocked.CompareExchange(ref *(ulong*)word, 0, code);
+                }
+            });
         }
-
-        Interlocked.Exchange(ref _peak, Current);
     }
 
     /// <summary>Sets the peak to the current size (tracemalloc's <c>reset_peak</c>).</summary>
-    public void ResetPeak() => Interlocked.Exchange(ref _peak, Current);
+    public void ResetPeak()
+    {
+        TraceEpoch epoch = _epoch;
+        Interlocked.Exchange(ref epoch.Peak, CurrentOf(epoch));
+    }
 
     /// <summary>Bytes the table itself holds: every stripe's slots, and the shadow's mapped chunks (resident only
     /// where touched).</summary>
@@ -474,7 +537,8 @@ internal sealed unsafe class TraceTable
         get
         {
             int n = 0;
-            ScanShadow((_, _, _) => n++);
+            TraceEpoch epoch = _epoch;
+            ScanShadow((_, _, code) => n += IsOf(epoch, code) ? 1 : 0);
             foreach (Stripe stripe in _stripes)
             {
                 n += stripe.Count;
@@ -484,8 +548,8 @@ internal sealed unsafe class TraceTable
         }
     }
 
-    /// <summary>Calls <paramref name="visitWord"/> with the address, the word's location and the value read once (and
-    /// found to be this session's) of every shadow trace (a scan of every chunk).</summary>
+    /// <summary>Calls <paramref name="visitWord"/> with the address, the word's location and the value read once of every
+    /// nonzero shadow word, of any generation (a scan of every chunk).</summary>
     private void ScanShadow(Action<nuint, nint, ulong> visitWord)
     {
         if (_shadow is not { } shadow)
@@ -507,7 +571,7 @@ internal sealed unsafe class TraceTable
 
                 i += next;
                 ulong code = Volatile.Read(ref *((ulong*)chunk + i));
-                if (IsMine(code))
+                if (code != 0)
                 {
                     visitWord(chunkBase + ((nuint)i << ShadowRadix<ulong>.GranuleBits), chunk + (i * sizeof(ulong)), code);
                 }
@@ -517,12 +581,47 @@ internal sealed unsafe class TraceTable
         });
     }
 
-    private void AddToCurrent(long delta)
+    /// <summary>
+    /// Adds <paramref name="delta"/> traced bytes for <paramref name="epoch"/> to the calling thread's pending count,
+    /// raising the epoch's peak when this thread's estimate passes it, and publishing once the count is large.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Account(ThreadShard shard, TraceEpoch epoch, long delta)
     {
-        long current = Interlocked.Add(ref _current, delta);
-        if (current > Volatile.Read(ref _peak))
+        if (!ReferenceEquals(shard.TraceEpoch, epoch))
         {
-            Accounting.AtomicMax.Raise(ref _peak, current);
+            shard.AdoptTraceEpoch(epoch);
+        }
+
+        long pending = shard.TracePending += delta;
+        if (delta > 0)
+        {
+            long estimate = Volatile.Read(ref epoch.Published) + pending;
+            if (estimate > Volatile.Read(ref epoch.Peak))
+            {
+                Accounting.AtomicMax.Raise(ref epoch.Peak, estimate);
+            }
+        }
+
+        if ((ulong)(pending + PublishThreshold) >= 2 * PublishThreshold) // |pending| >= threshold
+        {
+            shard.PublishTracePending();
         }
     }
+}
+
+/// <summary>
+/// The traced-memory counters of one epoch of a <see cref="TraceTable"/> (from a session's start, or its last clear, to
+/// the next clear or its stop): the generation its shadow words carry, the bytes threads have published, the peak.
+/// </summary>
+internal sealed class TraceEpoch(ulong generationBits)
+{
+    /// <summary>The present bit and the generation, as in the top byte of this epoch's shadow words.</summary>
+    public readonly ulong GenerationBits = generationBits;
+
+    /// <summary>Traced bytes the threads have published (each thread's pending bytes are in its shard).</summary>
+    public long Published;
+
+    /// <summary>The most the traced bytes have been, as the threads' estimates saw it.</summary>
+    public long Peak;
 }

@@ -1,3 +1,5 @@
+using Runtime.Memory.Accounting;
+
 namespace Runtime.Memory.Tracing;
 
 /// <summary>
@@ -17,7 +19,7 @@ namespace Runtime.Memory.Tracing;
 /// <para><b>Failure.</b> A trace that cannot be stored is counted (<see cref="MemoryTracer.TraceFailures"/>) and the
 /// block is returned untraced: recording never turns a good allocation into a failure.</para>
 /// <para><b>Cost.</b> In exact mode a capture (usually the thread's last traceback again) and a shadow word written
-/// by exchange, taken by compare-exchange on free, plus the atomic add on traced memory. In sampling mode a subtraction
+/// on malloc and cleared on free with plain stores, plus plain adds to the thread's traced bytes. In sampling mode a subtraction
 /// on malloc and, on free, a load that finds the block's stripe empty; once many samples are live (more than about one
 /// per stripe) most frees take a stripe lock and probe.</para>
 /// </remarks>
@@ -55,8 +57,9 @@ internal sealed unsafe class TracingHook : MemoryHook
     /// the countdown to the next sample is taken here first (inlined into the domain): most blocks stop at the compare.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal void Traced(TraceThread thread, void* block, nuint size)
+    internal void Traced(ThreadShard shard, void* block, nuint size)
     {
+        TraceThread thread = shard.Tracing ??= TraceThread.Current;
         if (Sampling)
         {
             long left = thread.BytesUntilSample - (long)size; // sizes here are below 2^63: the domain checked them
@@ -67,11 +70,11 @@ internal sealed unsafe class TracingHook : MemoryHook
             }
         }
 
-        TracedSlow(thread, block, size);
+        TracedSlow(shard, thread, block, size);
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private void TracedSlow(TraceThread thread, void* block, nuint size)
+    private void TracedSlow(ThreadShard shard, TraceThread thread, void* block, nuint size)
     {
         if (thread.Busy)
         {
@@ -81,7 +84,7 @@ internal sealed unsafe class TracingHook : MemoryHook
         thread.Busy = true;
         try
         {
-            _tracer.Record(thread, _table, _domain, (nuint)block, size);
+            _tracer.Record(shard, thread, _table, _domain, (nuint)block, size);
         }
         finally
         {
@@ -91,7 +94,7 @@ internal sealed unsafe class TracingHook : MemoryHook
 
     /// <summary>The domain's fast path is about to free <paramref name="block"/> to the allocator below: drop its trace.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal void Untraced(void* block) => Table.Remove(_domain, (nuint)block, out _);
+    internal void Untraced(ThreadShard shard, void* block) => Table.Remove(shard, _domain, (nuint)block, out _);
 
     /// <summary>The current session's table (a stopped session's hook may still be in flight), or this hook's own.</summary>
     private TraceTable Table => _tracer.CurrentTable ?? _table;
@@ -110,7 +113,7 @@ internal sealed unsafe class TracingHook : MemoryHook
             void* p = Inner.MallocCounted(size, out blockSize);
             if (p != null)
             {
-                _tracer.Record(thread, _table, _domain, (nuint)p, size);
+                _tracer.Record(_table.CurrentShard(), thread, _table, _domain, (nuint)p, size);
             }
 
             return p;
@@ -135,7 +138,7 @@ internal sealed unsafe class TracingHook : MemoryHook
             void* p = Inner.CallocCounted(count, size, out blockSize);
             if (p != null && SizeMath.TryMultiply(count, size, out nuint total))
             {
-                _tracer.Record(thread, _table, _domain, (nuint)p, total);
+                _tracer.Record(_table.CurrentShard(), thread, _table, _domain, (nuint)p, total);
             }
 
             return p;
@@ -164,7 +167,7 @@ internal sealed unsafe class TracingHook : MemoryHook
             p = Inner.ReallocCounted(ptr, newSize, out oldBlockSize, out newBlockSize);
             if (p != null && !nested)
             {
-                _tracer.Record(thread, table, _domain, (nuint)p, newSize); // traced anew, as tracemalloc does
+                _tracer.Record(table.CurrentShard(), thread, table, _domain, (nuint)p, newSize); // traced anew, as tracemalloc does
             }
 
             return p;
