@@ -67,6 +67,83 @@ public sealed unsafe class MemoryTracerTests
     }
 
     [Fact]
+    public void Blocks_of_every_size_class_are_found_by_address_and_snapshot_with_their_own_sizes()
+    {
+        using RuntimeMemory runtime = Traced();
+        var blocks = new List<(nint Block, nuint Size)>();
+        using (At("sizes.lua", 3))
+        {
+            for (nuint size = 0; size <= 600; size += 7) // every class, the 0-byte request and large blocks
+            {
+                for (int i = 0; i < 3; i++)
+                {
+                    blocks.Add(((nint)runtime.Obj.Malloc(size), size));
+                }
+            }
+        }
+
+        long total = blocks.Sum(b => (long)b.Size);
+        Assert.Equal(total, runtime.Tracer.GetTracedMemory().Current);
+        Assert.Equal(blocks.Count, runtime.Tracer.TracedBlocks);
+        Assert.Equal(total, runtime.Tracer.TakeSnapshot().TotalSize);
+        Assert.Equal(
+            blocks.Select(b => ((nuint)b.Block, (long)b.Size)).Order(),
+            runtime.Tracer.CurrentTable!.Copy().Select(s => (s.Address, s.EstimatedSize)).Order()); // addresses as allocated
+        foreach ((nint block, nuint size) in blocks)
+        {
+            Assert.Equal(new Frame("sizes.lua", 3), runtime.Tracer.GetTraceback(MemoryDomainKind.Obj, (void*)block)!.MostRecent);
+            Assert.Null(runtime.Tracer.GetTraceback(MemoryDomainKind.Obj, (byte*)block + (size > 16 ? 16 : 8))); // inside a block: no trace
+            Assert.Null(runtime.Tracer.GetTraceback(MemoryDomainKind.Mem, (void*)block));
+        }
+
+        foreach ((nint block, _) in blocks)
+        {
+            runtime.Obj.Free((void*)block);
+        }
+
+        Assert.Equal(0, runtime.Tracer.TracedBlocks);
+        Assert.Equal(0, runtime.Tracer.GetTracedMemory().Current);
+    }
+
+    private sealed class ForwardingHook : MemoryHook
+    {
+        public override string Name => "forwarding";
+    }
+
+    [Fact]
+    public void Blocks_traced_under_a_hook_that_is_then_removed_from_below_the_tracer_are_still_untraced_when_freed()
+    {
+        using RuntimeMemory runtime = TestRuntimes.Create(AllocatorNames.Pymalloc);
+        runtime.Tracer.FrameProvider = new ThreadFrameStack();
+        var forwarding = new ForwardingHook();
+        runtime.Obj.InstallHook(forwarding);
+        runtime.Tracer.Start(); // the tracer above the forwarding hook: traces keyed by address
+        var before = new List<nint>();
+        for (nuint size = 1; size <= 512; size += 31)
+        {
+            before.Add((nint)runtime.Obj.Malloc(size));
+        }
+
+        Assert.True(runtime.Obj.RemoveHook(forwarding)); // now right above the small-object allocator: dense slots
+        var after = new List<nint>();
+        for (nuint size = 1; size <= 512; size += 31)
+        {
+            after.Add((nint)runtime.Obj.Malloc(size));
+        }
+
+        Assert.Equal(before.Count + after.Count, runtime.Tracer.TracedBlocks);
+        Assert.NotNull(runtime.Tracer.GetTraceback(MemoryDomainKind.Obj, (void*)before[3]));
+        Assert.NotNull(runtime.Tracer.GetTraceback(MemoryDomainKind.Obj, (void*)after[3]));
+        foreach (nint block in before.Concat(after))
+        {
+            runtime.Obj.Free((void*)block);
+        }
+
+        Assert.Equal(0, runtime.Tracer.TracedBlocks);
+        Assert.Equal(0, runtime.Tracer.GetTracedMemory().Current);
+    }
+
+    [Fact]
     public void Realloc_retraces_the_block_where_it_was_resized_and_a_failed_realloc_keeps_the_old_trace()
     {
         using RuntimeMemory runtime = Traced(AllocatorNames.Malloc);

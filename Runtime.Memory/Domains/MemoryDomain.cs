@@ -140,7 +140,7 @@ public sealed unsafe partial class MemoryDomain
         }
 
         _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size));
-        traced.Traced(shard, block, size);
+        traced.Traced(shard, small, block, size);
         return block;
     }
 
@@ -148,7 +148,7 @@ public sealed unsafe partial class MemoryDomain
     private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr)
     {
         ThreadShard shard = _accounting.CurrentShard();
-        traced.Untraced(shard, ptr); // before the free: the address must not be reused and traced elsewhere while we hold it
+        traced.Untraced(shard, small, ptr); // before the free: the address must not be reused and traced elsewhere while we hold it
         FreeSmall(shard, small, ptr);
     }
 

@@ -280,7 +280,8 @@ public sealed unsafe class MemoryTracer
             return null;
         }
 
-        if (s.Table.TryGet((uint)domain, (nuint)ptr, out TraceTable.Slot slot))
+        nuint dense = s.Hooks[(int)domain] is { } hook ? hook.DenseOf(ptr, out _) : 0;
+        if (s.Table.TryGet((uint)domain, (nuint)ptr, dense, out TraceTable.Slot slot))
         {
             return s.Tracebacks[slot.Traceback];
         }
@@ -381,7 +382,7 @@ public sealed unsafe class MemoryTracer
     // ---- the recording path (from the hooks) ------------------------------------------------------------------------
 
     /// <summary>Records a block the hook of <paramref name="table"/>'s session has just allocated.</summary>
-    internal void Record(ThreadShard shard, TraceThread thread, TraceTable table, uint domain, nuint address, nuint size)
+    internal void Record(ThreadShard shard, TraceThread thread, TraceTable table, uint domain, nuint address, nuint dense, int denseClass, nuint size)
     {
         Session? session = _session;
         if (session is null || !ReferenceEquals(session.Table, table))
@@ -397,7 +398,7 @@ public sealed unsafe class MemoryTracer
                 return;
             }
 
-            table.Add(shard, domain, address, estimatedSize, estimatedCount, Capture(thread, session));
+            table.Add(shard, domain, address, dense, denseClass, estimatedSize, estimatedCount, Capture(thread, session));
         }
         catch (Exception)
         {

@@ -11,11 +11,16 @@ namespace Runtime.Memory.Tracing;
 /// inline, under a spin lock of its own.
 /// </summary>
 /// <remarks>
-/// <para><b>The shadow (exact sessions).</b> A trace that fits is a word at the block's address in a
-/// <see cref="ShadowRadix{TSlot}"/> (8 bytes per 16-byte granule), which the block's owner writes with a plain store
-/// when it allocates and clears with a plain store when it frees: no lock, no atomic operation, no probe.</para>
+/// <para><b>The shadow (exact sessions).</b> A trace that fits is one word in a <see cref="ShadowRadix{TSlot}"/> (a
+/// word per 16-byte granule of key), which the block's owner writes with a plain store when it allocates and clears
+/// with a plain store when it frees: no lock, no atomic operation, no probe. A pool block of the small-object allocator
+/// right below the tracer is keyed by its dense slot (<see cref="SmallObjectAllocator.DenseSlotOf"/>: the words of one
+/// pool's blocks packed together, 8 bytes per block whatever its size, so a large heap freed at random keeps its
+/// words in the caches: churn 2.75x to 1.8x); any other block by its address (below 2^47, 16-aligned). A free looks up
+/// the dense slot first, then the address (a block traced while another hook sat between them).</para>
 /// <code>
 ///  bit 63 present | 62..56 generation | 55..54 domain | 53..32 traceback id | 31..0 size
+///  dense slot's word: 31..21 zero | 20..16 size class (to map the slot back to the block) | 15..0 size (at most 512)
 /// </code>
 /// <para>A word counts only with the generation of the table's current <see cref="TraceEpoch"/>. A new epoch (a new
 /// generation) begins with each session and each <see cref="Clear"/>, which then zeroes every word of another
@@ -39,7 +44,7 @@ namespace Runtime.Memory.Tracing;
 /// its home slot and the first empty slot after it; an epoch's current size is the sum of its present estimates,
 /// once no call is in flight. Stripe slots are changed, and the epoch they count for is read, under the stripe's lock,
 /// and <see cref="Clear"/> holds every stripe lock while it switches epochs, so a stripe holds only current traces.</para>
-/// <para><b>Cost per exact traced pair:</b> two radix lookups, a load and a store of the word each way, and a few plain
+/// <para><b>Cost per exact traced pair:</b> two radix lookups (and on free the arena-map lookup and a multiply for the dense slot), a load and a store of the word each way, and a few plain
 /// adds to the thread's shard. A stripe with no entry is skipped without its lock, so sampling, which leaves most
 /// stripes empty, pays a load per free.</para>
 /// </remarks>
@@ -51,6 +56,7 @@ internal sealed unsafe class TraceTable
     private const ulong Present = 1UL << 63;
     private const ulong GenerationMask = 0xFFUL << 56; // present bit and generation
     private const int MaxShadowTraceback = (1 << 22) - 1;
+    private const long MaxDenseSize = 0xFFFF;
 
     /// <summary>Net traced bytes a thread accumulates before publishing them with one atomic add (as the accounting's).</summary>
     internal const long PublishThreshold = MemoryAccounting.PublishThreshold;
@@ -81,6 +87,9 @@ internal sealed unsafe class TraceTable
         _epoch = new TraceEpoch(Present | ((ulong)(nextGeneration() & 127) << 56));
     }
 
+    /// <summary>Whether this table keeps traces in the shadow (an exact session on 64-bit): callers then pass dense slots.</summary>
+    public bool HasShadow => _shadow is not null;
+
     /// <summary>The calling thread's shard, for the calls that do not come with one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ThreadShard CurrentShard() => _accounting.CurrentShard();
@@ -92,16 +101,31 @@ internal sealed unsafe class TraceTable
 
     private static int TracebackOf(ulong word) => (int)(word >> 32) & MaxShadowTraceback;
 
-    private static long SizeOf(ulong word) => (uint)word;
+    /// <summary>The traced size in a word: the low 32 bits, or for a dense slot's word the low 16 (the class is above).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long SizeOf(ulong word, bool dense) => dense ? (long)(word & 0xFFFF) : (uint)word;
 
-    private static Slot Decode(nuint address, ulong word) => new()
+    private static int ClassOf(ulong word) => (int)(word >> 16) & 31;
+
+    /// <summary>Whether an address can key the shadow by itself: 16-aligned and below the dense slots' bit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsRawKey(nuint address) => address % 16 == 0 && (ulong)address < SmallObjectAllocator.DenseSlotBit;
+
+    private static Slot Decode(nuint address, ulong word, bool dense) => new()
     {
         Address = address,
         Domain = DomainOf(word),
         Traceback = TracebackOf(word),
-        EstimatedSize = SizeOf(word),
+        EstimatedSize = SizeOf(word, dense),
         EstimatedCount = 1,
     };
+
+    /// <summary>The trace a shadow word at <paramref name="key"/> (an address, or a dense slot) holds.</summary>
+    private static Slot DecodeAt(nuint key, ulong word)
+    {
+        bool dense = ((ulong)key & SmallObjectAllocator.DenseSlotBit) != 0;
+        return Decode(dense ? SmallObjectAllocator.BlockOfDenseSlot(key, ClassOf(word)) : key, word, dense);
+    }
 
     /// <summary>One slot: a trace, or empty when <see cref="Address"/> is 0.</summary>
     internal struct Slot
@@ -180,21 +204,38 @@ internal sealed unsafe class TraceTable
 
     /// <summary>Records (or replaces) the trace of a block; false if it could not be stored.</summary>
     public bool Add(uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback) =>
-        Add(CurrentShard(), domain, address, estimatedSize, estimatedCount, traceback);
+        Add(CurrentShard(), domain, address, 0, 0, estimatedSize, estimatedCount, traceback);
 
-    /// <summary>Records (or replaces) the trace of a block, on the calling thread's <paramref name="shard"/>.</summary>
-    public bool Add(ThreadShard shard, uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)
+    /// <summary>
+    /// Records (or replaces) the trace of a block, on the calling thread's <paramref name="shard"/>; false if it could not
+    /// be stored. <paramref name="dense"/> is the block's dense slot when it is a pool block of the small-object
+    /// allocator (<see cref="SmallObjectAllocator.DenseSlotOf"/>), of class <paramref name="denseClass"/>, else 0.
+    /// </summary>
+    public bool Add(ThreadShard shard, uint domain, nuint address, nuint dense, int denseClass, long estimatedSize, long estimatedCount, int traceback)
     {
-        if (_shadow is { } shadow && domain <= 2 && estimatedCount == 1 && (ulong)estimatedSize <= uint.MaxValue
-            && (uint)traceback <= MaxShadowTraceback)
+        if (_shadow is { } shadow && domain <= 2 && estimatedCount == 1 && (uint)traceback <= MaxShadowTraceback)
         {
-            ulong* word = address % 16 == 0 ? shadow.SlotOf(address, create: true) : null; // one word per 16-byte granule
+            ulong* word = null;
+            ulong low = 0;
+            if (dense != 0 && (ulong)estimatedSize <= MaxDenseSize)
+            {
+                word = shadow.SlotOf(dense, create: true);
+                low = ((ulong)(uint)denseClass << 16) | (ulong)estimatedSize;
+            }
+
+            if (word == null)
+            {
+                dense = 0;
+                word = IsRawKey(address) && (ulong)estimatedSize <= uint.MaxValue ? shadow.SlotOf(address, create: true) : null;
+                low = (ulong)estimatedSize;
+            }
+
             if (word != null)
             {
                 TraceEpoch epoch = _epoch;
                 ulong old = Volatile.Read(ref *word); // this epoch's only when the block is tracked again (PyTraceMalloc_Track)
-                Volatile.Write(ref *word, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | (ulong)estimatedSize);
-                Account(shard, epoch, estimatedSize - (IsOf(epoch, old) ? SizeOf(old) : 0));
+                Volatile.Write(ref *word, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | low);
+                Account(shard, epoch, estimatedSize - (IsOf(epoch, old) ? SizeOf(old, dense != 0) : 0));
                 return true;
             }
         }
@@ -293,32 +334,89 @@ internal sealed unsafe class TraceTable
     }
 
     /// <summary>Takes a block's trace out; false when it has none.</summary>
-    public bool Remove(uint domain, nuint address, out Slot removed) => Remove(CurrentShard(), domain, address, out removed);
+    public bool Remove(uint domain, nuint address, out Slot removed) => Remove(CurrentShard(), domain, address, 0, out removed);
 
-    /// <summary>Takes a block's trace out, on the calling thread's <paramref name="shard"/>; false when it has none. An
-    /// empty stripe answers without its lock (inlined).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool Remove(ThreadShard shard, uint domain, nuint address, out Slot removed)
+    /// <summary>Takes a block's trace out, on the calling thread's <paramref name="shard"/>, and returns it; false when it
+    /// has none. <paramref name="dense"/> as for <see cref="Add(ThreadShard, uint, nuint, nuint, int, long, long, int)"/>.</summary>
+    public bool Remove(ThreadShard shard, uint domain, nuint address, nuint dense, out Slot removed)
     {
-        if (_shadow is { } shadow && address % 16 == 0)
+        if (RemoveFromShadow(shard, domain, address, dense, out ulong code, out bool wasDense))
         {
-            ulong* word = shadow.SlotOf(address, create: false);
-            if (word != null)
+            removed = Decode(address, code, wasDense);
+            return true;
+        }
+
+        return RemoveFromStripe(shard, domain, address, out removed);
+    }
+
+    /// <summary>Takes a block's trace out, on the calling thread's <paramref name="shard"/> (the domains' free path,
+    /// inlined: a shadow word, or an empty stripe, answers without a lock).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Remove(ThreadShard shard, uint domain, nuint address, nuint dense)
+    {
+        if (!RemoveFromShadow(shard, domain, address, dense, out _, out _))
+        {
+            RemoveFromStripe(shard, domain, address, out _);
+        }
+    }
+
+    /// <summary>
+    /// Clears the block's shadow word when it holds this epoch's trace of <paramref name="domain"/>: the dense slot's
+    /// first, then the address's (a block traced while another hook sat between the tracer and the small-object
+    /// allocator was keyed by its address).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool RemoveFromShadow(ThreadShard shard, uint domain, nuint address, nuint dense, out ulong code, out bool wasDense)
+    {
+        code = 0;
+        wasDense = false;
+        if (_shadow is not { } shadow)
+        {
+            return false;
+        }
+
+        TraceEpoch epoch = _epoch;
+        if (dense != 0 && shadow.SlotOf(dense, create: false) is var slot && slot != null)
+        {
+            code = Volatile.Read(ref *slot);
+            if (IsOf(epoch, code) && DomainOf(code) == domain)
             {
-                TraceEpoch epoch = _epoch;
-                ulong code = Volatile.Read(ref *word);
-                if (IsOf(epoch, code) && DomainOf(code) == domain)
-                {
-                    // The block's owner is the only writer of this word while it is this epoch's (a clear zeroes only
-                    // other generations' words): a plain store takes it out.
-                    Volatile.Write(ref *word, 0);
-                    Account(shard, epoch, -SizeOf(code));
-                    removed = Decode(address, code);
-                    return true;
-                }
+                // The block's owner is the only writer of this word while it is this epoch's (a clear zeroes only
+                // other generations' words): a plain store takes it out.
+                Volatile.Write(ref *slot, 0);
+                Account(shard, epoch, -SizeOf(code, dense: true));
+                wasDense = true;
+                return true;
             }
         }
 
+        return RemoveRawFromShadow(shard, shadow, epoch, domain, address, out code);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool RemoveRawFromShadow(ThreadShard shard, ShadowRadix<ulong> shadow, TraceEpoch epoch, uint domain, nuint address, out ulong code)
+    {
+        code = 0;
+        ulong* word = IsRawKey(address) ? shadow.SlotOf(address, create: false) : null;
+        if (word == null)
+        {
+            return false;
+        }
+
+        code = Volatile.Read(ref *word);
+        if (!IsOf(epoch, code) || DomainOf(code) != domain)
+        {
+            return false;
+        }
+
+        Volatile.Write(ref *word, 0);
+        Account(shard, epoch, -SizeOf(code, dense: false));
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool RemoveFromStripe(ThreadShard shard, uint domain, nuint address, out Slot removed)
+    {
         ulong hash = Hash(address);
         Stripe stripe = StripeOf(hash);
         if (stripe.Count == 0)
@@ -391,16 +489,25 @@ internal sealed unsafe class TraceTable
         return true;
     }
 
-    /// <summary>A block's trace, if it has one.</summary>
-    public bool TryGet(uint domain, nuint address, out Slot found)
+    /// <summary>A block's trace, if it has one (<paramref name="dense"/>: its dense slot, or 0).</summary>
+    public bool TryGet(uint domain, nuint address, nuint dense, out Slot found)
     {
-        if (_shadow is { } shadow && address % 16 == 0 && shadow.SlotOf(address, create: false) is var word && word != null)
+        if (_shadow is { } shadow)
         {
-            ulong code = Volatile.Read(ref *word);
-            if (IsOf(_epoch, code) && DomainOf(code) == domain)
+            TraceEpoch epoch = _epoch;
+            for (int pass = dense != 0 ? 0 : 1; pass < 2; pass++)
             {
-                found = Decode(address, code);
-                return true;
+                nuint key = pass == 0 ? dense : address;
+                ulong* word = pass == 0 || IsRawKey(address) ? shadow.SlotOf(key, create: false) : null;
+                if (word != null)
+                {
+                    ulong code = Volatile.Read(ref *word);
+                    if (IsOf(epoch, code) && DomainOf(code) == domain)
+                    {
+                        found = Decode(address, code, dense: pass == 0);
+                        return true;
+                    }
+                }
             }
         }
 
@@ -443,7 +550,7 @@ internal sealed unsafe class TraceTable
         {
             if (IsOf(epoch, code))
             {
-                traces.Add(Decode(address, code));
+                traces.Add(DecodeAt(address, code));
             }
         });
         foreach (Stripe stripe in _stripes)

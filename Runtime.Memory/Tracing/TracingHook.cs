@@ -57,7 +57,7 @@ internal sealed unsafe class TracingHook : MemoryHook
     /// the countdown to the next sample is taken here first (inlined into the domain): most blocks stop at the compare.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal void Traced(ThreadShard shard, void* block, nuint size)
+    internal void Traced(ThreadShard shard, SmallObjectAllocator small, void* block, nuint size)
     {
         TraceThread thread = shard.Tracing ??= TraceThread.Current;
         if (Sampling)
@@ -70,21 +70,36 @@ internal sealed unsafe class TracingHook : MemoryHook
             }
         }
 
-        TracedSlow(shard, thread, block, size);
+        TracedSlow(shard, thread, small, block, size);
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private void TracedSlow(ThreadShard shard, TraceThread thread, void* block, nuint size)
+    private void TracedSlow(ThreadShard shard, TraceThread thread, SmallObjectAllocator small, void* block, nuint size)
     {
         if (thread.Busy)
         {
             return;
         }
 
+        nuint dense = 0;
+        int cls = 0;
+        if (_table.HasShadow)
+        {
+            if (size - 1 < SmallObjectAllocator.SmallRequestThreshold) // a pool block of the request's class
+            {
+                cls = (int)((size - 1) >> 4);
+                dense = SmallObjectAllocator.DenseSlotOfPoolBlock(block, cls);
+            }
+            else
+            {
+                dense = small.DenseSlotOf(block, out cls); // 0 bytes (a 16-byte block), or a large block
+            }
+        }
+
         thread.Busy = true;
         try
         {
-            _tracer.Record(shard, thread, _table, _domain, (nuint)block, size);
+            _tracer.Record(shard, thread, _table, _domain, (nuint)block, dense, cls, size);
         }
         finally
         {
@@ -94,7 +109,24 @@ internal sealed unsafe class TracingHook : MemoryHook
 
     /// <summary>The domain's fast path is about to free <paramref name="block"/> to the allocator below: drop its trace.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal void Untraced(ThreadShard shard, void* block) => Table.Remove(shard, _domain, (nuint)block, out _);
+    internal void Untraced(ThreadShard shard, SmallObjectAllocator small, void* block)
+    {
+        TraceTable table = Table;
+        table.Remove(shard, _domain, (nuint)block, table.HasShadow ? small.DenseSlotOf(block, out _) : 0);
+    }
+
+    /// <summary>The dense slot of <paramref name="ptr"/> when the allocator right below is the small-object allocator
+    /// and <paramref name="ptr"/> one of its pool blocks, else 0 (the trace is keyed by the address).</summary>
+    internal nuint DenseOf(void* ptr, out int cls)
+    {
+        if (InnerOrNull is SmallObjectAllocator small)
+        {
+            return small.DenseSlotOf(ptr, out cls);
+        }
+
+        cls = 0;
+        return 0;
+    }
 
     /// <summary>The current session's table (a stopped session's hook may still be in flight), or this hook's own.</summary>
     private TraceTable Table => _tracer.CurrentTable ?? _table;
@@ -113,7 +145,8 @@ internal sealed unsafe class TracingHook : MemoryHook
             void* p = Inner.MallocCounted(size, out blockSize);
             if (p != null)
             {
-                _tracer.Record(_table.CurrentShard(), thread, _table, _domain, (nuint)p, size);
+                nuint dense = DenseOf(p, out int cls);
+                _tracer.Record(_table.CurrentShard(), thread, _table, _domain, (nuint)p, dense, cls, size);
             }
 
             return p;
@@ -138,7 +171,8 @@ internal sealed unsafe class TracingHook : MemoryHook
             void* p = Inner.CallocCounted(count, size, out blockSize);
             if (p != null && SizeMath.TryMultiply(count, size, out nuint total))
             {
-                _tracer.Record(_table.CurrentShard(), thread, _table, _domain, (nuint)p, total);
+                nuint dense = DenseOf(p, out int cls);
+                _tracer.Record(_table.CurrentShard(), thread, _table, _domain, (nuint)p, dense, cls, total);
             }
 
             return p;
@@ -153,7 +187,9 @@ internal sealed unsafe class TracingHook : MemoryHook
     {
         TraceThread thread = TraceThread.Current;
         TraceTable table = Table;
-        bool had = table.Remove(_domain, (nuint)ptr, out TraceTable.Slot old);
+        ThreadShard shard = table.CurrentShard();
+        nuint oldDense = DenseOf(ptr, out int oldClass);
+        bool had = table.Remove(shard, _domain, (nuint)ptr, oldDense, out TraceTable.Slot old);
         bool nested = thread.Busy;
         thread.Busy = true;
         void* p = null;
@@ -167,7 +203,8 @@ internal sealed unsafe class TracingHook : MemoryHook
             p = Inner.ReallocCounted(ptr, newSize, out oldBlockSize, out newBlockSize);
             if (p != null && !nested)
             {
-                _tracer.Record(table.CurrentShard(), thread, table, _domain, (nuint)p, newSize); // traced anew, as tracemalloc does
+                nuint dense = DenseOf(p, out int cls);
+                _tracer.Record(shard, thread, table, _domain, (nuint)p, dense, cls, newSize); // traced anew, as tracemalloc does
             }
 
             return p;
@@ -176,7 +213,7 @@ internal sealed unsafe class TracingHook : MemoryHook
         {
             if (p == null && had)
             {
-                table.Add(_domain, (nuint)ptr, old.EstimatedSize, old.EstimatedCount, old.Traceback); // still live, still made there
+                table.Add(shard, _domain, (nuint)ptr, oldDense, oldClass, old.EstimatedSize, old.EstimatedCount, old.Traceback); // still live, still made there
             }
 
             if (!nested)
@@ -191,7 +228,9 @@ internal sealed unsafe class TracingHook : MemoryHook
     {
         TraceThread thread = TraceThread.Current;
         TraceTable table = Table;
-        if (!table.Remove(_domain, (nuint)ptr, out TraceTable.Slot entry))
+        ThreadShard shard = table.CurrentShard();
+        nuint dense = DenseOf(ptr, out int cls);
+        if (!table.Remove(shard, _domain, (nuint)ptr, dense, out TraceTable.Slot entry))
         {
             return Inner.FreeCounted(ptr, out blockSize); // untraced (sampling, made before the start, or nested)
         }
@@ -213,7 +252,7 @@ internal sealed unsafe class TracingHook : MemoryHook
         {
             if (!freed)
             {
-                table.Add(_domain, (nuint)ptr, entry.EstimatedSize, entry.EstimatedCount, entry.Traceback); // refused or thrown (a debug report): still live
+                table.Add(shard, _domain, (nuint)ptr, dense, cls, entry.EstimatedSize, entry.EstimatedCount, entry.Traceback); // refused or thrown (a debug report): still live
             }
 
             if (!nested)
