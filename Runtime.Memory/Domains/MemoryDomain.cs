@@ -148,8 +148,9 @@ public sealed unsafe partial class MemoryDomain
     private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr)
     {
         ThreadShard shard = _accounting.CurrentShard();
-        traced.Untraced(shard, small, ptr); // before the free: the address must not be reused and traced elsewhere while we hold it
-        FreeSmall(shard, small, ptr);
+        bool pooled = small.InPool(ptr); // one ownership lookup for the trace's key and the free
+        traced.Untraced(shard, ptr, pooled); // before the free: the address must not be reused and traced elsewhere while we hold it
+        FreeSmall(shard, small, ptr, pooled);
     }
 
     /// <summary>Allocates <paramref name="count"/> × <paramref name="size"/> zeroed bytes (PyMem_Calloc). Null on failure or overflow.</summary>
@@ -237,7 +238,7 @@ public sealed unsafe partial class MemoryDomain
         MemoryAllocator top = _top;
         if (top is SmallObjectAllocator small)
         {
-            FreeSmall(_accounting.CurrentShard(), small, ptr);
+            FreeSmall(_accounting.CurrentShard(), small, ptr, small.InPool(ptr));
             return;
         }
 
@@ -310,13 +311,19 @@ public sealed unsafe partial class MemoryDomain
     /// created for a thread that only frees), the free, and the accounting of the bytes it returns.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void FreeSmall(ThreadShard shard, SmallObjectAllocator small, void* ptr)
+    private void FreeSmall(ThreadShard shard, SmallObjectAllocator small, void* ptr, bool pooled)
     {
+        if (!pooled)
+        {
+            _accounting.OnFreed(shard, _index, small.FreeLarge(ptr)); // null, or a large block
+            return;
+        }
+
         ref HeapSlot slot = ref shard.Heaps[_index];
         Heap* heap = slot.Allocator == small && slot.Registration is { } registration
             ? registration.Heap
             : BindHeap(ref slot, small, create: false);
-        _accounting.OnFreed(shard, _index, small.FreeFrom(heap, ptr));
+        _accounting.OnFreed(shard, _index, small.FreePooled(heap, ptr));
     }
 
     /// <summary>This thread's heap of <paramref name="small"/>, cached in its shard; created on first use.</summary>

@@ -200,6 +200,7 @@ public sealed unsafe class MemoryTracer
                 }
             }
 
+            session.Table.Retired = true; // a hook still in flight turns to the next session's table, if any
             _session = null; // the table is dropped with its traces
             _shadow?.Discard(); // its pages back to the OS; a late write of the old session is ignored by the next
         }
@@ -322,7 +323,14 @@ public sealed unsafe class MemoryTracer
         thread.Busy = true; // the capture's own allocations, if any, are not traced
         try
         {
-            return s.Table.Add(domain, address, (long)Math.Min((ulong)size, long.MaxValue), 1, Capture(thread, s)) ? 0 : -1;
+            int traceback = Capture(thread, s);
+            if (traceback < 0)
+            {
+                s.Table.CountFailure();
+                return -1;
+            }
+
+            return s.Table.Add(domain, address, (long)Math.Min((ulong)size, long.MaxValue), 1, traceback) ? 0 : -1;
         }
         catch (Exception)
         {
@@ -381,7 +389,9 @@ public sealed unsafe class MemoryTracer
 
     // ---- the recording path (from the hooks) ------------------------------------------------------------------------
 
-    /// <summary>Records a block the hook of <paramref name="table"/>'s session has just allocated.</summary>
+    /// <summary>Records a block the hook of <paramref name="table"/>'s session has just allocated (inlined into the
+    /// hooks: in exact mode the session check, the capture and the shadow word are one call with the provider's).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Record(ThreadShard shard, TraceThread thread, TraceTable table, uint domain, nuint address, nuint dense, int denseClass, nuint size)
     {
         Session? session = _session;
@@ -390,19 +400,35 @@ public sealed unsafe class MemoryTracer
             return; // stopped (or restarted) while the call was in flight
         }
 
-        try
+        if (session.SampleBytes > 0)
         {
-            long estimatedSize = (long)size, estimatedCount = 1;
-            if (session.SampleBytes > 0 && !Sample(thread, session, size, out estimatedSize, out estimatedCount))
+            RecordSample(shard, thread, session, table, domain, address, size);
+            return;
+        }
+
+        int traceback = Capture(thread, session);
+        if (traceback < 0)
+        {
+            table.CountFailure(); // out of memory interning a traceback: the block stands, untraced
+            return;
+        }
+
+        table.Add(shard, domain, address, dense, denseClass, (long)size, 1, traceback);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void RecordSample(ThreadShard shard, TraceThread thread, Session session, TraceTable table, uint domain, nuint address, nuint size)
+    {
+        if (Sample(thread, session, size, out long estimatedSize, out long estimatedCount))
+        {
+            int traceback = Capture(thread, session);
+            if (traceback < 0)
             {
+                table.CountFailure();
                 return;
             }
 
-            table.Add(shard, domain, address, dense, denseClass, estimatedSize, estimatedCount, Capture(thread, session));
-        }
-        catch (Exception)
-        {
-            table.CountFailure(); // out of memory interning a traceback: the block stands, untraced
+            table.Add(shard, domain, address, 0, 0, estimatedSize, estimatedCount, traceback);
         }
     }
 
@@ -462,6 +488,7 @@ public sealed unsafe class MemoryTracer
     /// Whether two frame lists are equal, field by field: names are compared by reference first, since an interpreter
     /// hands the same string object for the same file each time (the generic equality costs several calls per frame).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool SameFrames(ReadOnlySpan<Frame> a, ReadOnlySpan<Frame> b)
     {
         for (int i = 0; i < a.Length; i++)
@@ -479,49 +506,105 @@ public sealed unsafe class MemoryTracer
         return true;
     }
 
-    /// <summary>The current thread's traceback id, interned; the last one again when the frames have not changed.</summary>
+    /// <summary>
+    /// The current thread's traceback id, interned; the last one again when the frames have not changed; −1 when a new
+    /// traceback could not be stored (out of memory). Never throws, and has no exception handler of its own, so it is
+    /// inlined into the hooks: the provider is called through <see cref="GetFramesGuarded"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Capture(TraceThread state, Session session)
     {
-        if (!ReferenceEquals(state.Session, session))
+        if (!ReferenceEquals(state.Session, session) && !StartCapturing(state, session))
         {
-            state.Session = session;
-            state.Scratch = new Frame[session.Frames];
-            state.LastFrames = new Frame[session.Frames];
-            state.LastCount = -1;
-            state.LastTraceback = -1;
+            return -1;
         }
 
-        int count, total;
-        try
-        {
-            count = Math.Clamp(FrameProvider.GetFrames(state.Scratch, out total), 0, state.Scratch.Length);
-        }
-        catch (Exception)
+        Frame[] scratch = state.Scratch;
+        int count = GetFramesGuarded(FrameProvider, scratch, out int total);
+        if (count < 0)
         {
             return TracebackRegistry.Unknown; // a provider must not throw; if it does, the trace still stands
         }
 
+        if (count == state.LastCount && total == state.LastTotal && (uint)(count - 1) < (uint)scratch.Length
+            && SameFrames(scratch.AsSpan(0, count), state.LastFrames.AsSpan(0, count)))
+        {
+            return state.LastTraceback; // LastCount is -1 until a traceback is interned
+        }
+
+        return CaptureNew(state, session, count, total);
+    }
+
+    /// <summary>The provider's frames, or −1 when it threw.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int GetFramesGuarded(IFrameProvider provider, Frame[] scratch, out int total)
+    {
+        try
+        {
+            return provider.GetFrames(scratch, out total);
+        }
+        catch (Exception)
+        {
+            total = 0;
+            return -1;
+        }
+    }
+
+    /// <summary>Sets up the thread's capture buffers for <paramref name="session"/>; false when out of memory.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool StartCapturing(TraceThread state, Session session)
+    {
+        try
+        {
+            var scratch = new Frame[session.Frames];
+            var last = new Frame[session.Frames];
+            state.Scratch = scratch;
+            state.LastFrames = last;
+            state.LastCount = -1;
+            state.LastTraceback = -1;
+            state.Session = session;
+            return true;
+        }
+        catch (OutOfMemoryException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Interns the frames the provider has just written (their number clamped to the scratch buffer).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int CaptureNew(TraceThread state, Session session, int count, int total)
+    {
+        count = Math.Clamp(count, 0, state.Scratch.Length);
         if (count == 0)
         {
             return TracebackRegistry.Unknown;
         }
 
         Span<Frame> frames = state.Scratch.AsSpan(0, count);
-        if (state.LastTraceback >= 0 && state.LastCount == count && state.LastTotal == total
-            && SameFrames(frames, state.LastFrames.AsSpan(0, count)))
+        if (state.LastCount == count && state.LastTotal == total && SameFrames(frames, state.LastFrames.AsSpan(0, count)))
         {
             return state.LastTraceback;
         }
 
-        TracebackRegistry registry = session.Tracebacks;
-        var oldestFirst = new Frame[count];
-        for (int i = 0; i < count; i++)
+        int id;
+        try
         {
-            Frame f = frames[count - 1 - i];
-            oldestFirst[i] = new Frame(registry.Name(f.File), f.Line, f.Function is null ? null : registry.Name(f.Function));
+            TracebackRegistry registry = session.Tracebacks;
+            var oldestFirst = new Frame[count];
+            for (int i = 0; i < count; i++)
+            {
+                Frame f = frames[count - 1 - i];
+                oldestFirst[i] = new Frame(registry.Name(f.File), f.Line, f.Function is null ? null : registry.Name(f.Function));
+            }
+
+            id = registry.Intern(new Traceback(oldestFirst, total));
+        }
+        catch (Exception)
+        {
+            return -1; // out of memory, or a frame the provider left without a file
         }
 
-        int id = registry.Intern(new Traceback(oldestFirst, total));
         frames.CopyTo(state.LastFrames);
         state.LastCount = count;
         state.LastTotal = total;

@@ -69,6 +69,10 @@ internal sealed unsafe class TraceTable
     private volatile TraceEpoch _epoch;
     private long _failures;
 
+    // Bit i set iff stripe i holds a trace: a free that finds its stripe's bit clear is done with one load, without
+    // touching the stripe (sampling leaves most stripes empty). Changed under the stripe's lock, with an atomic or/and.
+    private long _occupied;
+
     /// <summary>
     /// A table for a session whose threads keep their pending traced bytes in <paramref name="accounting"/>'s shards;
     /// <paramref name="shadow"/> (exact sessions on 64-bit) holds most traces, tagged with generations (0 to 127) that
@@ -86,6 +90,9 @@ internal sealed unsafe class TraceTable
         _nextGeneration = nextGeneration;
         _epoch = new TraceEpoch(Present | ((ulong)(nextGeneration() & 127) << 56));
     }
+
+    /// <summary>Set when its session stops: a hook of that session still in flight then works on the current session's table.</summary>
+    public volatile bool Retired;
 
     /// <summary>Whether this table keeps traces in the shadow (an exact session on 64-bit): callers then pass dense slots.</summary>
     public bool HasShadow => _shadow is not null;
@@ -199,6 +206,12 @@ internal sealed unsafe class TraceTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Stripe StripeOf(ulong hash) => _stripes[(int)(hash >> (64 - StripeBits))];
 
+    /// <summary>Whether the stripe of <paramref name="hash"/> may hold a trace (its bit in the occupancy mask).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool StripeOccupied(ulong hash) => ((Volatile.Read(ref _occupied) >> (int)(hash >> (64 - StripeBits))) & 1) != 0;
+
+    private static long StripeBit(ulong hash) => 1L << (int)(hash >> (64 - StripeBits));
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Home(ulong hash, int mask) => (int)(hash >> 26) & mask;
 
@@ -211,31 +224,36 @@ internal sealed unsafe class TraceTable
     /// be stored. <paramref name="dense"/> is the block's dense slot when it is a pool block of the small-object
     /// allocator (<see cref="SmallObjectAllocator.DenseSlotOf"/>), of class <paramref name="denseClass"/>, else 0.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Add(ThreadShard shard, uint domain, nuint address, nuint dense, int denseClass, long estimatedSize, long estimatedCount, int traceback)
+    {
+        // The domains' traced malloc, inlined: a pool block's word at its dense slot.
+        if (_shadow is { } shadow && dense != 0 && domain <= 2 && estimatedCount == 1 && (ulong)estimatedSize <= MaxDenseSize
+            && (uint)traceback <= MaxShadowTraceback && shadow.SlotOf(dense, create: true) is var slot && slot != null)
+        {
+            TraceEpoch epoch = _epoch;
+            ulong old = Volatile.Read(ref *slot); // this epoch's only if the block's free was missed (a wrong-domain free)
+            Volatile.Write(ref *slot, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | ((ulong)(uint)denseClass << 16) | (ulong)estimatedSize);
+            Account(shard, epoch, estimatedSize - (IsOf(epoch, old) ? SizeOf(old, dense: true) : 0));
+            return true;
+        }
+
+        return AddByAddress(shard, domain, address, estimatedSize, estimatedCount, traceback);
+    }
+
+    /// <summary>Records a trace keyed by the block's address: a shadow word when it fits, else a stripe slot.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool AddByAddress(ThreadShard shard, uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)
     {
         if (_shadow is { } shadow && domain <= 2 && estimatedCount == 1 && (uint)traceback <= MaxShadowTraceback)
         {
-            ulong* word = null;
-            ulong low = 0;
-            if (dense != 0 && (ulong)estimatedSize <= MaxDenseSize)
-            {
-                word = shadow.SlotOf(dense, create: true);
-                low = ((ulong)(uint)denseClass << 16) | (ulong)estimatedSize;
-            }
-
-            if (word == null)
-            {
-                dense = 0;
-                word = IsRawKey(address) && (ulong)estimatedSize <= uint.MaxValue ? shadow.SlotOf(address, create: true) : null;
-                low = (ulong)estimatedSize;
-            }
-
+            ulong* word = IsRawKey(address) && (ulong)estimatedSize <= uint.MaxValue ? shadow.SlotOf(address, create: true) : null;
             if (word != null)
             {
                 TraceEpoch epoch = _epoch;
                 ulong old = Volatile.Read(ref *word); // this epoch's only when the block is tracked again (PyTraceMalloc_Track)
-                Volatile.Write(ref *word, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | low);
-                Account(shard, epoch, estimatedSize - (IsOf(epoch, old) ? SizeOf(old, dense != 0) : 0));
+                Volatile.Write(ref *word, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | (ulong)estimatedSize);
+                Account(shard, epoch, estimatedSize - (IsOf(epoch, old) ? SizeOf(old, dense: false) : 0));
                 return true;
             }
         }
@@ -281,7 +299,10 @@ internal sealed unsafe class TraceTable
                     i = (i + 1) & mask;
                 }
 
-                stripe.Count++;
+                if (stripe.Count++ == 0)
+                {
+                    Interlocked.Or(ref _occupied, StripeBit(hash)); // before the slot can be seen
+                }
             }
 
             ref Slot target = ref slots[i];
@@ -418,14 +439,13 @@ internal sealed unsafe class TraceTable
     private bool RemoveFromStripe(ThreadShard shard, uint domain, nuint address, out Slot removed)
     {
         ulong hash = Hash(address);
-        Stripe stripe = StripeOf(hash);
-        if (stripe.Count == 0)
+        if (!StripeOccupied(hash))
         {
             removed = default;
             return false;
         }
 
-        return RemoveLocked(shard, stripe, hash, domain, address, out removed);
+        return RemoveLocked(shard, StripeOf(hash), hash, domain, address, out removed);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -478,7 +498,10 @@ internal sealed unsafe class TraceTable
             }
 
             slots[hole] = default;
-            stripe.Count--;
+            if (--stripe.Count == 0)
+            {
+                Interlocked.And(ref _occupied, ~StripeBit(hash));
+            }
         }
         finally
         {
@@ -514,7 +537,7 @@ internal sealed unsafe class TraceTable
         ulong hash = Hash(address);
         Stripe stripe = StripeOf(hash);
         found = default;
-        if (stripe.Count == 0)
+        if (!StripeOccupied(hash))
         {
             return false;
         }
@@ -599,6 +622,8 @@ internal sealed unsafe class TraceTable
                     Array.Clear(stripe.Slots);
                     stripe.Count = 0;
                 }
+
+                Volatile.Write(ref _occupied, 0);
             }
             finally
             {

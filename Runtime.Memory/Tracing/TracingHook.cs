@@ -109,10 +109,10 @@ internal sealed unsafe class TracingHook : MemoryHook
 
     /// <summary>The domain's fast path is about to free <paramref name="block"/> to the allocator below: drop its trace.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal void Untraced(ThreadShard shard, SmallObjectAllocator small, void* block)
+    internal void Untraced(ThreadShard shard, void* block, bool pooled)
     {
         TraceTable table = Table;
-        table.Remove(shard, _domain, (nuint)block, table.HasShadow ? small.DenseSlotOf(block, out _) : 0);
+        table.Remove(shard, _domain, (nuint)block, pooled && table.HasShadow ? SmallObjectAllocator.DenseSlotOfPooled(block, out _) : 0);
     }
 
     /// <summary>The dense slot of <paramref name="ptr"/> when the allocator right below is the small-object allocator
@@ -129,7 +129,7 @@ internal sealed unsafe class TracingHook : MemoryHook
     }
 
     /// <summary>The current session's table (a stopped session's hook may still be in flight), or this hook's own.</summary>
-    private TraceTable Table => _tracer.CurrentTable ?? _table;
+    private TraceTable Table => _table.Retired ? _tracer.CurrentTable ?? _table : _table;
 
     internal override void* MallocCounted(nuint size, out nuint blockSize)
     {

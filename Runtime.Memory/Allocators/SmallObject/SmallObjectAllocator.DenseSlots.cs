@@ -57,12 +57,19 @@ public sealed unsafe partial class SmallObjectAllocator
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal nuint DenseSlotOf(void* ptr, out int classIndex)
     {
-        if (!_map.Contains(ptr))
+        if (_map.Contains(ptr))
         {
-            classIndex = -1;
-            return 0;
+            return DenseSlotOfPooled(ptr, out classIndex);
         }
 
+        classIndex = -1;
+        return 0;
+    }
+
+    /// <summary><see cref="DenseSlotOf"/> for a pointer <see cref="InPool"/> has placed in a pool.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static nuint DenseSlotOfPooled(void* ptr, out int classIndex)
+    {
         Pool* pool = Pool.Of(ptr);
         classIndex = pool->ClassIndex & (SizeClasses.Count - 1);
         uint offset = (uint)((nuint)ptr - (nuint)pool - (nuint)SizeClasses.PoolOverhead); // a header address wraps to a huge offset

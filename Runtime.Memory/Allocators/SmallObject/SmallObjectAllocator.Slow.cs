@@ -38,7 +38,7 @@ public sealed unsafe partial class SmallObjectAllocator
     private void* MallocOther(Heap* heap, nuint size) => size == 0 ? MallocFrom(heap, 1) : _large.Malloc(size);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private nuint FreeLarge(void* ptr)
+    internal nuint FreeLarge(void* ptr)
     {
         if (ptr == null)
         {

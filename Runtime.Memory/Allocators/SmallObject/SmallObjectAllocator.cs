@@ -123,13 +123,18 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     /// calling thread's heap of this allocator, or null when it has none.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal nuint FreeFrom(Heap* mine, void* ptr)
-    {
-        if (!_map.Contains(ptr))
-        {
-            return FreeLarge(ptr); // null, or a block of the large allocator
-        }
+    internal nuint FreeFrom(Heap* mine, void* ptr) =>
+        _map.Contains(ptr) ? FreePooled(mine, ptr) : FreeLarge(ptr); // else null, or a block of the large allocator
 
+    /// <summary>Whether <paramref name="ptr"/> lies in one of this allocator's arenas (a pool block, if it is a block of
+    /// this allocator at all); else it is null or a large block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool InPool(void* ptr) => _map.Contains(ptr);
+
+    /// <summary><see cref="FreeFrom"/> for a block <see cref="InPool"/> has placed in a pool.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal nuint FreePooled(Heap* mine, void* ptr)
+    {
         Pool* pool = Pool.Of(ptr);
         nuint size = (nuint)pool->BlockSize; // read first: once the block is pushed, the pool may be returned
         Heap* owner = pool->Owner;
