@@ -19,7 +19,7 @@ namespace Runtime.Memory.Benchmarks;
 public unsafe class ChurnBenchmarks
 {
     private const int Live = 100_000;
-    private const int Steps = 100_000;
+    internal const int Steps = 100_000;
     private nuint[] _initialSizes = null!;
     private nuint[] _stepSizes = null!;
     private int[] _victims = null!;
@@ -84,6 +84,9 @@ public unsafe class ChurnBenchmarks
     /// <summary>The same while tracing a sample of one block per 512 KiB.</summary>
     [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + tracing, sampled (512 KiB)")]
     public void ObjDomainSampled() => Run(new DomainOps(_sampled.Obj));
+
+    /// <summary>One invocation on <paramref name="domain"/>, outside BenchmarkDotNet (<see cref="TracingLoop"/>).</summary>
+    internal void RunOn(MemoryDomain domain) => Run(new DomainOps(domain));
 
     private void Run<T>(T ops)
         where T : struct, IAllocatorOps

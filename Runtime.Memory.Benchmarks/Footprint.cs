@@ -23,24 +23,10 @@ internal static unsafe class Footprint
         Console.WriteLine("|---|---:|---:|---:|---:|");
         foreach (string allocator in Allocators)
         {
-            // Re-invoke this same program: the apphost directly, or `dotnet <entry assembly>` when started by the muxer.
-            string host = Environment.ProcessPath!;
-            var start = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            if (Path.GetFileNameWithoutExtension(host) == "dotnet")
-            {
-                start.ArgumentList.Add((Assembly.GetEntryAssembly() ?? typeof(Footprint).Assembly).Location);
-            }
-
-            start.ArgumentList.Add("--footprint-one");
-            start.ArgumentList.Add(allocator);
-            using Process child = Process.Start(start)!;
-            Task<string> error = child.StandardError.ReadToEndAsync(); // drain both pipes at once: no deadlock on a full pipe
-            string line = child.StandardOutput.ReadToEnd().Trim();
-            child.WaitForExit();
-            string problem = error.Result.Trim();
-            Console.WriteLine(child.ExitCode == 0 && line.Length > 0
+            (int exitCode, string line, string problem) = ChildProcess.Run("--footprint-one", allocator);
+            Console.WriteLine(exitCode == 0 && line.Length > 0
                 ? line
-                : $"| {allocator} | failed (exit {child.ExitCode}): {problem.ReplaceLineEndings(" ")} | | | |");
+                : $"| {allocator} | failed (exit {exitCode}): {problem.ReplaceLineEndings(" ")} | | | |");
         }
 
         return 0;

@@ -9,6 +9,18 @@ using Runtime.Memory.Benchmarks;
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*' -j Dry          smoke check only
 // Footprint (resident memory, not timing; each allocator in a fresh child process, prints a markdown table):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --footprint
+// The tracing rows of pair16 and churn as Stopwatch loops, each in a fresh process (a quick check, prints a table):
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --tracing-loop
+if (args is ["--tracing-loop"])
+{
+    return TracingLoop.RunAll();
+}
+
+if (args is ["--tracing-loop-one", var workload, var mode])
+{
+    return TracingLoop.RunOne(workload, mode);
+}
+
 if (args is ["--footprint"])
 {
     return Footprint.RunAll();
