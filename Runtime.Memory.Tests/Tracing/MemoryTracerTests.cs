@@ -517,6 +517,40 @@ public sealed unsafe class MemoryTracerTests
     }
 
     [Fact]
+    public void Sampled_traces_are_dropped_by_frees_from_any_thread_and_the_table_ends_empty()
+    {
+        using RuntimeMemory runtime = Traced(sampleBytes: 4096); // many samples live at once: frees go to the stripes
+        const int Threads = 4, PerThread = 20_000;
+        var made = new nint[Threads][];
+        Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads }, t =>
+        {
+            using (At($"worker{t}.lua", t + 1))
+            {
+                made[t] = new nint[PerThread];
+                for (int i = 0; i < PerThread; i++)
+                {
+                    made[t][i] = (nint)runtime[(MemoryDomainKind)(i % 3)].Malloc((nuint)(1 + (i % 600)));
+                }
+            }
+        });
+
+        int sampled = runtime.Tracer.TracedBlocks;
+        Assert.InRange(sampled, 500, Threads * PerThread / 2); // ~6 MB in 4 KiB samples: about 1,400
+        Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads }, t =>
+        {
+            nint[] other = made[(t + 1) % Threads]; // every thread frees the blocks of the next one
+            for (int i = 0; i < PerThread; i++)
+            {
+                runtime[(MemoryDomainKind)(i % 3)].Free((void*)other[i]);
+            }
+        });
+
+        Assert.Equal(0, runtime.Tracer.TracedBlocks);
+        Assert.Equal(0, runtime.Tracer.GetTracedMemory().Current);
+        Assert.Equal(0, runtime.GetStatistics().LiveBlocks);
+    }
+
+    [Fact]
     public void Starting_and_stopping_while_other_threads_allocate_corrupts_nothing()
     {
         using RuntimeMemory runtime = TestRuntimes.Create(AllocatorNames.Pymalloc);

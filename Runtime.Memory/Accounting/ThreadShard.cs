@@ -28,6 +28,12 @@ internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
     /// </summary>
     public Tracing.TraceThread? Tracing;
 
+    /// <summary>The tracer's sampler on this thread: bytes until the next sample (read by the domains' inlined malloc),
+    /// and the session the countdown was drawn for (null: none yet).</summary>
+    public long BytesUntilSample;
+
+    public object? SamplerSession;
+
     /// <summary>
     /// This thread's traced bytes not yet published to <see cref="TraceEpoch"/> (the tracer's epoch they count for),
     /// as <see cref="DomainCounters.PendingLive"/> is for the accounting: only this thread writes them.

@@ -200,7 +200,7 @@ public sealed unsafe class MemoryTracer
                 }
             }
 
-            session.Table.Retired = true; // a hook still in flight turns to the next session's table, if any
+            session.Table.Retire(); // a hook still in flight turns to the next session's table, if any
             _session = null; // the table is dropped with its traces
             _shadow?.Discard(); // its pages back to the OS; a late write of the old session is ignored by the next
         }
@@ -419,7 +419,7 @@ public sealed unsafe class MemoryTracer
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void RecordSample(ThreadShard shard, TraceThread thread, Session session, TraceTable table, uint domain, nuint address, nuint size)
     {
-        if (Sample(thread, session, size, out long estimatedSize, out long estimatedCount))
+        if (Sample(shard, thread, session, size, out long estimatedSize, out long estimatedCount))
         {
             int traceback = Capture(thread, session);
             if (traceback < 0)
@@ -440,23 +440,23 @@ public sealed unsafe class MemoryTracer
     /// </summary>
     /// <remarks>The domain's fast path may already have subtracted sizes that did not end the count; a call that gets
     /// here either starts the thread's sampler for this session or ends a countdown (after subtracting its own size once).</remarks>
-    private static bool Sample(TraceThread state, Session session, nuint size, out long estimatedSize, out long estimatedCount)
+    private static bool Sample(ThreadShard shard, TraceThread state, Session session, nuint size, out long estimatedSize, out long estimatedCount)
     {
         long interval = session.SampleBytes;
-        if (!ReferenceEquals(state.SamplerSession, session))
+        if (!ReferenceEquals(shard.SamplerSession, session))
         {
-            state.SamplerSession = session; // a countdown drawn for another interval does not carry over
-            state.BytesUntilSample = Draw(state, interval);
+            shard.SamplerSession = session; // a countdown drawn for another interval does not carry over
+            shard.BytesUntilSample = Draw(state, interval);
         }
 
-        state.BytesUntilSample -= (long)Math.Min((ulong)size, long.MaxValue);
-        if (state.BytesUntilSample > 0)
+        shard.BytesUntilSample -= (long)Math.Min((ulong)size, long.MaxValue);
+        if (shard.BytesUntilSample > 0)
         {
             estimatedSize = estimatedCount = 0;
             return false;
         }
 
-        state.BytesUntilSample = Draw(state, interval);
+        shard.BytesUntilSample = Draw(state, interval);
         double x = (double)size / interval;
         double p = x < 1e-5 ? x * (1 - (x / 2)) : 1 - Math.Exp(-x); // 1 - e^(-x), without cancellation for small x
         estimatedSize = RoundAtRandom(state, size / p);

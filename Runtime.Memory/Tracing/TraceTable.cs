@@ -75,6 +75,14 @@ internal sealed unsafe class TraceTable
     private const int BucketBits = 12;
     private readonly int[] _buckets = new int[1 << BucketBits];
 
+    // What a free may have to do, in one word: the stripes' trace count (the buckets' sum) in the low bits, and a bit
+    // each for "keeps a shadow" and "retired". 0, sampling's usual state, means a free has nothing to do: one load.
+    // The count changes under a stripe lock with an atomic add (Clear holds every lock); it stays below 2^29.
+    private const int FreeWorkShadow = 1 << 29;
+    private const int FreeWorkRetired = 1 << 30;
+    private const int StripeTraceMask = FreeWorkShadow - 1;
+    private int _freeWork;
+
     /// <summary>
     /// A table for a session whose threads keep their pending traced bytes in <paramref name="accounting"/>'s shards;
     /// <paramref name="shadow"/> (exact sessions on 64-bit) holds most traces, tagged with generations (0 to 127) that
@@ -89,12 +97,23 @@ internal sealed unsafe class TraceTable
 
         _accounting = accounting;
         _shadow = shadow;
+        _freeWork = shadow is null ? 0 : FreeWorkShadow;
         _nextGeneration = nextGeneration;
         _epoch = new TraceEpoch(Present | ((ulong)(nextGeneration() & 127) << 56));
     }
 
     /// <summary>Set when its session stops: a hook of that session still in flight then works on the current session's table.</summary>
-    public volatile bool Retired;
+    public bool Retired => (Volatile.Read(ref _freeWork) & FreeWorkRetired) != 0;
+
+    /// <summary>Marks the table's session stopped (<see cref="Retired"/>).</summary>
+    public void Retire() => Interlocked.Or(ref _freeWork, FreeWorkRetired);
+
+    /// <summary>False when a free through this table's hook has nothing to do: no shadow, no stripe trace, not retired.</summary>
+    public bool FreeHasWork
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Volatile.Read(ref _freeWork) != 0;
+    }
 
     /// <summary>Whether this table keeps traces in the shadow (an exact session on 64-bit): callers then pass dense slots.</summary>
     public bool HasShadow => _shadow is not null;
@@ -210,7 +229,8 @@ internal sealed unsafe class TraceTable
 
     /// <summary>Whether the stripe of <paramref name="hash"/> may hold a trace with that hash (its bucket is not empty).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool StripeOccupied(ulong hash) => Volatile.Read(ref _buckets[(int)(hash >> (64 - BucketBits))]) != 0;
+    private bool StripeOccupied(ulong hash) =>
+        (Volatile.Read(ref _freeWork) & StripeTraceMask) != 0 && Volatile.Read(ref _buckets[(int)(hash >> (64 - BucketBits))]) != 0;
 
     /// <summary>The count of <paramref name="hash"/>'s bucket; change it only under its stripe's lock.</summary>
     private ref int BucketOf(ulong hash) => ref _buckets[(int)(hash >> (64 - BucketBits))];
@@ -303,7 +323,8 @@ internal sealed unsafe class TraceTable
                 }
 
                 stripe.Count++;
-                Volatile.Write(ref BucketOf(hash), BucketOf(hash) + 1); // before the slot can be seen
+                Interlocked.Increment(ref _freeWork); // before the slot can be seen
+                Volatile.Write(ref BucketOf(hash), BucketOf(hash) + 1);
             }
 
             ref Slot target = ref slots[i];
@@ -505,6 +526,7 @@ internal sealed unsafe class TraceTable
             slots[hole] = default;
             stripe.Count--;
             Volatile.Write(ref BucketOf(hash), BucketOf(hash) - 1);
+            Interlocked.Decrement(ref _freeWork);
         }
         finally
         {
@@ -627,6 +649,7 @@ internal sealed unsafe class TraceTable
                 }
 
                 Array.Clear(_buckets);
+                Interlocked.And(ref _freeWork, ~StripeTraceMask);
             }
             finally
             {

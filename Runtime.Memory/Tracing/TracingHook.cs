@@ -18,10 +18,11 @@ namespace Runtime.Memory.Tracing;
 /// (<see cref="TraceThread.ReleasingAddress"/>), so the debug hooks below can name where a bad block was made.</para>
 /// <para><b>Failure.</b> A trace that cannot be stored is counted (<see cref="MemoryTracer.TraceFailures"/>) and the
 /// block is returned untraced: recording never turns a good allocation into a failure.</para>
-/// <para><b>Cost.</b> In exact mode a capture (usually the thread's last traceback again) and a shadow word written
-/// on malloc and cleared on free with plain stores, plus plain adds to the thread's traced bytes. In sampling mode a subtraction
-/// on malloc and, on free, a load that finds the block's stripe empty; once many samples are live (more than about one
-/// per stripe) most frees take a stripe lock and probe.</para>
+/// <para><b>Cost.</b> In exact mode one out-of-line call on malloc (the capture, usually the thread's last traceback
+/// again, and the shadow word written with a plain store, plus plain adds to the thread's traced bytes) and one on free
+/// (the word's dense slot, cleared with a plain store). In sampling mode a subtraction on malloc and, on free, one load
+/// that finds the table has nothing to do; while samples are live, a free hashes the block and goes on to lock a
+/// stripe only when the block's hash bucket (1 of 4,096) holds a sample.</para>
 /// </remarks>
 internal sealed unsafe class TracingHook : MemoryHook
 {
@@ -59,23 +60,23 @@ internal sealed unsafe class TracingHook : MemoryHook
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal void Traced(ThreadShard shard, SmallObjectAllocator small, void* block, nuint size)
     {
-        TraceThread thread = shard.Tracing ??= TraceThread.Current;
         if (Sampling)
         {
-            long left = thread.BytesUntilSample - (long)size; // sizes here are below 2^63: the domain checked them
+            long left = shard.BytesUntilSample - (long)size; // sizes here are below 2^63: the domain checked them
             if (left > 0)
             {
-                thread.BytesUntilSample = left;
+                shard.BytesUntilSample = left;
                 return;
             }
         }
 
-        TracedSlow(shard, thread, small, block, size);
+        TracedSlow(shard, small, block, size);
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private void TracedSlow(ThreadShard shard, TraceThread thread, SmallObjectAllocator small, void* block, nuint size)
+    private void TracedSlow(ThreadShard shard, SmallObjectAllocator small, void* block, nuint size)
     {
+        TraceThread thread = shard.Tracing ??= TraceThread.Current;
         if (thread.Busy)
         {
             return;
@@ -110,6 +111,15 @@ internal sealed unsafe class TracingHook : MemoryHook
     /// <summary>The domain's fast path is about to free <paramref name="block"/> to the allocator below: drop its trace.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal void Untraced(ThreadShard shard, void* block, bool pooled)
+    {
+        if (_table.FreeHasWork)
+        {
+            UntracedSlow(shard, block, pooled); // out of line: the inlined free stays small (sampling rarely gets here)
+        }
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private void UntracedSlow(ThreadShard shard, void* block, bool pooled)
     {
         TraceTable table = Table;
         table.Remove(shard, _domain, (nuint)block, pooled && table.HasShadow ? SmallObjectAllocator.DenseSlotOfPooled(block, out _) : 0);
@@ -296,11 +306,7 @@ internal sealed class TraceThread
         ReleasingTraceback = traceback;
     }
 
-    /// <summary>Sampler: bytes until the next sample, the session it was drawn for (null: none yet), the xorshift state.</summary>
-    public long BytesUntilSample;
-
-    public object? SamplerSession;
-
+    /// <summary>The sampler's random state (xorshift64*); its countdown is in the thread's shard of the runtime.</summary>
     public ulong Random = ((ulong)Environment.CurrentManagedThreadId * 0x9E37_79B9_7F4A_7C15UL) | 1;
 
     /// <summary>Capture cache: the session it belongs to, a scratch buffer, the last frames and their traceback id.</summary>
