@@ -219,6 +219,66 @@ public sealed unsafe class MemoryTracerTests
             Assert.Throws<ArgumentOutOfRangeException>(() => runtime.Tracer.Start(frames: 65536)).Message);
     }
 
+    /// <summary>
+    /// The domain's fast path finds a pool block's trace word through the thread's one-pool cache: blocks of pools
+    /// taken in turn, a restart between the malloc and the free (the cache then belongs to the old session's table),
+    /// and frees from a thread whose cache holds another pool must all find (or not find) the right word.
+    /// </summary>
+    [Fact]
+    public void Traces_of_blocks_in_alternating_pools_across_restarts_and_threads_are_each_dropped_once()
+    {
+        using RuntimeMemory runtime = Traced();
+        nuint[] sizes = [16, 512, 100, 16, 512, 33];
+        var blocks = new List<nint>();
+        long expected = 0;
+        for (int round = 0; round < 200; round++)
+        {
+            foreach (nuint size in sizes) // each size its own class, so its own pool: the cache moves on every call
+            {
+                blocks.Add((nint)runtime.Obj.Malloc(size));
+                expected += (long)size;
+            }
+        }
+
+        Assert.Equal(blocks.Count, runtime.Tracer.TracedBlocks);
+        Assert.Equal(expected, runtime.Tracer.GetTracedMemory().Current);
+
+        // Half freed here in reverse order (each free in another pool than the last), half on another thread.
+        for (int i = blocks.Count - 1; i >= blocks.Count / 2; i--)
+        {
+            expected -= (long)sizes[i % sizes.Length];
+            runtime.Obj.Free((void*)blocks[i]);
+            Assert.Equal(expected, runtime.Tracer.GetTracedMemory().Current);
+        }
+
+        var other = new Thread(() =>
+        {
+            runtime.Obj.Free(runtime.Obj.Malloc(200)); // this thread's cache: a pool of its own
+            for (int i = 0; i < blocks.Count / 2; i++)
+            {
+                runtime.Obj.Free((void*)blocks[i]);
+            }
+        });
+        other.Start();
+        other.Join();
+        Assert.Equal(0, runtime.Tracer.TracedBlocks);
+        Assert.Equal(0, runtime.Tracer.GetTracedMemory().Current);
+
+        // A restart between malloc and free: the block is not traced in the new session, and its free (through a cache
+        // filled under the old session) drops nothing; a block of the new session in the same pool is still found.
+        void* old = runtime.Obj.Malloc(48);
+        runtime.Tracer.Stop();
+        runtime.Tracer.Start();
+        void* fresh = runtime.Obj.Malloc(48);
+        Assert.Null(runtime.Tracer.GetTraceback(old));
+        Assert.NotNull(runtime.Tracer.GetTraceback(fresh));
+        runtime.Obj.Free(old);
+        Assert.Equal((48L, 48L), runtime.Tracer.GetTracedMemory());
+        runtime.Obj.Free(fresh);
+        Assert.Equal(0, runtime.Tracer.TracedBlocks);
+        Assert.Equal(0, runtime.Obj.LiveBlocks);
+    }
+
     [Fact]
     public void ClearTraces_forgets_the_traces_and_keeps_tracing()
     {

@@ -43,6 +43,18 @@ internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
     /// <summary>The tracer epoch <see cref="TracePending"/> counts for; null before the thread's first traced call.</summary>
     public volatile Tracing.TraceEpoch? TraceEpoch;
 
+    /// <summary>
+    /// The tracer's one-pool cache on this thread: the shadow words of the dense slots of the pool at
+    /// <see cref="TracePool"/> in the shadow of <see cref="TracePoolTable"/> (word i: the pool's block i), so that a
+    /// thread that allocates and frees in one pool finds a block's trace word without walking the shadow's radix.
+    /// Owner thread only; valid while that table's shadow lives (its chunks stay mapped until the tracer is disposed).
+    /// </summary>
+    public nuint TracePool;
+
+    public unsafe ulong* TracePoolWords;
+
+    public object? TracePoolTable;
+
     /// <summary>Publishes the pending traced bytes to their epoch (one atomic add) and starts counting for
     /// <paramref name="epoch"/>. Cold: on a thread's first traced call of an epoch.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]

@@ -416,6 +416,21 @@ public sealed unsafe class MemoryTracer
         table.Add(shard, domain, address, dense, denseClass, (long)size, 1, traceback);
     }
 
+    /// <summary><see cref="Capture"/>'s result when a new traceback could not be stored (out of memory).</summary>
+    internal const int CaptureFailed = -1;
+
+    /// <summary><see cref="CaptureExact"/>'s result when the table's session has ended.</summary>
+    internal const int CaptureStale = -2;
+
+    /// <summary>The current traceback id for an exact trace in <paramref name="table"/> (the domains' fast path);
+    /// <see cref="CaptureFailed"/>, or <see cref="CaptureStale"/> when that table's session has stopped or restarted.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal int CaptureExact(TraceThread thread, TraceTable table)
+    {
+        Session? session = _session;
+        return session is not null && ReferenceEquals(session.Table, table) ? Capture(thread, session) : CaptureStale;
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void RecordSample(ThreadShard shard, TraceThread thread, Session session, TraceTable table, uint domain, nuint address, nuint size)
     {
@@ -489,15 +504,17 @@ public sealed unsafe class MemoryTracer
     /// hands the same string object for the same file each time (the generic equality costs several calls per frame).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool SameFrame(in Frame x, in Frame y) =>
+        x.Line == y.Line
+        && (ReferenceEquals(x.File, y.File) || string.Equals(x.File, y.File, StringComparison.Ordinal))
+        && (ReferenceEquals(x.Function, y.Function) || string.Equals(x.Function, y.Function, StringComparison.Ordinal));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool SameFrames(ReadOnlySpan<Frame> a, ReadOnlySpan<Frame> b)
     {
         for (int i = 0; i < a.Length; i++)
         {
-            ref readonly Frame x = ref a[i];
-            ref readonly Frame y = ref b[i];
-            if (x.Line != y.Line
-                || !(ReferenceEquals(x.File, y.File) || string.Equals(x.File, y.File, StringComparison.Ordinal))
-                || !(ReferenceEquals(x.Function, y.Function) || string.Equals(x.Function, y.Function, StringComparison.Ordinal)))
+            if (!SameFrame(in a[i], in b[i]))
             {
                 return false;
             }
@@ -520,25 +537,37 @@ public sealed unsafe class MemoryTracer
         }
 
         Frame[] scratch = state.Scratch;
-        int count = GetFramesGuarded(FrameProvider, scratch, out int total);
+        int count = GetFramesGuarded(state, FrameProvider, scratch, out int total);
         if (count < 0)
         {
             return TracebackRegistry.Unknown; // a provider must not throw; if it does, the trace still stands
         }
 
-        if (count == state.LastCount && total == state.LastTotal && (uint)(count - 1) < (uint)scratch.Length
-            && SameFrames(scratch.AsSpan(0, count), state.LastFrames.AsSpan(0, count)))
+        if (count == state.LastCount && total == state.LastTotal) // LastCount is -1 until a traceback is interned
         {
-            return state.LastTraceback; // LastCount is -1 until a traceback is interned
+            if (count == 1) // tracemalloc's default depth, compared without a loop
+            {
+                if (scratch.Length != 0 && state.LastFrames.Length != 0 && SameFrame(in scratch[0], in state.LastFrames[0]))
+                {
+                    return state.LastTraceback;
+                }
+            }
+            else if ((uint)(count - 1) < (uint)scratch.Length && SameFrames(scratch.AsSpan(0, count), state.LastFrames.AsSpan(0, count)))
+            {
+                return state.LastTraceback;
+            }
         }
 
         return CaptureNew(state, session, count, total);
     }
 
-    /// <summary>The provider's frames, or −1 when it threw.</summary>
+    /// <summary>The provider's frames, or −1 when it threw. The provider runs with <see cref="TraceThread.Busy"/> set:
+    /// what it allocates through a traced domain is not traced (and cannot recurse into the capture).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int GetFramesGuarded(IFrameProvider provider, Frame[] scratch, out int total)
+    private static int GetFramesGuarded(TraceThread state, IFrameProvider provider, Frame[] scratch, out int total)
     {
+        bool nested = state.Busy;
+        state.Busy = true;
         try
         {
             return provider.GetFrames(scratch, out total);
@@ -547,6 +576,10 @@ public sealed unsafe class MemoryTracer
         {
             total = 0;
             return -1;
+        }
+        finally
+        {
+            state.Busy = nested;
         }
     }
 

@@ -264,6 +264,100 @@ internal sealed unsafe class TraceTable
         return AddByAddress(shard, domain, address, estimatedSize, estimatedCount, traceback);
     }
 
+    // ---- pool blocks on the domains' fast path ------------------------------------------------------------------------
+    //
+    // A pool block of the small-object allocator right below the tracer, traced or freed by the domain's inlined path:
+    // its word is found through the thread's one-pool cache (ThreadShard.TracePool: the words of the pool's dense
+    // slots, word i for block i), so a thread that keeps allocating from one pool pays no radix walk; another pool
+    // costs one walk, and the cache then holds that pool.
+
+    /// <summary>The shadow words of the dense slots of the pool at <paramref name="pool"/> (null: none, or not created).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong* PoolWords(ThreadShard shard, nuint pool, bool create) =>
+        shard.TracePool == pool && ReferenceEquals(shard.TracePoolTable, this) ? shard.TracePoolWords : PoolWordsSlow(shard, pool, create);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ulong* PoolWordsSlow(ThreadShard shard, nuint pool, bool create)
+    {
+        nuint first = SmallObjectAllocator.FirstDenseSlot(pool);
+        ulong* words = _shadow is { } shadow && first != 0 ? shadow.SlotOf(first, create) : null;
+        if (words != null) // a pool's dense slots lie in one 1 MiB chunk of the shadow: consecutive words
+        {
+            shard.TracePoolTable = null;
+            shard.TracePool = pool;
+            shard.TracePoolWords = words;
+            shard.TracePoolTable = this;
+        }
+
+        return words;
+    }
+
+    /// <summary>
+    /// Records the trace of <paramref name="block"/>, which the small-object allocator right below has just handed out
+    /// for a request of <paramref name="size"/> bytes (1 to 512, so the block is of the request's class), as its dense
+    /// word. False when it does not fit one (no shadow, a traceback id beyond the word's): the caller then calls
+    /// <see cref="Add(ThreadShard, uint, nuint, nuint, int, long, long, int)"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool AddPooled(ThreadShard shard, uint domain, void* block, long size, int traceback)
+    {
+        nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
+        int cls = (int)((size - 1) >> SmallObject.SizeClasses.AlignmentShift);
+        ulong* words = PoolWords(shard, pool, create: true);
+        if (words == null || (uint)traceback > MaxShadowTraceback || domain > 2)
+        {
+            return false;
+        }
+
+        ulong* slot = words + SmallObjectAllocator.IndexInPool(block, pool, cls);
+        TraceEpoch epoch = _epoch;
+        ulong old = Volatile.Read(ref *slot); // this epoch's only if the block's free was missed (a wrong-domain free)
+        Volatile.Write(ref *slot, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | ((ulong)(uint)cls << 16) | (ulong)size);
+        Account(shard, epoch, size - (IsOf(epoch, old) ? SizeOf(old, dense: true) : 0));
+        return true;
+    }
+
+    /// <summary>
+    /// Takes out the trace of <paramref name="block"/>, which <see cref="SmallObjectAllocator.InPool"/> has placed in a
+    /// pool of the small-object allocator right below, on the domain's fast path: its dense word when that holds this
+    /// epoch's trace of <paramref name="domain"/>; else, out of line, the word of its address or a stripe slot.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void RemovePooled(ThreadShard shard, uint domain, void* block)
+    {
+        if (SmallObjectAllocator.TryIndexInPool(block, out nuint pool, out uint index) && PoolWords(shard, pool, create: false) is var words
+            && words != null)
+        {
+            ulong* slot = words + index;
+            TraceEpoch epoch = _epoch;
+            ulong code = Volatile.Read(ref *slot);
+            if (IsOf(epoch, code) && DomainOf(code) == domain)
+            {
+                Volatile.Write(ref *slot, 0); // the block's owner is the only writer of this epoch's word (see RemoveFromShadow)
+                Account(shard, epoch, -SizeOf(code, dense: true));
+                return;
+            }
+        }
+
+        RemoveByAddress(shard, domain, (nuint)block);
+    }
+
+    /// <summary>The trace of a block with no dense word of this epoch: keyed by its address, in the shadow or a stripe.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void RemoveByAddress(ThreadShard shard, uint domain, nuint address)
+    {
+        if (_shadow is { } shadow && RemoveRawFromShadow(shard, shadow, _epoch, domain, address, out _))
+        {
+            return;
+        }
+
+        ulong hash = Hash(address);
+        if (StripeOccupied(hash))
+        {
+            RemoveLocked(shard, StripeOf(hash), hash, domain, address, out _);
+        }
+    }
+
     /// <summary>Records a trace keyed by the block's address: a shadow word when it fits, else a stripe slot.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private bool AddByAddress(ThreadShard shard, uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)

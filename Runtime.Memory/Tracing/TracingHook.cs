@@ -58,23 +58,32 @@ internal sealed unsafe class TracingHook : MemoryHook
     /// the countdown to the next sample is taken here first (inlined into the domain): most blocks stop at the compare.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal void Traced(ThreadShard shard, SmallObjectAllocator small, void* block, nuint size)
+    internal void Sampled(ThreadShard shard, SmallObjectAllocator small, void* block, nuint size)
     {
-        if (Sampling)
+        long left = shard.BytesUntilSample - (long)size; // sizes here are below 2^63: the domain checked them
+        if (left > 0)
         {
-            long left = shard.BytesUntilSample - (long)size; // sizes here are below 2^63: the domain checked them
-            if (left > 0)
-            {
-                shard.BytesUntilSample = left;
-                return;
-            }
+            shard.BytesUntilSample = left;
+            return;
         }
 
-        TracedSlow(shard, small, block, size);
+        SampledSlow(shard, small, block, size);
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private void TracedSlow(ThreadShard shard, SmallObjectAllocator small, void* block, nuint size)
+    private void SampledSlow(ThreadShard shard, SmallObjectAllocator small, void* block, nuint size)
+    {
+        TraceThread thread = shard.Tracing ??= TraceThread.Current;
+        if (!thread.Busy)
+        {
+            TracedOther(shard, thread, small, block, size);
+        }
+    }
+
+    /// <summary>The domain's fast path has allocated <paramref name="block"/> from the allocator below: trace it
+    /// (inlined into the domain's out-of-line traced malloc, in exact mode).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal void Traced(ThreadShard shard, SmallObjectAllocator small, void* block, nuint size)
     {
         TraceThread thread = shard.Tracing ??= TraceThread.Current;
         if (thread.Busy)
@@ -82,6 +91,19 @@ internal sealed unsafe class TracingHook : MemoryHook
             return;
         }
 
+        if (size - 1 < SmallObjectAllocator.SmallRequestThreshold && _table.HasShadow)
+        {
+            TracedPooled(shard, thread, block, size); // a pool block of the request's class: the common case
+            return;
+        }
+
+        TracedOther(shard, thread, small, block, size);
+    }
+
+    /// <summary>Any other traced block of the domain's fast path: a sample, a block of 0 or more than 512 bytes.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private void TracedOther(ThreadShard shard, TraceThread thread, SmallObjectAllocator small, void* block, nuint size)
+    {
         nuint dense = 0;
         int cls = 0;
         if (_table.HasShadow)
@@ -108,21 +130,48 @@ internal sealed unsafe class TracingHook : MemoryHook
         }
     }
 
+    /// <summary>
+    /// An exact session's trace of a pool block: the capture (the provider runs with <see cref="TraceThread.Busy"/> set,
+    /// so what it allocates is not traced; nothing else here allocates through a domain) and the block's dense word.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private void TracedPooled(ThreadShard shard, TraceThread thread, void* block, nuint size)
+    {
+        int traceback = _tracer.CaptureExact(thread, _table);
+        if (traceback >= 0)
+        {
+            if (!_table.AddPooled(shard, _domain, block, (long)size, traceback))
+            {
+                _table.Add(shard, _domain, (nuint)block, 0, 0, (long)size, 1, traceback);
+            }
+        }
+        else if (traceback == MemoryTracer.CaptureFailed)
+        {
+            _table.CountFailure(); // out of memory interning a traceback: the block stands, untraced
+        }
+    }
+
     /// <summary>The domain's fast path is about to free <paramref name="block"/> to the allocator below: drop its trace.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal void Untraced(ThreadShard shard, void* block, bool pooled)
     {
-        if (_table.FreeHasWork)
+        TraceTable table = Table;
+        if (pooled && table.HasShadow)
         {
-            UntracedSlow(shard, block, pooled); // out of line: the inlined free stays small (sampling rarely gets here)
+            table.RemovePooled(shard, _domain, block);
+        }
+        else
+        {
+            table.Remove(shard, _domain, (nuint)block, 0);
         }
     }
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private void UntracedSlow(ThreadShard shard, void* block, bool pooled)
+    /// <summary>False when a free through this hook has nothing to do (a sampling session with no sample live): the
+    /// domain then frees without calling <see cref="Untraced"/>.</summary>
+    internal bool FreeHasWork
     {
-        TraceTable table = Table;
-        table.Remove(shard, _domain, (nuint)block, pooled && table.HasShadow ? SmallObjectAllocator.DenseSlotOfPooled(block, out _) : 0);
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        get => _table.FreeHasWork;
     }
 
     /// <summary>The dense slot of <paramref name="ptr"/> when the allocator right below is the small-object allocator

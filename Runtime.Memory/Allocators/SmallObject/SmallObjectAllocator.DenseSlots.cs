@@ -43,10 +43,39 @@ public sealed unsafe partial class SmallObjectAllocator
     internal static nuint DenseSlotOfPoolBlock(void* block, int classIndex)
     {
         nuint pool = (nuint)Pool.Of(block);
-        uint offset = (uint)((nuint)block - pool - (nuint)SizeClasses.PoolOverhead);
-        uint index = (uint)(((ulong)offset * BlockReciprocals[classIndex & (SizeClasses.Count - 1)]) >> 32);
-        nuint slot = pool + (nuint)SizeClasses.PoolOverhead + ((nuint)index << SizeClasses.AlignmentShift);
+        nuint slot = pool + (nuint)SizeClasses.PoolOverhead + ((nuint)IndexInPool(block, pool, classIndex) << SizeClasses.AlignmentShift);
         return (ulong)pool < DenseSlotBit ? (nuint)((ulong)slot | DenseSlotBit) : 0;
+    }
+
+    /// <summary>The dense slot of the first block of the pool at <paramref name="pool"/> (its block <c>i</c> has this
+    /// slot plus 16·<c>i</c>); 0 when the pool lies above 2^47.</summary>
+    internal static nuint FirstDenseSlot(nuint pool) =>
+        (ulong)pool < DenseSlotBit ? (nuint)(((ulong)pool + (ulong)SizeClasses.PoolOverhead) | DenseSlotBit) : 0;
+
+    /// <summary>The position of <paramref name="block"/>, a block of class <paramref name="classIndex"/> that this
+    /// allocator has handed out from the pool at <paramref name="pool"/>, among that pool's blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static uint IndexInPool(void* block, nuint pool, int classIndex)
+    {
+        uint offset = (uint)((nuint)block - pool - (nuint)SizeClasses.PoolOverhead);
+        return (uint)(((ulong)offset * BlockReciprocals[classIndex & (SizeClasses.Count - 1)]) >> 32);
+    }
+
+    /// <summary>
+    /// Whether <paramref name="ptr"/>, which <see cref="InPool"/> has placed in a pool, is the start of one of that
+    /// pool's blocks (below 2^47), and if so the pool and the block's position in it (<see cref="IndexInPool"/>). Reads
+    /// the pool's header.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool TryIndexInPool(void* ptr, out nuint pool, out uint index)
+    {
+        Pool* header = Pool.Of(ptr);
+        pool = (nuint)header;
+        int classIndex = header->ClassIndex & (SizeClasses.Count - 1);
+        uint offset = (uint)((nuint)ptr - pool - (nuint)SizeClasses.PoolOverhead); // a header address wraps to a huge offset
+        index = (uint)(((ulong)offset * BlockReciprocals[classIndex]) >> 32);
+        return offset < (uint)(SizeClasses.PoolSize - SizeClasses.PoolOverhead) && index * (uint)SizeClasses.SizeOf(classIndex) == offset
+            && (ulong)pool < DenseSlotBit;
     }
 
     /// <summary>
