@@ -164,11 +164,11 @@ public sealed unsafe partial class MemoryDomain
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr)
+    private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr, int freeWork)
     {
         ThreadShard shard = _accounting.CurrentShard();
         bool pooled = small.InPool(ptr); // one ownership lookup for the trace's key and the free
-        traced.Untraced(shard, ptr, pooled); // before the free: the address must not be reused and traced elsewhere while we hold it
+        traced.Untraced(shard, ptr, pooled, freeWork); // before the free: the address must not be reused and traced elsewhere while we hold it
         FreeSmall(shard, small, ptr, pooled);
     }
 
@@ -271,9 +271,10 @@ public sealed unsafe partial class MemoryDomain
 
         if (top is TracingHook { Inner: SmallObjectAllocator tracedSmall } traced)
         {
-            if (traced.FreeHasWork)
+            int work = traced.FreeWork;
+            if (work != 0)
             {
-                FreeTraced(traced, tracedSmall, ptr);
+                FreeTraced(traced, tracedSmall, ptr, work);
             }
             else
             {

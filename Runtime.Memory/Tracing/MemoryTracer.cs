@@ -547,7 +547,7 @@ public sealed unsafe class MemoryTracer
         {
             if (count == 1) // tracemalloc's default depth, compared without a loop
             {
-                if (scratch.Length != 0 && state.LastFrames.Length != 0 && SameFrame(in scratch[0], in state.LastFrames[0]))
+                if (scratch.Length != 0 && SameFrame(in scratch[0], in state.LastFrame))
                 {
                     return state.LastTraceback;
                 }
@@ -559,6 +559,24 @@ public sealed unsafe class MemoryTracer
         }
 
         return CaptureNew(state, session, count, total);
+    }
+
+    /// <summary>
+    /// <see cref="Capture"/> for a thread whose capture is set up for the session of the table it traces into
+    /// (<see cref="TraceThread.CaptureTable"/>, the domains' exact fast path): without the session check, since a trace
+    /// written for a session that has just stopped is ignored by the next (its words carry an ended generation).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal int CaptureCached(TraceThread state)
+    {
+        Frame[] scratch = state.Scratch;
+        int count = GetFramesGuarded(state, FrameProvider, scratch, out int total);
+        if (count == 1 && state.LastCount == 1 && total == state.LastTotal && scratch.Length != 0 && SameFrame(in scratch[0], in state.LastFrame))
+        {
+            return state.LastTraceback; // the frame has not moved since the thread's last traced allocation
+        }
+
+        return count < 0 ? TracebackRegistry.Unknown : CaptureNew(state, Unsafe.As<Session>(state.Session!), count, total);
     }
 
     /// <summary>The provider's frames, or −1 when it threw. The provider runs with <see cref="TraceThread.Busy"/> set:
@@ -596,6 +614,7 @@ public sealed unsafe class MemoryTracer
             state.LastCount = -1;
             state.LastTraceback = -1;
             state.Session = session;
+            state.CaptureTable = session.Table;
             return true;
         }
         catch (OutOfMemoryException)
@@ -639,6 +658,7 @@ public sealed unsafe class MemoryTracer
         }
 
         frames.CopyTo(state.LastFrames);
+        state.LastFrame = frames[0];
         state.LastCount = count;
         state.LastTotal = total;
         state.LastTraceback = id;

@@ -108,12 +108,17 @@ internal sealed unsafe class TraceTable
     /// <summary>Marks the table's session stopped (<see cref="Retired"/>).</summary>
     public void Retire() => Interlocked.Or(ref _freeWork, FreeWorkRetired);
 
-    /// <summary>False when a free through this table's hook has nothing to do: no shadow, no stripe trace, not retired.</summary>
-    public bool FreeHasWork
+    /// <summary>What a free through this table's hook has to do, as one word: 0 when nothing (no shadow, no stripe
+    /// trace, not retired); see <see cref="IsCurrentShadow"/>.</summary>
+    public int FreeWork
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => Volatile.Read(ref _freeWork) != 0;
+        get => Volatile.Read(ref _freeWork);
     }
+
+    /// <summary>Whether <see cref="FreeWork"/>'s <paramref name="freeWork"/> says the table keeps a shadow and is not retired.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool IsCurrentShadow(int freeWork) => (freeWork & (FreeWorkShadow | FreeWorkRetired)) == FreeWorkShadow;
 
     /// <summary>Whether this table keeps traces in the shadow (an exact session on 64-bit): callers then pass dense slots.</summary>
     public bool HasShadow => _shadow is not null;
@@ -318,6 +323,32 @@ internal sealed unsafe class TraceTable
     }
 
     /// <summary>
+    /// <see cref="AddPooled"/> on the domain's exact fast path, when the thread's one-pool cache holds the block's pool
+    /// for this table and its pending bytes count for the current epoch: the word and the thread's traced bytes, with
+    /// no lookup. False, with nothing done, otherwise (or for a traceback id beyond a word's). <paramref name="domain"/>
+    /// is one of the runtime's three.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryAddPooledCached(ThreadShard shard, uint domain, void* block, nuint size, int traceback)
+    {
+        nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
+        TraceEpoch epoch = _epoch;
+        if (shard.TracePool != pool || !ReferenceEquals(shard.TracePoolTable, this) || !ReferenceEquals(shard.TraceEpoch, epoch)
+            || (uint)traceback > MaxShadowTraceback)
+        {
+            return false;
+        }
+
+        System.Diagnostics.Debug.Assert(domain <= 2 && size - 1 < SmallObjectAllocator.SmallRequestThreshold);
+        int cls = (int)((size - 1) >> SmallObject.SizeClasses.AlignmentShift);
+        ulong* slot = shard.TracePoolWords + SmallObjectAllocator.IndexInPool(block, pool, cls);
+        ulong old = Volatile.Read(ref *slot); // this epoch's only if the block's free was missed (a wrong-domain free)
+        Volatile.Write(ref *slot, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | ((ulong)(uint)cls << 16) | (ulong)size);
+        AccountInEpoch(shard, epoch, (long)size - (IsOf(epoch, old) ? SizeOf(old, dense: true) : 0));
+        return true;
+    }
+
+    /// <summary>
     /// Takes out the trace of <paramref name="block"/>, which <see cref="SmallObjectAllocator.InPool"/> has placed in a
     /// pool of the small-object allocator right below, on the domain's fast path: its dense word when that holds this
     /// epoch's trace of <paramref name="domain"/>; else, out of line, the word of its address or a stripe slot.
@@ -325,8 +356,9 @@ internal sealed unsafe class TraceTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void RemovePooled(ThreadShard shard, uint domain, void* block)
     {
-        if (SmallObjectAllocator.TryIndexInPool(block, out nuint pool, out uint index) && PoolWords(shard, pool, create: false) is var words
-            && words != null)
+        nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
+        ulong* words = PoolWords(shard, pool, create: false); // null above 2^47, where no pool has dense slots
+        if (words != null && SmallObjectAllocator.TryIndexInOwnPool(block, pool, out uint index))
         {
             ulong* slot = words + index;
             TraceEpoch epoch = _epoch;
@@ -845,6 +877,13 @@ internal sealed unsafe class TraceTable
             shard.AdoptTraceEpoch(epoch);
         }
 
+        AccountInEpoch(shard, epoch, delta);
+    }
+
+    /// <summary><see cref="Account"/> for a shard whose pending bytes already count for <paramref name="epoch"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccountInEpoch(ThreadShard shard, TraceEpoch epoch, long delta)
+    {
         long pending = shard.TracePending += delta;
         if (delta > 0)
         {

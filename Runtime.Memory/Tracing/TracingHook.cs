@@ -82,8 +82,30 @@ internal sealed unsafe class TracingHook : MemoryHook
 
     /// <summary>The domain's fast path has allocated <paramref name="block"/> from the allocator below: trace it
     /// (inlined into the domain's out-of-line traced malloc, in exact mode).</summary>
+    /// <remarks>The common case is a pool block of the request's class, on a thread whose capture is set up for this
+    /// table and whose one-pool cache holds the block's pool: the capture (usually the thread's last traceback again)
+    /// and the word, with no session check and no lookup. Anything else takes <see cref="TracedChecked"/>.</remarks>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal void Traced(ThreadShard shard, SmallObjectAllocator small, void* block, nuint size)
+    {
+        TraceThread? thread = shard.Tracing;
+        if (thread is not null && ReferenceEquals(thread.CaptureTable, _table) && !thread.Busy && size - 1 < SmallObjectAllocator.SmallRequestThreshold)
+        {
+            int traceback = _tracer.CaptureCached(thread);
+            if (!_table.TryAddPooledCached(shard, _domain, block, size, traceback))
+            {
+                AddPooledCaptured(shard, block, size, traceback);
+            }
+
+            return;
+        }
+
+        TracedChecked(shard, small, block, size);
+    }
+
+    /// <summary><see cref="Traced"/> for any thread and block: sets up the thread's state, checks the session.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private void TracedChecked(ThreadShard shard, SmallObjectAllocator small, void* block, nuint size)
     {
         TraceThread thread = shard.Tracing ??= TraceThread.Current;
         if (thread.Busy)
@@ -93,11 +115,25 @@ internal sealed unsafe class TracingHook : MemoryHook
 
         if (size - 1 < SmallObjectAllocator.SmallRequestThreshold && _table.HasShadow)
         {
-            TracedPooled(shard, thread, block, size); // a pool block of the request's class: the common case
+            TracedPooled(shard, thread, block, size); // a pool block of the request's class
             return;
         }
 
         TracedOther(shard, thread, small, block, size);
+    }
+
+    /// <summary>The fast path's trace when the one-pool cache missed: the word found through the shadow, or a stripe slot.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private void AddPooledCaptured(ThreadShard shard, void* block, nuint size, int traceback)
+    {
+        if (traceback < 0)
+        {
+            _table.CountFailure(); // out of memory interning a traceback: the block stands, untraced
+        }
+        else if (!_table.AddPooled(shard, _domain, block, (long)size, traceback))
+        {
+            _table.Add(shard, _domain, (nuint)block, 0, 0, (long)size, 1, traceback);
+        }
     }
 
     /// <summary>Any other traced block of the domain's fast path: a sample, a block of 0 or more than 512 bytes.</summary>
@@ -134,26 +170,33 @@ internal sealed unsafe class TracingHook : MemoryHook
     /// An exact session's trace of a pool block: the capture (the provider runs with <see cref="TraceThread.Busy"/> set,
     /// so what it allocates is not traced; nothing else here allocates through a domain) and the block's dense word.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private void TracedPooled(ThreadShard shard, TraceThread thread, void* block, nuint size)
     {
         int traceback = _tracer.CaptureExact(thread, _table);
-        if (traceback >= 0)
+        if (traceback != MemoryTracer.CaptureStale)
         {
-            if (!_table.AddPooled(shard, _domain, block, (long)size, traceback))
-            {
-                _table.Add(shard, _domain, (nuint)block, 0, 0, (long)size, 1, traceback);
-            }
-        }
-        else if (traceback == MemoryTracer.CaptureFailed)
-        {
-            _table.CountFailure(); // out of memory interning a traceback: the block stands, untraced
+            AddPooledCaptured(shard, block, size, traceback);
         }
     }
 
     /// <summary>The domain's fast path is about to free <paramref name="block"/> to the allocator below: drop its trace.</summary>
+    /// <remarks><paramref name="freeWork"/> is <see cref="FreeWork"/> as the domain read it: when it says the table
+    /// keeps a shadow and is not retired, a pool block's trace is its dense word, taken out inline.</remarks>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal void Untraced(ThreadShard shard, void* block, bool pooled)
+    internal void Untraced(ThreadShard shard, void* block, bool pooled, int freeWork)
+    {
+        if (pooled && TraceTable.IsCurrentShadow(freeWork))
+        {
+            _table.RemovePooled(shard, _domain, block);
+        }
+        else
+        {
+            UntracedOther(shard, block, pooled);
+        }
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private void UntracedOther(ThreadShard shard, void* block, bool pooled)
     {
         TraceTable table = Table;
         if (pooled && table.HasShadow)
@@ -166,12 +209,12 @@ internal sealed unsafe class TracingHook : MemoryHook
         }
     }
 
-    /// <summary>False when a free through this hook has nothing to do (a sampling session with no sample live): the
-    /// domain then frees without calling <see cref="Untraced"/>.</summary>
-    internal bool FreeHasWork
+    /// <summary>What a free through this hook has to do (<see cref="TraceTable.FreeWork"/>), in one load: 0 when nothing
+    /// (a sampling session with no sample live), and the domain then frees without calling <see cref="Untraced"/>.</summary>
+    internal int FreeWork
     {
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-        get => _table.FreeHasWork;
+        get => _table.FreeWork;
     }
 
     /// <summary>The dense slot of <paramref name="ptr"/> when the allocator right below is the small-object allocator
@@ -364,6 +407,13 @@ internal sealed class TraceThread
     public Frame[] Scratch = [];
 
     public Frame[] LastFrames = [];
+
+    /// <summary>The most recent of <see cref="LastFrames"/>: the one a 1-frame capture compares, without an array.</summary>
+    public Frame LastFrame;
+
+    /// <summary>The table of <see cref="Session"/>: a domain's exact fast path captures without a session check when
+    /// it traces into this table.</summary>
+    public TraceTable? CaptureTable;
 
     public int LastCount = -1;
 

@@ -62,20 +62,18 @@ public sealed unsafe partial class SmallObjectAllocator
     }
 
     /// <summary>
-    /// Whether <paramref name="ptr"/>, which <see cref="InPool"/> has placed in a pool, is the start of one of that
-    /// pool's blocks (below 2^47), and if so the pool and the block's position in it (<see cref="IndexInPool"/>). Reads
-    /// the pool's header.
+    /// The position of <paramref name="ptr"/>, which <see cref="InPool"/> has placed in the pool at <paramref name="pool"/>
+    /// (below 2^47), among that pool's blocks: false for an address in the pool's header. A pointer into a block gives
+    /// that block's position: on the domain's fast path, where this serves a free, such a free is undefined anyway (the
+    /// debug hooks, which report it, sit between the tracer and the allocator and so take the checked path).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool TryIndexInPool(void* ptr, out nuint pool, out uint index)
+    internal static bool TryIndexInOwnPool(void* ptr, nuint pool, out uint index)
     {
-        Pool* header = Pool.Of(ptr);
-        pool = (nuint)header;
-        int classIndex = header->ClassIndex & (SizeClasses.Count - 1);
+        int classIndex = ((Pool*)pool)->ClassIndex & (SizeClasses.Count - 1);
         uint offset = (uint)((nuint)ptr - pool - (nuint)SizeClasses.PoolOverhead); // a header address wraps to a huge offset
         index = (uint)(((ulong)offset * BlockReciprocals[classIndex]) >> 32);
-        return offset < (uint)(SizeClasses.PoolSize - SizeClasses.PoolOverhead) && index * (uint)SizeClasses.SizeOf(classIndex) == offset
-            && (ulong)pool < DenseSlotBit;
+        return offset < (uint)(SizeClasses.PoolSize - SizeClasses.PoolOverhead);
     }
 
     /// <summary>
