@@ -13,7 +13,7 @@ namespace Runtime.Memory.Benchmarks;
 /// </summary>
 internal static unsafe class TracingLoop
 {
-    private static readonly string[] Modes = ["off", "exact", "sampled"];
+    private static readonly string[] Modes = ["off", "exact", "sampled", "exact-provider"];
     private static readonly string[] Workloads = ["pair16", "churn"];
     private const int Rounds = 5;
 
@@ -21,11 +21,13 @@ internal static unsafe class TracingLoop
     {
         Console.WriteLine($"tracing loop: best of {Rounds} rounds of 15 repetitions, ns per operation, each run in a fresh process");
         Console.WriteLine();
-        Console.WriteLine("| workload | off | exact | exact ÷ off | sampled | sampled ÷ off |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+        Console.WriteLine("exact and sampled: frames from ThreadFrameStack; exact, own provider: from an IFrameProvider the tracer calls");
+        Console.WriteLine();
+        Console.WriteLine("| workload | off | exact | exact ÷ off | sampled | sampled ÷ off | exact, own provider | ÷ off |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (string workload in Workloads)
         {
-            double[] ns = [double.MaxValue, double.MaxValue, double.MaxValue];
+            double[] ns = [double.MaxValue, double.MaxValue, double.MaxValue, double.MaxValue];
             for (int round = 0; round < Rounds; round++)
             {
                 for (int m = 0; m < Modes.Length; m++)
@@ -42,7 +44,7 @@ internal static unsafe class TracingLoop
             }
 
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {workload} | {ns[0]:F1} ns | {ns[1]:F1} ns | {ns[1] / ns[0]:F2} | {ns[2]:F1} ns | {ns[2] / ns[0]:F2} |"));
+                $"| {workload} | {ns[0]:F1} ns | {ns[1]:F1} ns | {ns[1] / ns[0]:F2} | {ns[2]:F1} ns | {ns[2] / ns[0]:F2} | {ns[3]:F1} ns | {ns[3] / ns[0]:F2} |"));
         }
 
         return 0;
@@ -60,6 +62,7 @@ internal static unsafe class TracingLoop
         {
             "exact" => TracingSetup.Traced(),
             "sampled" => TracingSetup.Traced(TracingSetup.SampleBytes),
+            "exact-provider" => TracingSetup.Traced(customProvider: true),
             _ => RuntimeMemory.Create(),
         };
         var churn = new ChurnBenchmarks();
@@ -96,6 +99,12 @@ internal static unsafe class TracingLoop
                 best = Math.Min(best, Repetition());
             }
 
+            if (mode.StartsWith("exact", StringComparison.Ordinal) && !TracesBenchFrame(runtime))
+            {
+                Console.Error.WriteLine($"{workload} {mode}: a block allocated now is not traced at bench.lua:42");
+                return 1;
+            }
+
             Console.WriteLine(best.ToString("F2", CultureInfo.InvariantCulture));
             return 0;
         }
@@ -104,6 +113,20 @@ internal static unsafe class TracingLoop
             churn.Cleanup();
         }
 
+    }
+
+    /// <summary>Whether the tracer really traces on this thread, with the benchmark's frame.</summary>
+    private static bool TracesBenchFrame(RuntimeMemory runtime)
+    {
+        void* p = runtime.Obj.Malloc(16);
+        try
+        {
+            return runtime.Tracer.GetTraceback(MemoryDomainKind.Obj, p) is { } tb && tb.MostRecent.ToString() == "bench.lua:42";
+        }
+        finally
+        {
+            runtime.Obj.Free(p);
+        }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

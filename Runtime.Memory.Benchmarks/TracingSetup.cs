@@ -21,10 +21,32 @@ internal static class TracingSetup
         }
     }
 
-    public static RuntimeMemory Traced(long sampleBytes = 0)
+    [ThreadStatic]
+    private static bool t_inBenchFrame;
+
+    /// <summary>
+    /// A runtime tracing with 1 frame: by default from <see cref="ThreadFrameStack"/>, the provider an interpreter
+    /// drives (the calling thread, which runs the benchmark, enters <c>bench.lua:42</c> once); with
+    /// <paramref name="customProvider"/>, from an <see cref="IFrameProvider"/> of the benchmark's own, which the tracer
+    /// calls on every traced allocation.
+    /// </summary>
+    public static RuntimeMemory Traced(long sampleBytes = 0, bool customProvider = false)
     {
         RuntimeMemory runtime = RuntimeMemory.Create();
-        runtime.Tracer.FrameProvider = new CurrentLineProvider();
+        if (customProvider)
+        {
+            runtime.Tracer.FrameProvider = new CurrentLineProvider();
+        }
+        else
+        {
+            runtime.Tracer.FrameProvider = new ThreadFrameStack();
+            if (!t_inBenchFrame)
+            {
+                ThreadFrameStack.Push("bench.lua", 42, "loop");
+                t_inBenchFrame = true;
+            }
+        }
+
         runtime.Tracer.Start(frames: 1, sampleBytes);
         return runtime;
     }

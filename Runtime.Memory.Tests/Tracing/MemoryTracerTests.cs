@@ -32,6 +32,67 @@ public sealed unsafe class MemoryTracerTests
         return runtime;
     }
 
+    /// <summary>
+    /// The exact fast path reads ThreadFrameStack in place and reuses the thread's last traceback while the top frame
+    /// and the depth stay the same: every move of the interpreter (a new line, a call, a return, a call at the same
+    /// line one level deeper, another file at the same line) must still give the block the traceback of that moment.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void A_one_frame_capture_follows_every_move_of_the_frame_stack(int frames)
+    {
+        using RuntimeMemory runtime = Traced(AllocatorNames.Pymalloc, frames);
+        var blocks = new List<(nint Block, string Where, int Depth)>();
+        void Alloc(string where, int depth)
+        {
+            for (int i = 0; i < 3; i++) // the same place again: the reused traceback
+            {
+                blocks.Add(((nint)runtime.Obj.Malloc(16), where, depth));
+            }
+        }
+
+        using (At("main.lua", 1, "main"))
+        {
+            Alloc("main.lua:1 main", 1);
+            ThreadFrameStack.SetLine(2);
+            Alloc("main.lua:2 main", 1);
+            using (At("main.lua", 2, "main")) // the same frame one level deeper: another traceback
+            {
+                Alloc("main.lua:2 main", 2);
+                using (At("lib.lua", 2, "main")) // another file at the same line
+                {
+                    Alloc("lib.lua:2 main", 3);
+                }
+
+                Alloc("main.lua:2 main", 2);
+            }
+
+            Alloc("main.lua:2 main", 1);
+        }
+
+        using (At("main.lua", 2, "other")) // the same file and line in another function
+        {
+            Alloc("main.lua:2 other", 1);
+        }
+
+        foreach ((nint block, string where, int depth) in blocks)
+        {
+            Traceback tb = runtime.Tracer.GetTraceback(MemoryDomainKind.Obj, (void*)block)!;
+            Assert.Equal(where, $"{tb.MostRecent} {tb.MostRecent.Function}");
+            Assert.Equal(depth, tb.TotalFrames);
+            Assert.Equal(Math.Min(depth, frames), tb.Frames.Count);
+        }
+
+        Assert.Equal(5, blocks.Select(b => runtime.Tracer.GetTraceback(MemoryDomainKind.Obj, (void*)b.Block)).Distinct().Count());
+        foreach ((nint block, _, _) in blocks)
+        {
+            runtime.Obj.Free((void*)block);
+        }
+
+        Assert.Equal(0, runtime.Tracer.TracedBlocks);
+    }
+
     [Theory]
     [InlineData(AllocatorNames.Malloc)]
     [InlineData(AllocatorNames.Pymalloc)]

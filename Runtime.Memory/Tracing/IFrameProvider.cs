@@ -24,18 +24,26 @@ public interface IFrameProvider
 /// A frame provider an interpreter drives directly: it pushes a frame when a function is entered, updates the line
 /// as it runs and pops on return; the tracer reads the thread's stack. No allocation per push after warm-up.
 /// </summary>
+/// <remarks>
+/// The cheapest provider to trace with: for a 1-frame traceback the tracer reads the top frame and the depth of the
+/// thread's stack in place (no call), and calls <see cref="GetFrames"/> only when they differ from the thread's last
+/// traced allocation.
+/// </remarks>
 public sealed class ThreadFrameStack : IFrameProvider
 {
     [ThreadStatic]
     private static Stack? t_stack;
 
-    private sealed class Stack
+    /// <summary>One thread's frames, oldest first (<c>Frames[Depth - 1]</c> is the current one). Written only by its
+    /// thread; the tracer reads it on the same thread.</summary>
+    internal sealed class Stack
     {
         public Frame[] Frames = new Frame[16];
         public int Depth;
     }
 
-    private static Stack Current => t_stack ??= new Stack();
+    /// <summary>The current thread's stack (created empty on first use).</summary>
+    internal static Stack Current => t_stack ??= new Stack();
 
     /// <summary>Enters a function: pushes its frame on the current thread.</summary>
     public static void Push(string file, int line, string? function = null)

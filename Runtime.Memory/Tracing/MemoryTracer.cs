@@ -569,8 +569,21 @@ public sealed unsafe class MemoryTracer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal int CaptureCached(TraceThread state)
     {
+        IFrameProvider provider = FrameProvider;
+        if (provider is ThreadFrameStack && state.LastCount == 1)
+        {
+            // The interpreter's stack, read in place: the same top frame at the same depth is the same 1-frame traceback.
+            ThreadFrameStack.Stack stack = state.FrameStack;
+            int depth = stack.Depth;
+            Frame[] frames = stack.Frames;
+            if (depth == state.LastTotal && (uint)(depth - 1) < (uint)frames.Length && SameFrame(in frames[depth - 1], in state.LastFrame))
+            {
+                return state.LastTraceback;
+            }
+        }
+
         Frame[] scratch = state.Scratch;
-        int count = GetFramesGuarded(state, FrameProvider, scratch, out int total);
+        int count = GetFramesGuarded(state, provider, scratch, out int total);
         if (count == 1 && state.LastCount == 1 && total == state.LastTotal && scratch.Length != 0 && SameFrame(in scratch[0], in state.LastFrame))
         {
             return state.LastTraceback; // the frame has not moved since the thread's last traced allocation
@@ -614,6 +627,7 @@ public sealed unsafe class MemoryTracer
             state.LastCount = -1;
             state.LastTraceback = -1;
             state.Session = session;
+            state.FrameStack = ThreadFrameStack.Current;
             state.CaptureTable = session.Table;
             return true;
         }

@@ -415,6 +415,10 @@ internal sealed class TraceThread
     /// it traces into this table.</summary>
     public TraceTable? CaptureTable;
 
+    /// <summary>This thread's <see cref="ThreadFrameStack"/> stack, read in place when that is the provider (set with
+    /// <see cref="CaptureTable"/>).</summary>
+    public ThreadFrameStack.Stack FrameStack = null!;
+
     public int LastCount = -1;
 
     public int LastTotal;
