@@ -33,6 +33,51 @@ public sealed unsafe class MemoryTracerTests
     }
 
     /// <summary>
+    /// A traced free finds a pool block's word through the pool's class as the arena map records it, not the pool's
+    /// header: pools emptied and carved again for other classes must keep the two in step, or frees would clear the
+    /// wrong words (traces left behind, or another block's trace dropped).
+    /// </summary>
+    [Fact]
+    public void Traced_frees_find_their_words_in_pools_carved_again_for_other_classes()
+    {
+        using RuntimeMemory runtime = Traced(AllocatorNames.Pymalloc);
+        using (At("main.lua", 1))
+        {
+            var rng = new Random(7);
+            foreach (nuint size in new nuint[] { 16, 512, 48, 272, 16, 96 })
+            {
+                // Enough blocks to fill many pools, freed in a random order, so the pools go back and are carved anew.
+                var blocks = new List<nint>();
+                for (int i = 0; i < 20_000; i++)
+                {
+                    blocks.Add((nint)runtime.Obj.Malloc(size));
+                }
+
+                Assert.Equal(20_000, runtime.Tracer.TracedBlocks);
+                Assert.Equal(20_000L * (long)size, runtime.Tracer.GetTracedMemory().Current);
+                var keep = new HashSet<nint>(blocks.Where((_, i) => i % 1000 == 0));
+                foreach (nint block in blocks.OrderBy(_ => rng.Next()))
+                {
+                    if (!keep.Contains(block))
+                    {
+                        runtime.Obj.Free((void*)block);
+                    }
+                }
+
+                Assert.Equal(keep.Count, runtime.Tracer.TracedBlocks);
+                foreach (nint block in keep)
+                {
+                    Assert.Equal("main.lua:1", runtime.Tracer.GetTraceback(MemoryDomainKind.Obj, (void*)block)!.MostRecent.ToString());
+                    runtime.Obj.Free((void*)block);
+                }
+
+                Assert.Equal(0, runtime.Tracer.TracedBlocks);
+                Assert.Equal(0L, runtime.Tracer.GetTracedMemory().Current);
+            }
+        }
+    }
+
+    /// <summary>
     /// The exact fast path reads ThreadFrameStack in place and reuses the thread's last traceback while the top frame
     /// and the depth stay the same: every move of the interpreter (a new line, a call, a return, a call at the same
     /// line one level deeper, another file at the same line) must still give the block the traceback of that moment.

@@ -168,7 +168,7 @@ public sealed unsafe partial class MemoryDomain
     {
         ThreadShard shard = _accounting.CurrentShard();
         bool pooled = small.InPool(ptr); // one ownership lookup for the trace's key and the free
-        traced.Untraced(shard, ptr, pooled, freeWork); // before the free: the address must not be reused and traced elsewhere while we hold it
+        traced.Untraced(shard, small, ptr, pooled, freeWork); // before the free: the address must not be reused and traced elsewhere while we hold it
         FreeSmall(shard, small, ptr, pooled);
     }
 

@@ -350,15 +350,16 @@ internal sealed unsafe class TraceTable
 
     /// <summary>
     /// Takes out the trace of <paramref name="block"/>, which <see cref="SmallObjectAllocator.InPool"/> has placed in a
-    /// pool of the small-object allocator right below, on the domain's fast path: its dense word when that holds this
+    /// pool of the small-object allocator right below, of class <paramref name="poolClass"/>
+    /// (<see cref="SmallObjectAllocator.PoolClassOf"/>), on the domain's fast path: its dense word when that holds this
     /// epoch's trace of <paramref name="domain"/>; else, out of line, the word of its address or a stripe slot.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void RemovePooled(ThreadShard shard, uint domain, void* block)
+    public void RemovePooled(ThreadShard shard, uint domain, void* block, int poolClass)
     {
         nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
         ulong* words = PoolWords(shard, pool, create: false); // null above 2^47, where no pool has dense slots
-        if (words != null && SmallObjectAllocator.TryIndexInOwnPool(block, pool, out uint index))
+        if (words != null && SmallObjectAllocator.TryIndexInOwnPool(block, pool, poolClass, out uint index))
         {
             ulong* slot = words + index;
             TraceEpoch epoch = _epoch;

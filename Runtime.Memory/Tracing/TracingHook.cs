@@ -183,25 +183,25 @@ internal sealed unsafe class TracingHook : MemoryHook
     /// <remarks><paramref name="freeWork"/> is <see cref="FreeWork"/> as the domain read it: when it says the table
     /// keeps a shadow and is not retired, a pool block's trace is its dense word, taken out inline.</remarks>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal void Untraced(ThreadShard shard, void* block, bool pooled, int freeWork)
+    internal void Untraced(ThreadShard shard, SmallObjectAllocator small, void* block, bool pooled, int freeWork)
     {
         if (pooled && TraceTable.IsCurrentShadow(freeWork))
         {
-            _table.RemovePooled(shard, _domain, block);
+            _table.RemovePooled(shard, _domain, block, small.PoolClassOf(block));
         }
         else
         {
-            UntracedOther(shard, block, pooled);
+            UntracedOther(shard, small, block, pooled);
         }
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private void UntracedOther(ThreadShard shard, void* block, bool pooled)
+    private void UntracedOther(ThreadShard shard, SmallObjectAllocator small, void* block, bool pooled)
     {
         TraceTable table = Table;
         if (pooled && table.HasShadow)
         {
-            table.RemovePooled(shard, _domain, block);
+            table.RemovePooled(shard, _domain, block, small.PoolClassOf(block));
         }
         else
         {

@@ -15,8 +15,9 @@ namespace Runtime.Memory.SmallObject;
 /// Each 1 MiB slot of address space has an entry: <c>EndBefore</c>, where an arena that began in the previous slot
 /// ends (it covers [0, EndBefore)), and <c>BeginPlusOne</c>, one more than the offset where an arena begins in this
 /// slot (it covers [BeginPlusOne - 1, 1 MiB)); zero means none. An arena aligned to 1 MiB fills one slot; any other
-/// arena covers the end of one slot and the start of the next. The top level (128 KiB of pointers) and each leaf
-/// (128 KiB of entries) come from calloc, so untouched parts cost no resident memory. Leaves are freed with the map.
+/// arena covers the end of one slot and the start of the next. Each entry also holds the size class of each of the 64
+/// pools of its slot (a byte each), for the tracer's lookups on free. The top level (128 KiB of pointers) and each leaf
+/// (1.1 MiB of entries, 72 bytes each) come from calloc, so untouched parts cost no resident memory. Leaves are freed with the map.
 /// Entries change under the allocator's arena lock; lookups read without a lock. Only addresses below 2^48 can be
 /// arenas; an arena the arena allocator places higher is refused.
 /// </remarks>
@@ -27,11 +28,21 @@ internal sealed unsafe class ArenaMap : IDisposable
     private const int SlotBits = SizeClasses.ArenaBits;
     private const int AddressBits = TopBits + LeafBits + SlotBits; // 48
 
+    private const int PoolsPerSlot = 1 << (SlotBits - SizeClasses.PoolBits); // 64
+
     [StructLayout(LayoutKind.Sequential)]
     private struct Coverage
     {
         public int EndBefore;
         public int BeginPlusOne;
+        public PoolClasses Classes;
+    }
+
+    /// <summary>The size class of each pool of a slot, as its pool was last carved (<see cref="SetPoolClass"/>).</summary>
+    [InlineArray(PoolsPerSlot)]
+    private struct PoolClasses
+    {
+        private byte _first;
     }
 
     /// <summary>A top level with no leaves, shared by disposed maps.</summary>
@@ -58,6 +69,34 @@ internal sealed unsafe class ArenaMap : IDisposable
         Coverage c = leaf[(a >> SlotBits) & ((1 << LeafBits) - 1)];
         int offset = (int)(a & ((1 << SlotBits) - 1));
         return offset < c.EndBefore || (c.BeginPlusOne != 0 && offset >= c.BeginPlusOne - 1);
+    }
+
+    /// <summary>
+    /// Records that the pool at <paramref name="pool"/>, in an arena marked here, is carved for class
+    /// <paramref name="classIndex"/>. The pool's owner, before any of its blocks is handed out.
+    /// </summary>
+    public void SetPoolClass(void* pool, int classIndex)
+    {
+        Coverage* entry = Entry((ulong)pool, create: false);
+        System.Diagnostics.Debug.Assert(entry != null, "the pool's arena is marked");
+        if (entry != null)
+        {
+            entry->Classes[(int)((ulong)pool >> SizeClasses.PoolBits) & (PoolsPerSlot - 1)] = (byte)classIndex;
+        }
+    }
+
+    /// <summary>
+    /// The size class of the pool holding <paramref name="p"/>, which <see cref="Contains"/> has placed in an arena and
+    /// which lies in a pool with blocks live (a free of one of them): read from the map, whose entries stay in the
+    /// caches, rather than from the pool's header, so that a lookup keyed by the block's class need not wait for the
+    /// header to come from memory.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int PoolClassOf(void* p)
+    {
+        ulong a = (ulong)p;
+        Coverage* leaf = _top[a >> (LeafBits + SlotBits)];
+        return leaf[(a >> SlotBits) & ((1 << LeafBits) - 1)].Classes[(int)(a >> SizeClasses.PoolBits) & (PoolsPerSlot - 1)];
     }
 
     /// <summary>Whether an arena at <paramref name="arena"/> can be represented (its whole range is below 2^48).</summary>

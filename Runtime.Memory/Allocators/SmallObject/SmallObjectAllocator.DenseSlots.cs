@@ -63,14 +63,15 @@ public sealed unsafe partial class SmallObjectAllocator
 
     /// <summary>
     /// The position of <paramref name="ptr"/>, which <see cref="InPool"/> has placed in the pool at <paramref name="pool"/>
-    /// (below 2^47), among that pool's blocks: false for an address in the pool's header. A pointer into a block gives
-    /// that block's position: on the domain's fast path, where this serves a free, such a free is undefined anyway (the
-    /// debug hooks, which report it, sit between the tracer and the allocator and so take the checked path).
+    /// (below 2^47), a pool of class <paramref name="classIndex"/> (<see cref="PoolClassOf"/>), among that pool's blocks:
+    /// false for an address in the pool's header. A pointer into a block gives that block's position: on the domain's
+    /// fast path, where this serves a free, such a free is undefined anyway (the debug hooks, which report it, sit
+    /// between the tracer and the allocator and so take the checked path).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool TryIndexInOwnPool(void* ptr, nuint pool, out uint index)
+    internal static bool TryIndexInOwnPool(void* ptr, nuint pool, int classIndex, out uint index)
     {
-        int classIndex = ((Pool*)pool)->ClassIndex & (SizeClasses.Count - 1);
+        classIndex &= SizeClasses.Count - 1;
         uint offset = (uint)((nuint)ptr - pool - (nuint)SizeClasses.PoolOverhead); // a header address wraps to a huge offset
         index = (uint)(((ulong)offset * BlockReciprocals[classIndex]) >> 32);
         return offset < (uint)(SizeClasses.PoolSize - SizeClasses.PoolOverhead);

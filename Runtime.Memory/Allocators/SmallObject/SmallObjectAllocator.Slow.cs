@@ -277,6 +277,7 @@ public sealed unsafe partial class SmallObjectAllocator
 
             Pool* pool = arena.TakePool(out int poolIndex);
             Pool.Init(pool, cls, heap, arena.Index, poolIndex);
+            _map.SetPoolClass(pool, cls);
             return pool;
         }
     }

@@ -131,6 +131,11 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool InPool(void* ptr) => _map.Contains(ptr);
 
+    /// <summary>The size class of the pool holding <paramref name="ptr"/>, a live block <see cref="InPool"/> has placed
+    /// in a pool, without reading the pool's header (<see cref="ArenaMap.PoolClassOf"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal int PoolClassOf(void* ptr) => _map.PoolClassOf(ptr);
+
     /// <summary><see cref="FreeFrom"/> for a block <see cref="InPool"/> has placed in a pool.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal nuint FreePooled(Heap* mine, void* ptr)
