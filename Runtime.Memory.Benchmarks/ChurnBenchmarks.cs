@@ -79,11 +79,19 @@ public unsafe class ChurnBenchmarks
 
     /// <summary>The same while tracing every block with 1 frame (tracemalloc's default).</summary>
     [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + tracing (1 frame)")]
-    public void ObjDomainTraced() => Run(new DomainOps(_traced.Obj));
+    public void ObjDomainTraced()
+    {
+        TracingSetup.EnterBenchFrame();
+        Run(new DomainOps(_traced.Obj));
+    }
 
     /// <summary>The same while tracing a sample of one block per 512 KiB.</summary>
     [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + tracing, sampled (512 KiB)")]
-    public void ObjDomainSampled() => Run(new DomainOps(_sampled.Obj));
+    public void ObjDomainSampled()
+    {
+        TracingSetup.EnterBenchFrame();
+        Run(new DomainOps(_sampled.Obj));
+    }
 
     /// <summary>One invocation on <paramref name="domain"/>, outside BenchmarkDotNet (<see cref="TracingLoop"/>).</summary>
     internal void RunOn(MemoryDomain domain) => Run(new DomainOps(domain));

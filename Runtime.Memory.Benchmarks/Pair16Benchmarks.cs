@@ -154,6 +154,7 @@ public unsafe class Pair16Benchmarks
     [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain + tracing (1 frame)")]
     public void ObjDomainTraced()
     {
+        TracingSetup.EnterBenchFrame();
         MemoryDomain obj = _traced.Obj;
         for (int i = 0; i < Pairs; i++)
         {
@@ -165,6 +166,7 @@ public unsafe class Pair16Benchmarks
     [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain + tracing, sampled (512 KiB)")]
     public void ObjDomainSampled()
     {
+        TracingSetup.EnterBenchFrame();
         MemoryDomain obj = _sampled.Obj;
         for (int i = 0; i < Pairs; i++)
         {
