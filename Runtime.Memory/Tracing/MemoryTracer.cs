@@ -536,29 +536,7 @@ public sealed unsafe class MemoryTracer
             return -1;
         }
 
-        Frame[] scratch = state.Scratch;
-        int count = GetFramesGuarded(state, FrameProvider, scratch, out int total);
-        if (count < 0)
-        {
-            return TracebackRegistry.Unknown; // a provider must not throw; if it does, the trace still stands
-        }
-
-        if (count == state.LastCount && total == state.LastTotal) // LastCount is -1 until a traceback is interned
-        {
-            if (count == 1) // tracemalloc's default depth, compared without a loop
-            {
-                if (scratch.Length != 0 && SameFrame(in scratch[0], in state.LastFrame))
-                {
-                    return state.LastTraceback;
-                }
-            }
-            else if ((uint)(count - 1) < (uint)scratch.Length && SameFrames(scratch.AsSpan(0, count), state.LastFrames.AsSpan(0, count)))
-            {
-                return state.LastTraceback;
-            }
-        }
-
-        return CaptureNew(state, session, count, total);
+        return CaptureFrames(state, session);
     }
 
     /// <summary>
@@ -567,12 +545,20 @@ public sealed unsafe class MemoryTracer
     /// written for a session that has just stopped is ignored by the next (its words carry an ended generation).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal int CaptureCached(TraceThread state)
+    internal int CaptureCached(TraceThread state) => CaptureFrames(state, Unsafe.As<Session>(state.Session!));
+
+    /// <summary>
+    /// The capture of a thread set up for <paramref name="session"/>. A 1-frame traceback that has not moved since the
+    /// thread's last traced allocation is found without a call: in place on a <see cref="ThreadFrameStack"/> (the same
+    /// top frame at the same depth), else by comparing what the provider wrote. Anything else is
+    /// <see cref="CaptureNew"/>'s, out of line.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int CaptureFrames(TraceThread state, Session session)
     {
         IFrameProvider provider = FrameProvider;
-        if (provider is ThreadFrameStack && state.LastCount == 1)
+        if (provider is ThreadFrameStack && state.LastCount == 1) // LastCount is -1 until a traceback is interned
         {
-            // The interpreter's stack, read in place: the same top frame at the same depth is the same 1-frame traceback.
             ThreadFrameStack.Stack stack = state.FrameStack;
             int depth = stack.Depth;
             Frame[] frames = stack.Frames;
@@ -586,10 +572,10 @@ public sealed unsafe class MemoryTracer
         int count = GetFramesGuarded(state, provider, scratch, out int total);
         if (count == 1 && state.LastCount == 1 && total == state.LastTotal && scratch.Length != 0 && SameFrame(in scratch[0], in state.LastFrame))
         {
-            return state.LastTraceback; // the frame has not moved since the thread's last traced allocation
+            return state.LastTraceback; // tracemalloc's default depth, compared without a loop
         }
 
-        return count < 0 ? TracebackRegistry.Unknown : CaptureNew(state, Unsafe.As<Session>(state.Session!), count, total);
+        return count < 0 ? TracebackRegistry.Unknown : CaptureNew(state, session, count, total); // a provider must not throw; if it does, the trace still stands
     }
 
     /// <summary>The provider's frames, or −1 when it threw. The provider runs with <see cref="TraceThread.Busy"/> set:

@@ -314,12 +314,25 @@ internal sealed unsafe class TraceTable
             return false;
         }
 
-        ulong* slot = words + SmallObjectAllocator.IndexInPool(block, pool, cls);
         TraceEpoch epoch = _epoch;
-        ulong old = Volatile.Read(ref *slot); // this epoch's only if the block's free was missed (a wrong-domain free)
-        Volatile.Write(ref *slot, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | ((ulong)(uint)cls << 16) | (ulong)size);
-        Account(shard, epoch, size - (IsOf(epoch, old) ? SizeOf(old, dense: true) : 0));
+        if (!ReferenceEquals(shard.TraceEpoch, epoch))
+        {
+            shard.AdoptTraceEpoch(epoch);
+        }
+
+        StoreDenseWord(shard, epoch, words + SmallObjectAllocator.IndexInPool(block, pool, cls), domain, traceback, cls, size);
         return true;
+    }
+
+    /// <summary>Writes a pool block's dense word for this epoch and counts its size (less that of a word of this
+    /// epoch it replaces: only when the block's free was missed, a wrong-domain free). The shard counts for
+    /// <paramref name="epoch"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreDenseWord(ThreadShard shard, TraceEpoch epoch, ulong* slot, uint domain, int traceback, int cls, long size)
+    {
+        ulong old = Volatile.Read(ref *slot);
+        Volatile.Write(ref *slot, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | ((ulong)(uint)cls << 16) | (ulong)size);
+        AccountInEpoch(shard, epoch, size - (IsOf(epoch, old) ? SizeOf(old, dense: true) : 0));
     }
 
     /// <summary>
@@ -341,10 +354,7 @@ internal sealed unsafe class TraceTable
 
         System.Diagnostics.Debug.Assert(domain <= 2 && size - 1 < SmallObjectAllocator.SmallRequestThreshold);
         int cls = (int)((size - 1) >> SmallObject.SizeClasses.AlignmentShift);
-        ulong* slot = shard.TracePoolWords + SmallObjectAllocator.IndexInPool(block, pool, cls);
-        ulong old = Volatile.Read(ref *slot); // this epoch's only if the block's free was missed (a wrong-domain free)
-        Volatile.Write(ref *slot, epoch.GenerationBits | ((ulong)domain << 54) | ((ulong)traceback << 32) | ((ulong)(uint)cls << 16) | (ulong)size);
-        AccountInEpoch(shard, epoch, (long)size - (IsOf(epoch, old) ? SizeOf(old, dense: true) : 0));
+        StoreDenseWord(shard, epoch, shard.TracePoolWords + SmallObjectAllocator.IndexInPool(block, pool, cls), domain, traceback, cls, (long)size);
         return true;
     }
 
