@@ -78,6 +78,42 @@ public sealed unsafe class MemoryTracerTests
     }
 
     /// <summary>
+    /// The capture reuses the thread's last traceback, of any depth, while ThreadFrameStack's version has not moved: a
+    /// call of the same function at the same line from another caller (the same top frame and depth, another frame
+    /// below) must give a traceback of its own with 3 frames, and the same one with 1.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(3, 2)]
+    public void A_deeper_frame_that_moved_gives_a_new_traceback_when_it_is_captured(int frames, int distinct)
+    {
+        using RuntimeMemory runtime = Traced(AllocatorNames.Pymalloc, frames);
+        var blocks = new List<nint>();
+        foreach (string caller in new[] { "a.lua", "b.lua" })
+        {
+            using (At(caller, 1, "main"))
+            using (At("lib.lua", 5, "f"))
+            {
+                blocks.Add((nint)runtime.Obj.Malloc(16));
+                blocks.Add((nint)runtime.Obj.Malloc(16));
+            }
+        }
+
+        Traceback[] tracebacks = blocks.Select(b => runtime.Tracer.GetTraceback(MemoryDomainKind.Obj, (void*)b)!).ToArray();
+        Assert.All(tracebacks, tb => Assert.Equal("lib.lua:5", tb.MostRecent.ToString()));
+        Assert.Equal(distinct, tracebacks.Distinct().Count());
+        if (frames > 1)
+        {
+            Assert.Equal(["a.lua", "a.lua", "b.lua", "b.lua"], tracebacks.Select(tb => tb.Frames[0].File));
+        }
+
+        foreach (nint block in blocks)
+        {
+            runtime.Obj.Free((void*)block);
+        }
+    }
+
+    /// <summary>
     /// The exact fast path reads ThreadFrameStack in place and reuses the thread's last traceback while the top frame
     /// and the depth stay the same: every move of the interpreter (a new line, a call, a return, a call at the same
     /// line one level deeper, another file at the same line) must still give the block the traceback of that moment.

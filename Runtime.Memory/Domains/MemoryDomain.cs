@@ -167,9 +167,9 @@ public sealed unsafe partial class MemoryDomain
     private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr, int freeWork)
     {
         ThreadShard shard = _accounting.CurrentShard();
-        bool pooled = small.InPool(ptr); // one ownership lookup for the trace's key and the free
-        traced.Untraced(shard, small, ptr, pooled, freeWork); // before the free: the address must not be reused and traced elsewhere while we hold it
-        FreeSmall(shard, small, ptr, pooled);
+        int poolClass = small.PoolClassIfInPool(ptr); // one ownership lookup for the trace's key and the free
+        traced.Untraced(shard, ptr, poolClass, freeWork); // before the free: the address must not be reused and traced elsewhere while we hold it
+        FreeSmall(shard, small, ptr, poolClass >= 0);
     }
 
     /// <summary>Allocates <paramref name="count"/> × <paramref name="size"/> zeroed bytes (PyMem_Calloc). Null on failure or overflow.</summary>

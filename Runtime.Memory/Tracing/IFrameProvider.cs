@@ -25,9 +25,9 @@ public interface IFrameProvider
 /// as it runs and pops on return; the tracer reads the thread's stack. No allocation per push after warm-up.
 /// </summary>
 /// <remarks>
-/// The cheapest provider to trace with: for a 1-frame traceback the tracer reads the top frame and the depth of the
-/// thread's stack in place (no call), and calls <see cref="GetFrames"/> only when they differ from the thread's last
-/// traced allocation.
+/// The cheapest provider to trace with: every push, line change and pop advances the thread's stack version, and the
+/// tracer reuses the thread's last traceback, whatever its depth, while the version is the one it was captured at (one
+/// load and a compare, no call); it calls <see cref="GetFrames"/> only when the stack has moved.
 /// </remarks>
 public sealed class ThreadFrameStack : IFrameProvider
 {
@@ -36,10 +36,14 @@ public sealed class ThreadFrameStack : IFrameProvider
 
     /// <summary>One thread's frames, oldest first (<c>Frames[Depth - 1]</c> is the current one). Written only by its
     /// thread; the tracer reads it on the same thread.</summary>
+    /// <remarks>Invariant: any change to <see cref="Frames"/>[0..Depth) or <see cref="Depth"/> advances
+    /// <see cref="Version"/> (it starts at 0, only grows and never wraps in practice), so that two equal versions
+    /// mean the same frames.</remarks>
     internal sealed class Stack
     {
         public Frame[] Frames = new Frame[16];
         public int Depth;
+        public long Version;
     }
 
     /// <summary>The current thread's stack (created empty on first use).</summary>
@@ -55,6 +59,7 @@ public sealed class ThreadFrameStack : IFrameProvider
         }
 
         s.Frames[s.Depth++] = new Frame(file, line, function);
+        s.Version++;
     }
 
     /// <summary>Moves the current frame to <paramref name="line"/>.</summary>
@@ -65,6 +70,7 @@ public sealed class ThreadFrameStack : IFrameProvider
         {
             ref Frame top = ref s.Frames[s.Depth - 1];
             top = top with { Line = line };
+            s.Version++;
         }
     }
 
@@ -75,6 +81,7 @@ public sealed class ThreadFrameStack : IFrameProvider
         if (s.Depth > 0)
         {
             s.Frames[--s.Depth] = default;
+            s.Version++;
         }
     }
 

@@ -548,34 +548,43 @@ public sealed unsafe class MemoryTracer
     internal int CaptureCached(TraceThread state) => CaptureFrames(state, Unsafe.As<Session>(state.Session!));
 
     /// <summary>
-    /// The capture of a thread set up for <paramref name="session"/>. A 1-frame traceback that has not moved since the
-    /// thread's last traced allocation is found without a call: in place on a <see cref="ThreadFrameStack"/> (the same
-    /// top frame at the same depth), else by comparing what the provider wrote. Anything else is
-    /// <see cref="CaptureNew"/>'s, out of line.
+    /// The capture of a thread set up for <paramref name="session"/>. With <see cref="ThreadFrameStack"/> as the
+    /// provider, a stack that has not moved since the thread's last capture (the same version) gives the last traceback
+    /// again without a call, whatever the number of frames; else a 1-frame traceback equal to the last is found by
+    /// comparing what the provider wrote. Anything else is <see cref="CaptureNew"/>'s, out of line.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int CaptureFrames(TraceThread state, Session session)
     {
         IFrameProvider provider = FrameProvider;
-        if (provider is ThreadFrameStack && state.LastCount == 1) // LastCount is -1 until a traceback is interned
+        if (provider is ThreadFrameStack && state.FrameStack.Version == state.LastVersion)
         {
-            ThreadFrameStack.Stack stack = state.FrameStack;
-            int depth = stack.Depth;
-            Frame[] frames = stack.Frames;
-            if (depth == state.LastTotal && (uint)(depth - 1) < (uint)frames.Length && SameFrame(in frames[depth - 1], in state.LastFrame))
-            {
-                return state.LastTraceback;
-            }
+            return state.LastTraceback;
         }
 
+        return CaptureMoved(state, session, provider);
+    }
+
+    /// <summary><see cref="CaptureFrames"/> once the stack has moved (or for another provider): the provider's frames,
+    /// the last traceback when they are the last frames again, else a new one.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int CaptureMoved(TraceThread state, Session session, IFrameProvider provider)
+    {
+        long version = provider is ThreadFrameStack ? state.FrameStack.Version : -1; // the provider reads this same thread's stack, unchanged
         Frame[] scratch = state.Scratch;
         int count = GetFramesGuarded(state, provider, scratch, out int total);
+        int id;
         if (count == 1 && state.LastCount == 1 && total == state.LastTotal && scratch.Length != 0 && SameFrame(in scratch[0], in state.LastFrame))
         {
-            return state.LastTraceback; // tracemalloc's default depth, compared without a loop
+            id = state.LastTraceback; // tracemalloc's default depth, compared without a loop
+        }
+        else
+        {
+            id = count < 0 ? TracebackRegistry.Unknown : CaptureNew(state, session, count, total); // a provider must not throw; if it does, the trace still stands
         }
 
-        return count < 0 ? TracebackRegistry.Unknown : CaptureNew(state, session, count, total); // a provider must not throw; if it does, the trace still stands
+        state.LastVersion = id >= 0 && id == state.LastTraceback && count > 0 ? version : -1;
+        return id;
     }
 
     /// <summary>The provider's frames, or −1 when it threw. The provider runs with <see cref="TraceThread.Busy"/> set:
@@ -612,6 +621,7 @@ public sealed unsafe class MemoryTracer
             state.LastFrames = last;
             state.LastCount = -1;
             state.LastTraceback = -1;
+            state.LastVersion = -1;
             state.Session = session;
             state.FrameStack = ThreadFrameStack.Current;
             state.CaptureTable = session.Table;

@@ -359,9 +359,9 @@ internal sealed unsafe class TraceTable
     }
 
     /// <summary>
-    /// Takes out the trace of <paramref name="block"/>, which <see cref="SmallObjectAllocator.InPool"/> has placed in a
-    /// pool of the small-object allocator right below, of class <paramref name="poolClass"/>
-    /// (<see cref="SmallObjectAllocator.PoolClassOf"/>), on the domain's fast path: its dense word when that holds this
+    /// Takes out the trace of <paramref name="block"/>, which <see cref="SmallObjectAllocator.PoolClassIfInPool"/> has
+    /// placed in a pool of the small-object allocator right below, of class <paramref name="poolClass"/>, on the
+    /// domain's fast path: its dense word when that holds this
     /// epoch's trace of <paramref name="domain"/>; else, out of line, the word of its address or a stripe slot.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -180,28 +180,29 @@ internal sealed unsafe class TracingHook : MemoryHook
     }
 
     /// <summary>The domain's fast path is about to free <paramref name="block"/> to the allocator below: drop its trace.</summary>
-    /// <remarks><paramref name="freeWork"/> is <see cref="FreeWork"/> as the domain read it: when it says the table
-    /// keeps a shadow and is not retired, a pool block's trace is its dense word, taken out inline.</remarks>
+    /// <remarks><paramref name="poolClass"/> is <see cref="SmallObjectAllocator.PoolClassIfInPool"/> of the block (−1
+    /// when not a pool block); <paramref name="freeWork"/> is <see cref="FreeWork"/> as the domain read it: when it says
+    /// the table keeps a shadow and is not retired, a pool block's trace is its dense word, taken out inline.</remarks>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal void Untraced(ThreadShard shard, SmallObjectAllocator small, void* block, bool pooled, int freeWork)
+    internal void Untraced(ThreadShard shard, void* block, int poolClass, int freeWork)
     {
-        if (pooled && TraceTable.IsCurrentShadow(freeWork))
+        if (poolClass >= 0 && TraceTable.IsCurrentShadow(freeWork))
         {
-            _table.RemovePooled(shard, _domain, block, small.PoolClassOf(block));
+            _table.RemovePooled(shard, _domain, block, poolClass);
         }
         else
         {
-            UntracedOther(shard, small, block, pooled);
+            UntracedOther(shard, block, poolClass);
         }
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private void UntracedOther(ThreadShard shard, SmallObjectAllocator small, void* block, bool pooled)
+    private void UntracedOther(ThreadShard shard, void* block, int poolClass)
     {
         TraceTable table = Table;
-        if (pooled && table.HasShadow)
+        if (poolClass >= 0 && table.HasShadow)
         {
-            table.RemovePooled(shard, _domain, block, small.PoolClassOf(block));
+            table.RemovePooled(shard, _domain, block, poolClass);
         }
         else
         {
@@ -424,4 +425,8 @@ internal sealed class TraceThread
     public int LastTotal;
 
     public int LastTraceback = -1;
+
+    /// <summary>The <see cref="ThreadFrameStack.Stack.Version"/> <see cref="LastTraceback"/> was captured at, when that
+    /// stack is the provider; −1 when none (another provider, no traceback yet, or a capture that did not set it).</summary>
+    public long LastVersion = -1;
 }

@@ -86,17 +86,31 @@ internal sealed unsafe class ArenaMap : IDisposable
     }
 
     /// <summary>
-    /// The size class of the pool holding <paramref name="p"/>, which <see cref="Contains"/> has placed in an arena and
-    /// which lies in a pool with blocks live (a free of one of them): read from the map, whose entries stay in the
-    /// caches, rather than from the pool's header, so that a lookup keyed by the block's class need not wait for the
-    /// header to come from memory.
+    /// <see cref="Contains"/> and, when <paramref name="p"/> lies in an arena, the size class of its pool as last carved
+    /// (else −1), from the same entry. For a free of a live block the class is its block's: read from the map, whose
+    /// entries stay in the caches, rather than from the pool's header, so that a lookup keyed by the block's class (the
+    /// tracer's) need not wait for the header to come from memory.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int PoolClassOf(void* p)
+    public int PoolClassIfContains(void* p)
     {
         ulong a = (ulong)p;
+        if ((a >> AddressBits) != 0)
+        {
+            return -1;
+        }
+
         Coverage* leaf = _top[a >> (LeafBits + SlotBits)];
-        return leaf[(a >> SlotBits) & ((1 << LeafBits) - 1)].Classes[(int)(a >> SizeClasses.PoolBits) & (PoolsPerSlot - 1)];
+        if (leaf == null)
+        {
+            return -1;
+        }
+
+        Coverage* c = &leaf[(a >> SlotBits) & ((1 << LeafBits) - 1)];
+        int offset = (int)(a & ((1 << SlotBits) - 1));
+        return offset < c->EndBefore || (c->BeginPlusOne != 0 && offset >= c->BeginPlusOne - 1)
+            ? c->Classes[(int)(a >> SizeClasses.PoolBits) & (PoolsPerSlot - 1)]
+            : -1;
     }
 
     /// <summary>Whether an arena at <paramref name="arena"/> can be represented (its whole range is below 2^48).</summary>

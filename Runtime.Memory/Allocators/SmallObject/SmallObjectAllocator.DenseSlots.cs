@@ -63,7 +63,7 @@ public sealed unsafe partial class SmallObjectAllocator
 
     /// <summary>
     /// The position of <paramref name="ptr"/>, which <see cref="InPool"/> has placed in the pool at <paramref name="pool"/>
-    /// (below 2^47), a pool of class <paramref name="classIndex"/> (<see cref="PoolClassOf"/>), among that pool's blocks:
+    /// (below 2^47), a pool of class <paramref name="classIndex"/> (<see cref="PoolClassIfInPool"/>), among that pool's blocks:
     /// false for an address in the pool's header. A pointer into a block gives that block's position: on the domain's
     /// fast path, where this serves a free, such a free is undefined anyway (the debug hooks, which report it, sit
     /// between the tracer and the allocator and so take the checked path).

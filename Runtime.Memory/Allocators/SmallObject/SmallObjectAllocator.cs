@@ -131,10 +131,11 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool InPool(void* ptr) => _map.Contains(ptr);
 
-    /// <summary>The size class of the pool holding <paramref name="ptr"/>, a live block <see cref="InPool"/> has placed
-    /// in a pool, without reading the pool's header (<see cref="ArenaMap.PoolClassOf"/>).</summary>
+    /// <summary><see cref="InPool"/> and the size class of the pool holding <paramref name="ptr"/> in one lookup: −1 when
+    /// not in a pool, else the class of a live block's pool, without reading the pool's header
+    /// (<see cref="ArenaMap.PoolClassIfContains"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal int PoolClassOf(void* ptr) => _map.PoolClassOf(ptr);
+    internal int PoolClassIfInPool(void* ptr) => _map.PoolClassIfContains(ptr);
 
     /// <summary><see cref="FreeFrom"/> for a block <see cref="InPool"/> has placed in a pool.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
