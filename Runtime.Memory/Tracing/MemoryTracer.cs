@@ -500,7 +500,7 @@ public sealed unsafe class MemoryTracer
         Math.Max(1, RoundAtRandom(state, -Math.Log(1 - Uniform(state)) * interval));
 
     /// <summary>
-    /// Whether two frame lists are equal, field by field: names are compared by reference first, since an interpreter
+    /// Whether two frames are equal, field by field: names are compared by reference first, since an interpreter
     /// hands the same string object for the same file each time (the generic equality costs several calls per frame).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -550,8 +550,7 @@ public sealed unsafe class MemoryTracer
     /// <summary>
     /// The capture of a thread set up for <paramref name="session"/>. With <see cref="ThreadFrameStack"/> as the
     /// provider, a stack that has not moved since the thread's last capture (the same version) gives the last traceback
-    /// again without a call, whatever the number of frames; else a 1-frame traceback equal to the last is found by
-    /// comparing what the provider wrote. Anything else is <see cref="CaptureNew"/>'s, out of line.
+    /// again without a call, whatever the number of frames. Anything else is <see cref="CaptureMoved"/>'s, out of line.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int CaptureFrames(TraceThread state, Session session)
@@ -565,25 +564,26 @@ public sealed unsafe class MemoryTracer
         return CaptureMoved(state, session, provider);
     }
 
-    /// <summary><see cref="CaptureFrames"/> once the stack has moved (or for another provider): the provider's frames,
-    /// the last traceback when they are the last frames again, else a new one.</summary>
+    /// <summary><see cref="CaptureFrames"/> once the stack has moved (or for another provider): the provider's frames
+    /// (their number clamped to the scratch buffer), the last traceback when they are the last frames again, else a new
+    /// one (<see cref="Intern"/>); <see cref="TracebackRegistry.Unknown"/> for no frames or a provider that threw.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static int CaptureMoved(TraceThread state, Session session, IFrameProvider provider)
     {
         long version = provider is ThreadFrameStack ? state.FrameStack.Version : -1; // the provider reads this same thread's stack, unchanged
         Frame[] scratch = state.Scratch;
-        int count = GetFramesGuarded(state, provider, scratch, out int total);
-        int id;
-        if (count == 1 && state.LastCount == 1 && total == state.LastTotal && scratch.Length != 0 && SameFrame(in scratch[0], in state.LastFrame))
+        int count = Math.Min(GetFramesGuarded(state, provider, scratch, out int total), scratch.Length);
+        if (count <= 0)
         {
-            id = state.LastTraceback; // tracemalloc's default depth, compared without a loop
-        }
-        else
-        {
-            id = count < 0 ? TracebackRegistry.Unknown : CaptureNew(state, session, count, total); // a provider must not throw; if it does, the trace still stands
+            state.LastVersion = -1;
+            return TracebackRegistry.Unknown; // a provider must not throw; if it does, the trace still stands
         }
 
-        state.LastVersion = id >= 0 && id == state.LastTraceback && count > 0 ? version : -1;
+        Span<Frame> frames = scratch.AsSpan(0, count);
+        int id = state.LastCount == count && state.LastTotal == total && SameFrames(frames, state.LastFrames.AsSpan(0, count))
+            ? state.LastTraceback // LastCount is -1 until a traceback is interned
+            : Intern(state, session, frames, total);
+        state.LastVersion = id >= 0 ? version : -1;
         return id;
     }
 
@@ -633,22 +633,11 @@ public sealed unsafe class MemoryTracer
         }
     }
 
-    /// <summary>Interns the frames the provider has just written (their number clamped to the scratch buffer).</summary>
+    /// <summary>Interns the frames the provider has just written and makes them the thread's last; −1 when out of memory.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static int CaptureNew(TraceThread state, Session session, int count, int total)
+    private static int Intern(TraceThread state, Session session, Span<Frame> frames, int total)
     {
-        count = Math.Clamp(count, 0, state.Scratch.Length);
-        if (count == 0)
-        {
-            return TracebackRegistry.Unknown;
-        }
-
-        Span<Frame> frames = state.Scratch.AsSpan(0, count);
-        if (state.LastCount == count && state.LastTotal == total && SameFrames(frames, state.LastFrames.AsSpan(0, count)))
-        {
-            return state.LastTraceback;
-        }
-
+        int count = frames.Length;
         int id;
         try
         {
@@ -668,7 +657,6 @@ public sealed unsafe class MemoryTracer
         }
 
         frames.CopyTo(state.LastFrames);
-        state.LastFrame = frames[0];
         state.LastCount = count;
         state.LastTotal = total;
         state.LastTraceback = id;

@@ -361,8 +361,8 @@ internal sealed unsafe class TraceTable
     /// <summary>
     /// Takes out the trace of <paramref name="block"/>, which <see cref="SmallObjectAllocator.PoolClassIfInPool"/> has
     /// placed in a pool of the small-object allocator right below, of class <paramref name="poolClass"/>, on the
-    /// domain's fast path: its dense word when that holds this
-    /// epoch's trace of <paramref name="domain"/>; else, out of line, the word of its address or a stripe slot.
+    /// domain's fast path: its dense word when that holds this epoch's trace of <paramref name="domain"/>; else, out of
+    /// line, the word of its address or a stripe slot.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void RemovePooled(ThreadShard shard, uint domain, void* block, int poolClass)

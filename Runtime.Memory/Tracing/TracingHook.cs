@@ -409,9 +409,6 @@ internal sealed class TraceThread
 
     public Frame[] LastFrames = [];
 
-    /// <summary>The most recent of <see cref="LastFrames"/>: the one a 1-frame capture compares, without an array.</summary>
-    public Frame LastFrame;
-
     /// <summary>The table of <see cref="Session"/>: a domain's exact fast path captures without a session check when
     /// it traces into this table.</summary>
     public TraceTable? CaptureTable;

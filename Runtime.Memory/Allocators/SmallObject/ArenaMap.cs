@@ -54,21 +54,30 @@ internal sealed unsafe class ArenaMap : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Contains(void* p)
     {
-        ulong a = (ulong)p;
+        Coverage* c = Lookup((ulong)p);
+        return c != null && Covers(c, (ulong)p);
+    }
+
+    /// <summary>The entry of <paramref name="a"/>'s 1 MiB slot, or null when no arena can be there (above 2^48, or no
+    /// leaf). A lookup: never creates.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Coverage* Lookup(ulong a)
+    {
         if ((a >> AddressBits) != 0)
         {
-            return false;
+            return null;
         }
 
         Coverage* leaf = _top[a >> (LeafBits + SlotBits)];
-        if (leaf == null)
-        {
-            return false;
-        }
+        return leaf == null ? null : &leaf[(a >> SlotBits) & ((1 << LeafBits) - 1)];
+    }
 
-        Coverage c = leaf[(a >> SlotBits) & ((1 << LeafBits) - 1)];
+    /// <summary>Whether the arena part of slot entry <paramref name="c"/> covers <paramref name="a"/>, an address of its slot.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Covers(Coverage* c, ulong a)
+    {
         int offset = (int)(a & ((1 << SlotBits) - 1));
-        return offset < c.EndBefore || (c.BeginPlusOne != 0 && offset >= c.BeginPlusOne - 1);
+        return offset < c->EndBefore || (c->BeginPlusOne != 0 && offset >= c->BeginPlusOne - 1);
     }
 
     /// <summary>
@@ -95,22 +104,8 @@ internal sealed unsafe class ArenaMap : IDisposable
     public int PoolClassIfContains(void* p)
     {
         ulong a = (ulong)p;
-        if ((a >> AddressBits) != 0)
-        {
-            return -1;
-        }
-
-        Coverage* leaf = _top[a >> (LeafBits + SlotBits)];
-        if (leaf == null)
-        {
-            return -1;
-        }
-
-        Coverage* c = &leaf[(a >> SlotBits) & ((1 << LeafBits) - 1)];
-        int offset = (int)(a & ((1 << SlotBits) - 1));
-        return offset < c->EndBefore || (c->BeginPlusOne != 0 && offset >= c->BeginPlusOne - 1)
-            ? c->Classes[(int)(a >> SizeClasses.PoolBits) & (PoolsPerSlot - 1)]
-            : -1;
+        Coverage* c = Lookup(a);
+        return c != null && Covers(c, a) ? c->Classes[(int)(a >> SizeClasses.PoolBits) & (PoolsPerSlot - 1)] : -1;
     }
 
     /// <summary>Whether an arena at <paramref name="arena"/> can be represented (its whole range is below 2^48).</summary>
