@@ -45,21 +45,26 @@ internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
 
     /// <summary>
     /// The tracer's one-pool cache on this thread: the shadow words of the dense slots of the pool at
-    /// <see cref="TracePool"/> in the shadow of <see cref="TracePoolTable"/> (word i: the pool's block i), so that a
-    /// thread that allocates and frees in one pool finds a block's trace word without walking the shadow's radix.
-    /// Owner thread only; valid while that table's shadow lives (its chunks stay mapped until the tracer is disposed).
+    /// <see cref="TracePool"/> in the shadow of the table whose epoch is <see cref="TracePoolEpoch"/> (word i: the
+    /// pool's block i), so that a thread that allocates and frees in one pool finds a block's trace word without walking
+    /// the shadow's radix. Owner thread only; valid while that table's shadow lives (its chunks stay mapped until the
+    /// tracer is disposed).
     /// </summary>
+    /// <remarks>Invariant: <see cref="TracePoolEpoch"/>, when set, is <see cref="TraceEpoch"/> (it is set after the
+    /// shard adopts the epoch, and <see cref="AdoptTraceEpoch"/> clears it), so one compare of it with the table's
+    /// current epoch says both that the words are that table's and that the pending bytes count for that epoch.</remarks>
     public nuint TracePool;
 
     public unsafe ulong* TracePoolWords;
 
-    public object? TracePoolTable;
+    public Tracing.TraceEpoch? TracePoolEpoch;
 
     /// <summary>Publishes the pending traced bytes to their epoch (one atomic add) and starts counting for
     /// <paramref name="epoch"/>. Cold: on a thread's first traced call of an epoch.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     public void AdoptTraceEpoch(Tracing.TraceEpoch epoch)
     {
+        TracePoolEpoch = null; // the cache is keyed by the epoch the pending bytes count for
         PublishTracePending();
         TraceEpoch = null; // a reader summing meanwhile skips this shard rather than count the old bytes for the new epoch
         TracePending = 0;

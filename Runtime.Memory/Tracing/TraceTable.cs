@@ -276,22 +276,28 @@ internal sealed unsafe class TraceTable
     // slots, word i for block i), so a thread that keeps allocating from one pool pays no radix walk; another pool
     // costs one walk, and the cache then holds that pool.
 
-    /// <summary>The shadow words of the dense slots of the pool at <paramref name="pool"/> (null: none, or not created).</summary>
+    /// <summary>The shadow words of the dense slots of the pool at <paramref name="pool"/> (null: none, or not created),
+    /// for <paramref name="epoch"/>, the table's current one: when not null, the shard's pending bytes count for it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong* PoolWords(ThreadShard shard, nuint pool, bool create) =>
-        shard.TracePool == pool && ReferenceEquals(shard.TracePoolTable, this) ? shard.TracePoolWords : PoolWordsSlow(shard, pool, create);
+    private ulong* PoolWords(ThreadShard shard, nuint pool, TraceEpoch epoch, bool create) =>
+        shard.TracePool == pool && ReferenceEquals(shard.TracePoolEpoch, epoch) ? shard.TracePoolWords : PoolWordsSlow(shard, pool, epoch, create);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private ulong* PoolWordsSlow(ThreadShard shard, nuint pool, bool create)
+    private ulong* PoolWordsSlow(ThreadShard shard, nuint pool, TraceEpoch epoch, bool create)
     {
         nuint first = SmallObjectAllocator.FirstDenseSlot(pool);
         ulong* words = _shadow is { } shadow && first != 0 ? shadow.SlotOf(first, create) : null;
         if (words != null) // a pool's dense slots lie in one 1 MiB chunk of the shadow: consecutive words
         {
-            shard.TracePoolTable = null;
+            if (!ReferenceEquals(shard.TraceEpoch, epoch))
+            {
+                shard.AdoptTraceEpoch(epoch); // clears the cache
+            }
+
+            shard.TracePoolEpoch = null;
             shard.TracePool = pool;
             shard.TracePoolWords = words;
-            shard.TracePoolTable = this;
+            shard.TracePoolEpoch = epoch; // = shard.TraceEpoch: see ThreadShard.TracePool
         }
 
         return words;
@@ -308,16 +314,16 @@ internal sealed unsafe class TraceTable
     {
         nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
         int cls = (int)((size - 1) >> SmallObject.SizeClasses.AlignmentShift);
-        ulong* words = PoolWords(shard, pool, create: true);
-        if (words == null || (uint)traceback > MaxShadowTraceback || domain > 2)
+        if ((uint)traceback > MaxShadowTraceback || domain > 2)
         {
             return false;
         }
 
         TraceEpoch epoch = _epoch;
-        if (!ReferenceEquals(shard.TraceEpoch, epoch))
+        ulong* words = PoolWords(shard, pool, epoch, create: true); // the shard counts for epoch when not null
+        if (words == null)
         {
-            shard.AdoptTraceEpoch(epoch);
+            return false;
         }
 
         StoreDenseWord(shard, epoch, words + SmallObjectAllocator.IndexInPool(block, pool, cls), domain, traceback, cls, size);
@@ -346,8 +352,7 @@ internal sealed unsafe class TraceTable
     {
         nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
         TraceEpoch epoch = _epoch;
-        if (shard.TracePool != pool || !ReferenceEquals(shard.TracePoolTable, this) || !ReferenceEquals(shard.TraceEpoch, epoch)
-            || (uint)traceback > MaxShadowTraceback)
+        if (shard.TracePool != pool || !ReferenceEquals(shard.TracePoolEpoch, epoch) || (uint)traceback > MaxShadowTraceback)
         {
             return false;
         }
@@ -368,16 +373,16 @@ internal sealed unsafe class TraceTable
     public void RemovePooled(ThreadShard shard, uint domain, void* block, int poolClass)
     {
         nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
-        ulong* words = PoolWords(shard, pool, create: false); // null above 2^47, where no pool has dense slots
+        TraceEpoch epoch = _epoch;
+        ulong* words = PoolWords(shard, pool, epoch, create: false); // null above 2^47, where no pool has dense slots
         if (words != null && SmallObjectAllocator.TryIndexInOwnPool(block, pool, poolClass, out uint index))
         {
             ulong* slot = words + index;
-            TraceEpoch epoch = _epoch;
             ulong code = Volatile.Read(ref *slot);
             if (IsOf(epoch, code) && DomainOf(code) == domain)
             {
                 Volatile.Write(ref *slot, 0); // the block's owner is the only writer of this epoch's word (see RemoveFromShadow)
-                Account(shard, epoch, -SizeOf(code, dense: true));
+                AccountRemovedInEpoch(shard, SizeOf(code, dense: true));
                 return;
             }
         }
@@ -889,6 +894,18 @@ internal sealed unsafe class TraceTable
         }
 
         AccountInEpoch(shard, epoch, delta);
+    }
+
+    /// <summary><see cref="AccountInEpoch"/> of −<paramref name="size"/>: a removal cannot raise the peak, and can
+    /// cross only the lower publish bound (|pending| stays below the threshold between calls).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccountRemovedInEpoch(ThreadShard shard, long size)
+    {
+        long pending = shard.TracePending -= size;
+        if (pending < -PublishThreshold)
+        {
+            shard.PublishTracePending();
+        }
     }
 
     /// <summary><see cref="Account"/> for a shard whose pending bytes already count for <paramref name="epoch"/>.</summary>
