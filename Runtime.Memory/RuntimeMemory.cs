@@ -129,6 +129,30 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     /// <summary>The debug state shared by the domains' debug hooks (shadow map, serial numbers, violations).</summary>
     public MemoryDebugger Debugger { get; }
 
+    private Diagnostics.RuntimeMemoryMetrics? _metrics;
+
+    /// <summary>The instruments on the <c>Runtime.Memory</c> meter, once <see cref="EnableMetrics"/> has created them (DI does
+    /// when an <see cref="System.Diagnostics.Metrics.IMeterFactory"/> is registered); null before.</summary>
+    public Diagnostics.RuntimeMemoryMetrics? Metrics => _metrics;
+
+    /// <summary>
+    /// Creates this runtime's instruments on a meter from <paramref name="meterFactory"/> (see
+    /// <see cref="Diagnostics.RuntimeMemoryMetrics"/>); they stop reporting when the runtime is disposed.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Metrics are already enabled on this runtime.</exception>
+    public Diagnostics.RuntimeMemoryMetrics EnableMetrics(System.Diagnostics.Metrics.IMeterFactory meterFactory)
+    {
+        ArgumentNullException.ThrowIfNull(meterFactory);
+        var metrics = new Diagnostics.RuntimeMemoryMetrics(this, meterFactory);
+        if (Interlocked.CompareExchange(ref _metrics, metrics, null) is not null)
+        {
+            metrics.Dispose();
+            throw new InvalidOperationException("Metrics are already enabled on this runtime; read them through RuntimeMemory.Metrics.");
+        }
+
+        return metrics;
+    }
+
     /// <inheritdoc/>
     public void SetupDebugHooks()
     {
@@ -201,6 +225,7 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         }
 
         close?.Invoke();
+        _metrics?.Dispose(); // before the state it reads goes away
         if (Tracer.IsTracing)
         {
             if (_tracingOptions.LeakReportOnDispose && Tracer.TracedBlocks > 0)

@@ -416,6 +416,9 @@ public sealed unsafe partial class MemoryDomain
             sum.BytesAllocated);
     }
 
+    /// <summary>The summed counters and the peak, without describing the chain (the metrics' observable callbacks).</summary>
+    internal DomainCounters ReadCounters(out long peakBytes) => _accounting.Read(_index, out peakBytes);
+
     /// <summary>Live blocks right now (a convenience over <see cref="GetStatistics"/>).</summary>
     public long LiveBlocks
     {

@@ -76,10 +76,19 @@ public static class RuntimeMemoryServiceCollectionExtensions
         services.AddOptions<RuntimeMemoryOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RuntimeMemoryOptions>, CodeOptionsValidator>());
         services.TryAddSingleton<IAllocatorProvider, DefaultAllocatorProvider>();
-        services.TryAddSingleton(sp => new RuntimeMemory(
-            sp.GetRequiredService<IAllocatorProvider>(),
-            sp.GetRequiredService<IOptions<RuntimeMemoryOptions>>().Value,
-            sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>()));
+        services.TryAddSingleton(sp =>
+        {
+            var runtime = new RuntimeMemory(
+                sp.GetRequiredService<IAllocatorProvider>(),
+                sp.GetRequiredService<IOptions<RuntimeMemoryOptions>>().Value,
+                sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>());
+            if (sp.GetService<System.Diagnostics.Metrics.IMeterFactory>() is { } meterFactory)
+            {
+                runtime.EnableMetrics(meterFactory); // the generic host registers a factory; elsewhere services.AddMetrics()
+            }
+
+            return runtime;
+        });
         services.TryAddSingleton<IRuntimeMemory>(sp => sp.GetRequiredService<RuntimeMemory>());
         return new Builder(services);
     }

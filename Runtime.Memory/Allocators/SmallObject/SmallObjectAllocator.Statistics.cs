@@ -37,6 +37,9 @@ public sealed record SmallObjectStatistics(
 
 public sealed unsafe partial class SmallObjectAllocator
 {
+    /// <summary>Arenas mapped now (one read, no walk): what the metrics report between full statistics.</summary>
+    public int ArenasCurrent => Volatile.Read(ref _arenasCurrent);
+
     /// <summary>The allocator's arenas, pools and blocks. Abandons the heaps of ended threads first.</summary>
     public SmallObjectStatistics GetStatistics()
     {
