@@ -43,6 +43,7 @@ public static class HostProgram
         IHost? host = null;
         IRuntimeMemory runtime;
         bool showAllocatorStatistics;
+        int runSeconds;
         try
         {
             HostApplicationBuilder builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
@@ -52,6 +53,7 @@ public static class HostProgram
             });
             builder.Services.AddRuntimeMemory(RuntimeMemoryOptions.DefaultSectionName);
             showAllocatorStatistics = ReadBool(builder.Configuration, AllocatorStatisticsKey);
+            runSeconds = ReadSeconds(builder.Configuration, RunSecondsKey);
             host = builder.Build();
 
             // Validate now rather than relying on StartAsync, so a bad setting stops us before any work.
@@ -72,6 +74,13 @@ public static class HostProgram
         {
             await host.StartAsync();
             BuiltInWorkload.Result result = BuiltInWorkload.Run(runtime);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (clock.Elapsed.TotalSeconds < runSeconds && result.CorruptBlocks == 0 && result.Anomalies == 0)
+            {
+                BuiltInWorkload.Result again = BuiltInWorkload.Run(runtime); // Host:RunSeconds: long enough to watch with dotnet-counters
+                result = new BuiltInWorkload.Result(result.Operations + again.Operations, result.CorruptBlocks + again.CorruptBlocks, result.Anomalies + again.Anomalies);
+            }
+
             RuntimeMemoryStatistics statistics = runtime.GetStatistics();
             await stdout.WriteAsync(FormatReport(runtime, result, statistics));
             if (showAllocatorStatistics)
@@ -146,6 +155,29 @@ public static class HostProgram
         return text.Length > 0 ? text.ToString() : "\nno domain runs on the small-object allocator (RuntimeMemory:Allocator is not default or pymalloc)\n";
     }
 
+    /// <summary>
+    /// Configuration key that repeats the workload until this many seconds have passed (default 0: once), so that
+    /// <c>dotnet-counters monitor -n Runtime.Host --counters Runtime.Memory</c> has a running process to watch.
+    /// </summary>
+    public const string RunSecondsKey = "Host:RunSeconds";
+
+    /// <summary>The most <see cref="RunSecondsKey"/> accepts: a day.</summary>
+    public const int MaxRunSeconds = 86_400;
+
+    private static int ReadSeconds(Microsoft.Extensions.Configuration.IConfiguration configuration, string key)
+    {
+        string? value = configuration[key];
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return 0;
+        }
+
+        return int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int seconds) && seconds is >= 0 and <= MaxRunSeconds
+            ? seconds
+            : throw new OptionsValidationException(key, typeof(int),
+                [$"{key} = '{value}': not a number of seconds. Allowed values: an integer from 0 (run the workload once) to {MaxRunSeconds}."]);
+    }
+
     private static bool ReadBool(Microsoft.Extensions.Configuration.IConfiguration configuration, string key)
     {
         string? value = configuration[key];
@@ -185,12 +217,15 @@ public static class HostProgram
     private const string Usage = """
         Usage: Runtime.Host [--RuntimeMemory:Allocator=<name>] [--RuntimeMemory:Debug:OnViolation=FailFast|Throw|Log]
                             [--RuntimeMemory:Debug:GuardPages=true] [--Host:AllocatorStatistics=true]
+                            [--Host:RunSeconds=<0-86400>]
 
         Allocator names: default, debug, malloc, malloc_debug, pymalloc, pymalloc_debug (the *_debug names and
         debug add the debug hooks: guard bytes checked on every free and realloc).
 
         Runs the built-in workload through the raw, mem and obj domains and prints the per-domain report;
-        with Host:AllocatorStatistics, also the small-object allocator statistics (as sys._debugmallocstats()).
+        with Host:AllocatorStatistics, also the small-object allocator statistics (as sys._debugmallocstats());
+        with Host:RunSeconds=N, repeats the workload for N seconds (watch it with
+        dotnet-counters monitor -n Runtime.Host --counters Runtime.Memory).
         Settings come from appsettings.json, then environment variables (RuntimeMemory__Allocator=malloc),
         then command-line switches (--RuntimeMemory:Allocator=malloc); later sources win.
 

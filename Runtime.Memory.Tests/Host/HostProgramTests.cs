@@ -178,6 +178,33 @@ public sealed class HostProgramTests : IDisposable
         Assert.Contains("Host:AllocatorStatistics = 'maybe': not a boolean. Allowed values: true, false.", error);
     }
 
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("soon")]
+    [InlineData("86401")]
+    public async Task Run_seconds_outside_0_to_a_day_is_a_configuration_error(string value)
+    {
+        var (exit, _, error) = await Run([$"--Host:RunSeconds={value}"]);
+        Assert.Equal(HostProgram.ExitConfigurationError, exit);
+        Assert.Contains($"Host:RunSeconds = '{value}': not a number of seconds. Allowed values: an integer from 0 (run the workload once) to 86400.", error);
+    }
+
+    [Fact]
+    public async Task Run_seconds_repeats_the_workload_for_that_long()
+    {
+        var (onceExit, once, _) = await Run([]);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var (exit, repeated, _) = await Run(["--Host:RunSeconds=1"]);
+        Assert.Equal(0, onceExit);
+        Assert.Equal(0, exit);
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(1), $"took {clock.Elapsed}");
+        Assert.True(Operations(repeated) >= 2 * Operations(once), $"once: {Operations(once)}, for a second: {Operations(repeated)}");
+
+        static long Operations(string report) => long.Parse(
+            System.Text.RegularExpressions.Regex.Match(report, @"workload: ([\d,]+) operations").Groups[1].Value.Replace(",", ""),
+            System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     [Fact]
     public async Task Help_prints_usage_and_succeeds()
     {
