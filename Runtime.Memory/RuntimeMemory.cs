@@ -31,6 +31,16 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     /// stderr without one.
     /// </summary>
     public RuntimeMemory(IAllocatorProvider provider, RuntimeMemoryOptions? options, ILoggerFactory? loggerFactory = null)
+        : this(provider, options, loggerFactory, null)
+    {
+    }
+
+    /// <summary>
+    /// As <see cref="RuntimeMemory(IAllocatorProvider, RuntimeMemoryOptions?, ILoggerFactory?)"/>; the service's own
+    /// events (category <c>Runtime.Memory</c>, see <see cref="Diagnostics.RuntimeMemoryLog"/>) are rate-limited by
+    /// <paramref name="timeProvider"/>'s clock (the system clock when null).
+    /// </summary>
+    public RuntimeMemory(IAllocatorProvider provider, RuntimeMemoryOptions? options, ILoggerFactory? loggerFactory, TimeProvider? timeProvider)
     {
         ArgumentNullException.ThrowIfNull(provider);
         var accounting = new MemoryAccounting();
@@ -50,6 +60,23 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
             SetupDebugHooks();
         }
 
+        _logger = loggerFactory?.CreateLogger(Diagnostics.RuntimeMemoryLog.Category);
+        _time = timeProvider ?? TimeProvider.System;
+        if (_logger is not null)
+        {
+            foreach (MemoryDomain domain in _domains)
+            {
+                domain.AttachLog(_logger, _time);
+            }
+
+            Diagnostics.RuntimeMemoryLog.AllocatorsConfigured(_logger, AllocatorName, Raw.DescribeChain(), Mem.DescribeChain(), Obj.DescribeChain());
+        }
+
+        if (options?.Limits is { } limits)
+        {
+            ApplyLimits(limits);
+        }
+
         Tracer = new Tracing.MemoryTracer(this);
         _tracingOptions = options?.Tracing ?? new RuntimeMemoryTracingOptions();
         _leakLogger = loggerFactory?.CreateLogger("Runtime.Memory.Tracing");
@@ -63,6 +90,11 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     internal MemoryAccounting Accounting { get; }
 
     private readonly RuntimeMemoryTracingOptions _tracingOptions;
+    private readonly ILogger? _logger;
+    private readonly TimeProvider _time;
+
+    /// <summary>The service's own log (category <c>Runtime.Memory</c>); null without a logger factory.</summary>
+    internal ILogger? Logger => _logger;
     private readonly ILogger? _leakLogger;
 
     /// <summary>Allocation tracing of the three domains (tracemalloc): start, stop, snapshots, tracebacks of blocks.</summary>
@@ -111,16 +143,100 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         }
     }
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, LibraryAccount> _tags = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, LibraryAccount> _tags = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>
     /// The account of the native library tagged <paramref name="tag"/> (created on first use): what the library's
-    /// route into this runtime holds. Routes with the same tag share one account.
+    /// route into this runtime holds, and its budget. Routes with the same tag share one account; tags match
+    /// ignoring case, and the account keeps the spelling of its first use.
     /// </summary>
     public LibraryAccount Tag(string tag)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(tag);
-        return _tags.GetOrAdd(tag, static t => new LibraryAccount(t));
+        return _tags.GetOrAdd(tag, static (t, self) =>
+        {
+            var account = new LibraryAccount(t);
+            if (self._logger is { } logger)
+            {
+                account.AttachLog(logger, self._time);
+            }
+
+            return account;
+        }, this);
+    }
+
+    /// <summary>Logs that a route's native library is missing (event 4401) before the route throws the exception.</summary>
+    internal void ReportBackendMissing(string library, DllNotFoundException ex)
+    {
+        if (_logger is { } logger)
+        {
+            Diagnostics.RuntimeMemoryLog.BackendMissing(logger, library, ex.Message);
+        }
+    }
+
+    private readonly Lock _limitsLock = new();
+    private IDisposable? _limitsSubscription;
+
+    /// <summary>Keeps the configuration-change subscription that re-applies the limits; disposed with the runtime.</summary>
+    internal void FollowLimits(IDisposable? subscription) => _limitsSubscription = subscription;
+
+    /// <summary>
+    /// A configuration change: applies its limits when <paramref name="failures"/> is empty; otherwise logs the problems
+    /// (event 4303) and keeps the budgets as they are. Never throws: it runs on the configuration's change thread.
+    /// </summary>
+    internal void ApplyLimitsFromReload(RuntimeMemoryOptions options, IReadOnlyList<string> failures)
+    {
+        try
+        {
+            if (failures.Count != 0)
+            {
+                if (_logger is { } logger)
+                {
+                    Diagnostics.RuntimeMemoryLog.LimitChangeRejected(logger, string.Join(" ", failures));
+                }
+
+                return;
+            }
+
+            ApplyLimits(options.Limits);
+        }
+        catch (Exception ex)
+        {
+            if (_logger is { } logger)
+            {
+                Diagnostics.RuntimeMemoryLog.LimitChangeRejected(logger, ex.Message);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sets every budget from <paramref name="limits"/> (<c>RuntimeMemory:Limits</c>): each domain's, and each tag's
+    /// named there; a tag budget set earlier and no longer named is removed. DI calls this at start and on every valid
+    /// configuration change; the options must be valid (<see cref="RuntimeMemoryOptionsValidator"/>).
+    /// </summary>
+    public void ApplyLimits(RuntimeMemoryLimitsOptions limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        lock (_limitsLock)
+        {
+            foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+            {
+                this[kind].MaxBytes = limits[kind].MaxBytes;
+            }
+
+            foreach (LibraryAccount account in _tags.Values)
+            {
+                if (!limits.Tags.Keys.Contains(account.Tag, StringComparer.OrdinalIgnoreCase))
+                {
+                    account.MaxBytes = null;
+                }
+            }
+
+            foreach ((string tag, RuntimeMemoryBudgetOptions budget) in limits.Tags)
+            {
+                Tag(tag).MaxBytes = budget.MaxBytes;
+            }
+        }
     }
 
     /// <summary>Every library account, by tag.</summary>
@@ -225,6 +341,7 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         }
 
         close?.Invoke();
+        _limitsSubscription?.Dispose();
         _metrics?.Dispose(); // before the state it reads goes away
         if (Tracer.IsTracing)
         {
@@ -257,6 +374,19 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     }
 
     /// <inheritdoc/>
-    public RuntimeMemoryStatistics GetStatistics() =>
-        new(AllocatorName, _domains.Select(d => d.GetStatistics()).ToArray());
+    public RuntimeMemoryStatistics GetStatistics()
+    {
+        (long traced, long tracedPeak) = Tracer.GetTracedMemory();
+        var hooked = _domains.Where(d => d.DebugHook is not null).Select(d => d.Kind).ToArray();
+        return new RuntimeMemoryStatistics(AllocatorName, _domains.Select(d => d.GetStatistics()).ToArray())
+        {
+            Libraries = Tags.Select(LibraryStatistics.Of).ToArray(),
+            Tracing = Tracer.IsTracing
+                ? new TracingStatistics(true, Tracer.TracebackLimit, Tracer.SampleBytes, Tracer.TracedBlocks, traced, tracedPeak, Tracer.TracingMemory, Tracer.TraceFailures)
+                : TracingStatistics.Off,
+            Debug = hooked.Length == 0 && Debugger.Violations == 0
+                ? DebugStatistics.None
+                : new DebugStatistics(hooked, Debugger.Violations, Debugger.LiveBlocks, Debugger.ShadowBytes),
+        };
+    }
 }

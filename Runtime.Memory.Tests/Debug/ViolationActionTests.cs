@@ -10,7 +10,7 @@ public sealed unsafe class ViolationActionTests
 {
     private static (RuntimeMemory Runtime, FakeLogCollector Logs) CreateLogged(ViolationAction action)
     {
-        var provider = new FakeLoggerProvider();
+        var provider = DebugLogOnly(); // the service's own events (started, hooks) are another category
         ILoggerFactory factory = LoggerFactory.Create(builder => builder.AddProvider(provider));
         var runtime = new RuntimeMemory(
             new DefaultAllocatorProvider(new RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug }),
@@ -18,6 +18,9 @@ public sealed unsafe class ViolationActionTests
             factory);
         return (runtime, provider.Collector);
     }
+
+    private static FakeLoggerProvider DebugLogOnly() =>
+        new(new FakeLogCollector(Microsoft.Extensions.Options.Options.Create(new FakeLogCollectorOptions { FilteredCategories = { "Runtime.Memory.Debug" } })));
 
     [Fact]
     public void Log_reports_at_error_with_the_full_report_and_leaks_the_block()

@@ -112,12 +112,79 @@ public sealed unsafe class MetricsTests : IDisposable
         Assert.True(runtime.Obj.Malloc(MemoryDomain.MaxRequestSize + 1) == null);
         Assert.True(runtime.Obj.Calloc(nuint.MaxValue, 2) == null);
 
-        failures.RecordObservableInstruments();
-        IReadOnlyList<CollectedMeasurement<long>> measured = failures.GetMeasurementSnapshot();
-        CollectedMeasurement<long> obj = Assert.Single(measured, m => (string?)m.Tags[RuntimeMemoryMetrics.DomainTag] == "obj");
-        Assert.Equal(2, obj.Value);
-        Assert.Equal(RuntimeMemoryMetrics.OutOfMemory, obj.Tags[RuntimeMemoryMetrics.ErrorTypeTag]);
-        Assert.All(measured.Where(m => m != obj), m => Assert.Equal(0, m.Value));
+        Assert.Equal(
+            new Dictionary<string, long>
+            {
+                ["raw/out_of_memory"] = 0, ["raw/limit"] = 0, ["mem/out_of_memory"] = 0, ["mem/limit"] = 0,
+                ["obj/out_of_memory"] = 2, ["obj/limit"] = 0,
+            },
+            ObserveFailures(failures, RuntimeMemoryMetrics.DomainTag));
+    }
+
+    /// <summary>One collection of a failure counter, keyed <c>owner/error.type</c>.</summary>
+    private static Dictionary<string, long> ObserveFailures(MetricCollector<long> collector, string ownerTag)
+    {
+        collector.Clear();
+        collector.RecordObservableInstruments();
+        return collector.GetMeasurementSnapshot().ToDictionary(
+            m => $"{m.Tags[ownerTag]}/{m.Tags[RuntimeMemoryMetrics.ErrorTypeTag]}", m => m.Value);
+    }
+
+    [Fact]
+    public void A_budget_refusal_is_a_failure_tagged_limit_and_the_budget_is_reported()
+    {
+        using RuntimeMemory runtime = CreateRuntime();
+        using MetricCollector<long> failures = Collect("runtime.memory.allocation.failures");
+        using MetricCollector<long> limit = Collect("runtime.memory.limit");
+        Assert.Empty(Observe(limit, RuntimeMemoryMetrics.DomainTag)); // no budget, no measurement
+
+        runtime.Obj.MaxBytes = 1024;
+        void* block = runtime.Obj.Malloc(1000);
+        Assert.True(block != null);
+        Assert.True(runtime.Obj.Malloc(100) == null); // 1000 + 112 > 1024
+        Assert.True(runtime.Obj.Malloc(MemoryDomain.MaxRequestSize + 1) == null); // a size no allocator serves: out of memory
+
+        Dictionary<string, long> observed = ObserveFailures(failures, RuntimeMemoryMetrics.DomainTag);
+        Assert.Equal(1, observed["obj/limit"]);
+        Assert.Equal(1, observed["obj/out_of_memory"]);
+        Assert.Equal(new Dictionary<string, long> { ["obj"] = 1024 }, Observe(limit, RuntimeMemoryMetrics.DomainTag));
+        runtime.Obj.Free(block);
+    }
+
+    [Fact]
+    public void A_tag_budget_refusal_is_a_library_failure_tagged_limit()
+    {
+        using RuntimeMemory runtime = CreateRuntime();
+        using MetricCollector<long> failures = Collect("runtime.memory.library.allocation.failures");
+        using MetricCollector<long> limit = Collect("runtime.memory.library.limit");
+        using var route = new TestRoute(runtime, "budgeted");
+        route.Account.MaxBytes = 100;
+
+        void* block = route.Allocate(60);
+        Assert.True(block != null);
+        Assert.True(route.Allocate(60) == null);
+
+        Assert.Equal(
+            new Dictionary<string, long> { ["budgeted/limit"] = 1, ["budgeted/out_of_memory"] = 0 },
+            ObserveFailures(failures, RuntimeMemoryMetrics.LibraryTag));
+        Assert.Equal(new Dictionary<string, long> { ["budgeted"] = 100 }, Observe(limit, RuntimeMemoryMetrics.LibraryTag));
+        route.Release(block);
+    }
+
+    [Fact]
+    public void Pools_in_use_are_reported_per_small_object_domain()
+    {
+        using RuntimeMemory runtime = CreateRuntime();
+        using MetricCollector<long> pools = Collect("runtime.memory.pool.count");
+        long before = Observe(pools, RuntimeMemoryMetrics.DomainTag)["mem"];
+        void* a = runtime.Mem.Malloc(16);
+        void* b = runtime.Mem.Malloc(512); // another size class: another pool
+        Dictionary<string, long> observed = Observe(pools, RuntimeMemoryMetrics.DomainTag);
+        Assert.Equal(before + 2, observed["mem"]);
+        Assert.False(observed.ContainsKey("raw")); // raw runs on malloc
+        Assert.Equal(runtime.GetStatistics()[MemoryDomainKind.Mem].SmallObjects!.Classes.Sum(c => c.Pools), observed["mem"]);
+        runtime.Mem.Free(a);
+        runtime.Mem.Free(b);
     }
 
     [Fact]
@@ -214,15 +281,19 @@ public sealed unsafe class MetricsTests : IDisposable
             ("runtime.memory.usage", typeof(ObservableUpDownCounter<long>), "By"),
             ("runtime.memory.blocks", typeof(ObservableUpDownCounter<long>), "{block}"),
             ("runtime.memory.peak_usage", typeof(ObservableGauge<long>), "By"),
+            ("runtime.memory.limit", typeof(ObservableUpDownCounter<long>), "By"),
             ("runtime.memory.total_allocated", typeof(ObservableCounter<long>), "By"),
             ("runtime.memory.allocations", typeof(ObservableCounter<long>), "{allocation}"),
             ("runtime.memory.allocation.failures", typeof(ObservableCounter<long>), "{failure}"),
             ("runtime.memory.debug.violations", typeof(ObservableCounter<long>), "{violation}"),
             ("runtime.memory.arena.count", typeof(ObservableUpDownCounter<long>), "{arena}"),
+            ("runtime.memory.pool.count", typeof(ObservableUpDownCounter<long>), "{pool}"),
             ("runtime.memory.tracing.usage", typeof(ObservableUpDownCounter<long>), "By"),
             ("runtime.memory.tracing.blocks", typeof(ObservableUpDownCounter<long>), "{block}"),
             ("runtime.memory.library.usage", typeof(ObservableUpDownCounter<long>), "By"),
             ("runtime.memory.library.blocks", typeof(ObservableUpDownCounter<long>), "{block}"),
+            ("runtime.memory.library.limit", typeof(ObservableUpDownCounter<long>), "By"),
+            ("runtime.memory.library.allocation.failures", typeof(ObservableCounter<long>), "{failure}"),
         ];
         Assert.Equal(expected.Select(e => e.Name).Order(), seen.Keys.Order());
         foreach ((string name, Type kind, string unit) in expected)

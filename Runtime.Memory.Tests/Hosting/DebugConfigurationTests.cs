@@ -111,7 +111,8 @@ public sealed unsafe class DebugConfigurationTests
     [Fact]
     public void Violations_are_logged_through_the_containers_logger_factory()
     {
-        var fake = new FakeLoggerProvider();
+        var fake = new FakeLoggerProvider(new FakeLogCollector(Microsoft.Extensions.Options.Options.Create(
+            new FakeLogCollectorOptions { FilteredCategories = { "Runtime.Memory.Debug" } }))); // the violations' category
         using ServiceProvider provider = Build(
             new() { ["RuntimeMemory:Allocator"] = "debug", ["RuntimeMemory:Debug:OnViolation"] = "Log" },
             services => services.AddLogging(builder => builder.AddProvider(fake)));

@@ -88,14 +88,14 @@ public sealed class ServiceRegistrationTests
     public void An_unknown_key_in_the_section_is_rejected_with_the_allowed_keys()
     {
         string message = ValidationMessage(new() { ["RuntimeMemory:Alocator"] = "malloc" });
-        Assert.Contains("RuntimeMemory:Alocator is not a setting of RuntimeMemory. Allowed keys: Allocator, Debug, Tracing.", message);
+        Assert.Contains("RuntimeMemory:Alocator is not a setting of RuntimeMemory. Allowed keys: Allocator, Debug, Tracing, Limits.", message);
     }
 
     [Fact]
     public void A_value_where_the_section_belongs_is_rejected()
     {
         string message = ValidationMessage(new() { ["RuntimeMemory"] = "malloc" });
-        Assert.Contains("RuntimeMemory = 'malloc': RuntimeMemory must be a section with keys, not a value. Allowed keys: Allocator, Debug, Tracing.", message);
+        Assert.Contains("RuntimeMemory = 'malloc': RuntimeMemory must be a section with keys, not a value. Allowed keys: Allocator, Debug, Tracing, Limits.", message);
     }
 
     [Fact]

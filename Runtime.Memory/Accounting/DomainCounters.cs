@@ -20,8 +20,11 @@ internal struct DomainCounters
     /// <summary>Successful reallocs of an existing block.</summary>
     public long Reallocations;
 
-    /// <summary>Requests that returned null: rejected sizes and allocator failures.</summary>
+    /// <summary>Requests that returned null: rejected sizes, allocator failures and budget refusals.</summary>
     public long Failures;
+
+    /// <summary>The part of <see cref="Failures"/> that the domain's budget refused (<see cref="PeakTracker.Limit"/>).</summary>
+    public long LimitRefusals;
 
     /// <summary>Bytes requested by created blocks plus the growth of reallocs.</summary>
     public long BytesAllocated;
@@ -41,6 +44,7 @@ internal struct DomainCounters
         Frees += other.Frees;
         Reallocations += other.Reallocations;
         Failures += other.Failures;
+        LimitRefusals += other.LimitRefusals;
         BytesAllocated += other.BytesAllocated;
         BytesFreed += other.BytesFreed;
         PendingLive += other.PendingLive;
@@ -55,9 +59,16 @@ internal struct DomainCountersByKind
 }
 
 /// <summary>
-/// One domain's published live bytes and peak, alone on a 64-byte cache line so that the rare writes to it
+/// One domain's published live bytes, peak and budget, alone on a 64-byte cache line so that the rare writes to it
 /// do not disturb the neighbouring domains.
 /// </summary>
+/// <remarks>
+/// Invariant: <see cref="Gate"/> is at most <c>min(</c><see cref="Peak"/><c>, </c><see cref="Limit"/><c>)</c>, and
+/// <see cref="long.MinValue"/> while a refusal episode is open, once every writer has finished
+/// (<see cref="MemoryAccounting"/>'s <c>RefreshGate</c> rewrites it until it holds). Growth whose estimate stays at
+/// or below the gate needs nothing more than the counters; anything above it takes the slow path, which raises the
+/// peak, checks the budget, and closes the episode.
+/// </remarks>
 [StructLayout(LayoutKind.Explicit, Size = 64)]
 internal struct PeakTracker
 {
@@ -66,6 +77,15 @@ internal struct PeakTracker
 
     /// <summary>Highest live-byte estimate seen (CAS max).</summary>
     [FieldOffset(8)] public long Peak;
+
+    /// <summary>The one value the fast path compares its estimate with: see the invariant.</summary>
+    [FieldOffset(16)] public long Gate;
+
+    /// <summary>The budget: most live bytes the domain may hold; <see cref="long.MaxValue"/> for none.</summary>
+    [FieldOffset(24)] public long Limit;
+
+    /// <summary>1 while a refusal episode is open: from a refusal until the next growth the budget admits.</summary>
+    [FieldOffset(32)] public int EpisodeOpen;
 }
 
 [InlineArray(MemoryDomainKindExtensions.Count)]

@@ -2,19 +2,31 @@ namespace Runtime.Memory;
 
 /// <summary>
 /// What one native library routed into the runtime holds, under its tag (<c>zlib</c>, <c>sqlite</c>, …): live blocks
-/// and bytes, the peak, totals and failures. Kept by the library's <see cref="Extensions.LibraryRoute"/>, which sees
-/// every allocation and free the library makes; the bytes are those the library asked for.
+/// and bytes, the peak, totals, failures, and an optional budget. Kept by the library's
+/// <see cref="Extensions.LibraryRoute"/>, which sees every allocation and free the library makes; the bytes are those
+/// the library asked for.
 /// </summary>
-/// <remarks>Updated with atomic operations: routed calls come from native code on any thread, never from the managed
-/// hot path. Every figure is exact when no call is in flight.</remarks>
+/// <remarks>
+/// <para>Updated with atomic operations: routed calls come from native code on any thread, never from the managed
+/// hot path. Every figure is exact when no call is in flight.</para>
+/// <para><b>Budget.</b> A route reserves a block's bytes (<see cref="TryReserve"/>) before it asks its domain for the
+/// block, so the budget is exact under any number of threads: the live bytes never pass <see cref="MaxBytes"/>. A
+/// refusal is counted in <see cref="Failures"/> and <see cref="LimitRefusals"/>, and opens an episode that is logged
+/// once (event 4301); the next reservation the budget admits closes it.</para>
+/// </remarks>
 public sealed class LibraryAccount
 {
     private long _allocations;
     private long _frees;
     private long _bytesAllocated;
-    private long _bytesFreed;
+    private long _liveBytes;
     private long _peakBytes;
     private long _failures;
+    private long _limitRefusals;
+    private long _limit = long.MaxValue;
+    private int _episodeOpen;
+    private Diagnostics.BudgetLog? _budgetLog;
+    private Microsoft.Extensions.Logging.ILogger? _logger;
 
     internal LibraryAccount(string tag) => Tag = tag;
 
@@ -24,10 +36,11 @@ public sealed class LibraryAccount
     /// <summary>Blocks the library holds now.</summary>
     public long LiveBlocks => Interlocked.Read(ref _allocations) - Interlocked.Read(ref _frees);
 
-    /// <summary>Bytes the library holds now.</summary>
-    public long LiveBytes => Interlocked.Read(ref _bytesAllocated) - Interlocked.Read(ref _bytesFreed);
+    /// <summary>Bytes the library holds now (reserved for blocks being allocated included).</summary>
+    public long LiveBytes => Interlocked.Read(ref _liveBytes);
 
-    /// <summary>The most bytes it has held at once.</summary>
+    /// <summary>The most bytes it has held at once (read after each allocation; with threads allocating at once it may
+    /// include another's reservation in flight, never more than the budget).</summary>
     public long PeakBytes => Interlocked.Read(ref _peakBytes);
 
     /// <summary>Allocations (a realloc counts as one allocation and one free when it moves or resizes).</summary>
@@ -36,23 +49,128 @@ public sealed class LibraryAccount
     /// <summary>Frees.</summary>
     public long Frees => Interlocked.Read(ref _frees);
 
-    /// <summary>Requests that returned null.</summary>
+    /// <summary>Bytes the library has asked for over its life (realloc growth included).</summary>
+    public long BytesAllocated => Interlocked.Read(ref _bytesAllocated);
+
+    /// <summary>Requests that returned null: the domain's refusals (out of memory, its budget) and this tag's budget's.</summary>
     public long Failures => Interlocked.Read(ref _failures);
 
+    /// <summary>The part of <see cref="Failures"/> that this tag's budget refused.</summary>
+    public long LimitRefusals => Interlocked.Read(ref _limitRefusals);
+
+    /// <summary>
+    /// The tag's budget: the most bytes the library may hold, or <see langword="null"/> for none (the default).
+    /// Can be changed at any time; a budget below <see cref="LiveBytes"/> refuses growth until the library frees.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A negative value.</exception>
+    public long? MaxBytes
+    {
+        get => Interlocked.Read(ref _limit) is var limit && limit == long.MaxValue ? null : limit;
+        set
+        {
+            if (value < 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "A budget is a number of bytes, 0 or more (null: no budget).");
+            }
+
+            long limit = value ?? long.MaxValue;
+            long previous = Interlocked.Exchange(ref _limit, limit);
+            if (previous != limit && _logger is { } logger)
+            {
+                Diagnostics.RuntimeMemoryLog.LimitChanged(logger, Budget, Diagnostics.RuntimeMemoryLog.DescribeLimit(previous), Diagnostics.RuntimeMemoryLog.DescribeLimit(limit));
+            }
+        }
+    }
+
+    private string Budget => $"library '{Tag}'";
+
+    internal void AttachLog(Microsoft.Extensions.Logging.ILogger logger, TimeProvider time)
+    {
+        _logger = logger;
+        _budgetLog = new Diagnostics.BudgetLog(logger, time, Budget);
+    }
+
+    /// <summary>
+    /// Reserves <paramref name="growth"/> more live bytes (negative: gives bytes back, always admitted); false, counted
+    /// and logged as a refusal, when that would pass the budget. The caller then allocates, and on failure gives the
+    /// bytes back with <see cref="Unreserve"/>.
+    /// </summary>
+    internal bool TryReserve(long growth)
+    {
+        if (growth <= 0)
+        {
+            Interlocked.Add(ref _liveBytes, growth);
+            return true;
+        }
+
+        long limit = Interlocked.Read(ref _limit);
+        long live = Interlocked.Read(ref _liveBytes);
+        while (true)
+        {
+            long next = live + growth;
+            if (next > limit || next < live)
+            {
+                Refused(live, growth, limit);
+                return false;
+            }
+
+            long seen = Interlocked.CompareExchange(ref _liveBytes, next, live);
+            if (seen == live)
+            {
+                if (Volatile.Read(ref _episodeOpen) != 0)
+                {
+                    Interlocked.Exchange(ref _episodeOpen, 0);
+                }
+
+                return true;
+            }
+
+            live = seen;
+        }
+    }
+
+    /// <summary>Gives back bytes <see cref="TryReserve"/> reserved for an allocation that then failed.</summary>
+    internal void Unreserve(long growth) => Interlocked.Add(ref _liveBytes, -growth);
+
+    /// <summary>Counts a block the library now holds, whose bytes were reserved.</summary>
     internal void OnAllocated(nuint size)
     {
         Interlocked.Increment(ref _allocations);
-        long live = Interlocked.Add(ref _bytesAllocated, (long)size) - Interlocked.Read(ref _bytesFreed);
-        Accounting.AtomicMax.Raise(ref _peakBytes, live);
+        Interlocked.Add(ref _bytesAllocated, (long)size);
+        RaisePeak();
     }
 
+    /// <summary>The peak follows blocks the domain served, not reservations it may still refuse.</summary>
+    private void RaisePeak() => Accounting.AtomicMax.Raise(ref _peakBytes, Interlocked.Read(ref _liveBytes));
+
+    /// <summary>Counts a resize, whose growth was reserved: one free and one allocation, as before budgets.</summary>
+    internal void OnReallocated(nuint newSize)
+    {
+        Interlocked.Increment(ref _frees);
+        Interlocked.Increment(ref _allocations);
+        Interlocked.Add(ref _bytesAllocated, (long)newSize);
+        RaisePeak();
+    }
+
+    /// <summary>Counts a block the library freed, and gives its bytes back.</summary>
     internal void OnFreed(nuint size)
     {
         Interlocked.Increment(ref _frees);
-        Interlocked.Add(ref _bytesFreed, (long)size);
+        Interlocked.Add(ref _liveBytes, -(long)size);
     }
 
+    /// <summary>Counts a request the domain answered with null (the domain counts its own reason).</summary>
     internal void OnFailed() => Interlocked.Increment(ref _failures);
+
+    private void Refused(long live, long request, long limit)
+    {
+        Interlocked.Increment(ref _failures);
+        Interlocked.Increment(ref _limitRefusals);
+        if (Interlocked.Exchange(ref _episodeOpen, 1) == 0)
+        {
+            _budgetLog?.EpisodeStarted(live, request, limit);
+        }
+    }
 
     /// <inheritdoc/>
     public override string ToString() =>

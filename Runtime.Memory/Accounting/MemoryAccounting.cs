@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Runtime.Memory.Diagnostics;
 
 namespace Runtime.Memory.Accounting;
 
@@ -22,6 +23,16 @@ namespace Runtime.Memory.Accounting;
 /// A read reports at least the live size it summed, without storing it, so reading never skews the peak.</para>
 /// <para><b>Threads that end</b> leave their shard behind; the next read or the next thread to register folds it into
 /// <see cref="_retired"/>, so nothing is lost and the shard list does not grow without bound.</para>
+/// <para><b>Budgets.</b> The growth check compares the estimate with one value, the gate (<see cref="PeakTracker"/>):
+/// <c>min(peak, budget)</c>. So a budget costs the fast path nothing; only growth above the peak or the budget takes
+/// the slow path, which sums the live bytes exactly (under the shard lock) before it refuses. A refused allocation is
+/// not counted; the domain frees the block and returns null. A budget is exact while one thread allocates; with T
+/// threads allocating at once the live total can pass it by at most the other threads' unpublished growth,
+/// <c>(T − 1) × PublishThreshold</c>, the same bound as the peak's. A resize is checked before it is made
+/// (<see cref="Admits"/>), because a refused realloc must leave the old block as it was.</para>
+/// <para><b>Episodes.</b> A refusal opens an episode and lowers the gate to <see cref="long.MinValue"/>, so the next
+/// growth takes the slow path once, and closes it if the budget admits it. An episode is logged once, when it opens
+/// (<see cref="BudgetLog"/> also limits that to one event per second per budget).</para>
 /// </remarks>
 internal sealed class MemoryAccounting
 {
@@ -48,6 +59,14 @@ internal sealed class MemoryAccounting
 
     private readonly Lock _lock = new();
 
+    public MemoryAccounting()
+    {
+        for (int d = 0; d < MemoryDomainKindExtensions.Count; d++)
+        {
+            _peaks[d].Limit = long.MaxValue; // no budget; the gate starts at the peak, 0
+        }
+    }
+
     // ---- hot path -------------------------------------------------------------------------------------------
 
     /// <summary>This thread's shard of this accounting: one thread-static load and a compare.</summary>
@@ -62,14 +81,22 @@ internal sealed class MemoryAccounting
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref DomainCounters CountersOf(int domain) => ref CurrentShard().Counters[domain];
 
-    /// <summary>Records a new block, on a shard the caller already holds.</summary>
+    /// <summary>
+    /// Records a new block, on a shard the caller already holds; false when the domain's budget refuses it, in which case
+    /// nothing is counted and the caller frees the block and returns null (<see cref="OnRefused"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnAllocated(ThreadShard shard, int domain, nuint size)
+    public bool OnAllocated(ThreadShard shard, int domain, nuint size)
     {
         ref DomainCounters c = ref shard.Counters[domain];
+        if (!Grow(domain, ref c, (long)size, refusable: true))
+        {
+            return false;
+        }
+
         c.Allocations++;
         c.BytesAllocated += (long)size;
-        Grow(domain, ref c, (long)size);
+        return true;
     }
 
     /// <summary>Records a freed block, on a shard the caller already holds.</summary>
@@ -82,9 +109,9 @@ internal sealed class MemoryAccounting
         Shrink(domain, ref c, (long)size);
     }
 
-    /// <summary>Records a new block of <paramref name="size"/> accounted bytes.</summary>
+    /// <summary>Records a new block of <paramref name="size"/> accounted bytes; false when the budget refuses it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnAllocated(int domain, nuint size) => OnAllocated(CurrentShard(), domain, size);
+    public bool OnAllocated(int domain, nuint size) => OnAllocated(CurrentShard(), domain, size);
 
     /// <summary>Records a freed block of <paramref name="size"/> accounted bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -94,7 +121,10 @@ internal sealed class MemoryAccounting
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void OnReallocated(int domain, nuint oldSize, nuint newSize) => OnReallocated(CurrentShard(), domain, oldSize, newSize);
 
-    /// <summary>Records a resized block, on a shard the caller already holds.</summary>
+    /// <summary>
+    /// Records a resized block, on a shard the caller already holds. Never refused: a resize is checked against the
+    /// budget before it is made (<see cref="Admits"/>), because after it the old block may be gone.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void OnReallocated(ThreadShard shard, int domain, nuint oldSize, nuint newSize)
     {
@@ -104,7 +134,7 @@ internal sealed class MemoryAccounting
         {
             long growth = (long)(newSize - oldSize);
             c.BytesAllocated += growth;
-            Grow(domain, ref c, growth);
+            Grow(domain, ref c, growth, refusable: false);
         }
         else
         {
@@ -118,21 +148,37 @@ internal sealed class MemoryAccounting
     [MethodImpl(MethodImplOptions.NoInlining)]
     public void OnFailed(int domain) => CountersOf(domain).Failures++;
 
+    /// <summary>Records a request the budget refused (a failure of reason <c>limit</c>). Cold.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public void OnRefused(int domain)
+    {
+        ref DomainCounters c = ref CountersOf(domain);
+        c.Failures++;
+        c.LimitRefusals++;
+    }
+
+    /// <summary>
+    /// Adds <paramref name="bytes"/> to this thread's pending live bytes and, when the estimate passes the gate, takes
+    /// the slow path (<see cref="PassGate"/>): one load and one compare more than the counters themselves, whether or
+    /// not a budget is set.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Grow(int domain, ref DomainCounters c, long bytes)
+    private bool Grow(int domain, ref DomainCounters c, long bytes, bool refusable)
     {
         long pending = c.PendingLive += bytes;
         ref PeakTracker tracker = ref _peaks[domain];
         long estimate = Volatile.Read(ref tracker.Published) + pending;
-        if (estimate > Volatile.Read(ref tracker.Peak))
+        if (estimate > Volatile.Read(ref tracker.Gate) && !PassGate(domain, ref c, estimate, bytes, refusable))
         {
-            RaisePeak(ref tracker, estimate);
+            return false;
         }
 
         if (pending >= PublishThreshold)
         {
             Publish(ref tracker, ref c);
         }
+
+        return true;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -147,8 +193,91 @@ internal sealed class MemoryAccounting
 
     // ---- slow paths -----------------------------------------------------------------------------------------
 
+    /// <summary>
+    /// Growth past the gate: a new peak, a budget to check, or an open refusal episode to close. When the estimate is
+    /// over the budget the live bytes are summed exactly (other threads' unpublished frees may make room); if they are
+    /// still over, the growth is undone and refused (false) and an episode opens.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void RaisePeak(ref PeakTracker tracker, long estimate) => AtomicMax.Raise(ref tracker.Peak, estimate);
+    private bool PassGate(int domain, ref DomainCounters c, long estimate, long bytes, bool refusable)
+    {
+        ref PeakTracker tracker = ref _peaks[domain];
+        long limit = Volatile.Read(ref tracker.Limit);
+        if (estimate > limit)
+        {
+            long exact = ExactLiveBytes(domain);
+            if (exact > limit && refusable)
+            {
+                c.PendingLive -= bytes;
+                OpenEpisode(domain, exact - bytes, bytes, limit);
+                return false;
+            }
+
+            estimate = Math.Min(estimate, exact);
+        }
+
+        AtomicMax.Raise(ref tracker.Peak, estimate);
+        if (Volatile.Read(ref tracker.EpisodeOpen) != 0)
+        {
+            Interlocked.Exchange(ref tracker.EpisodeOpen, 0);
+        }
+
+        RefreshGate(ref tracker);
+        return true;
+    }
+
+    /// <summary>
+    /// Rewrites <see cref="PeakTracker.Gate"/> until it equals what the peak, the budget and the episode flag say, as
+    /// read after the last write: every writer of those three calls this afterwards, so the last one leaves the gate
+    /// right. A gate that is briefly too low only sends growth to the slow path.
+    /// </summary>
+    private static void RefreshGate(ref PeakTracker tracker)
+    {
+        while (true)
+        {
+            long gate = Volatile.Read(ref tracker.Gate);
+            long want = Volatile.Read(ref tracker.EpisodeOpen) != 0
+                ? long.MinValue // the next growth takes the slow path, which closes the episode
+                : Math.Min(Volatile.Read(ref tracker.Peak), Volatile.Read(ref tracker.Limit));
+            if (gate == want)
+            {
+                return;
+            }
+
+            Interlocked.CompareExchange(ref tracker.Gate, want, gate);
+        }
+    }
+
+    /// <summary>Starts a refusal episode unless one is open, and logs it (rate-limited by <see cref="BudgetLog"/>).</summary>
+    private void OpenEpisode(int domain, long liveBytes, long request, long limit)
+    {
+        ref PeakTracker tracker = ref _peaks[domain];
+        if (Interlocked.Exchange(ref tracker.EpisodeOpen, 1) == 0)
+        {
+            _budgetLogs[domain]?.EpisodeStarted(liveBytes, request, limit);
+        }
+
+        RefreshGate(ref tracker);
+    }
+
+    /// <summary>
+    /// The domain's live bytes now, summed over every thread's unpublished change (ended threads folded in first):
+    /// exact when no other thread is allocating. Takes the shard lock: only budget checks near the limit call it.
+    /// </summary>
+    private long ExactLiveBytes(int domain)
+    {
+        lock (_lock)
+        {
+            FoldEndedThreadsUnsynchronized();
+            long live = Volatile.Read(ref _peaks[domain].Published);
+            foreach (ThreadShard shard in _shards)
+            {
+                live += Volatile.Read(ref shard.Counters[domain].PendingLive);
+            }
+
+            return live;
+        }
+    }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void Publish(ref PeakTracker tracker, ref DomainCounters c)
@@ -156,6 +285,50 @@ internal sealed class MemoryAccounting
         Interlocked.Add(ref tracker.Published, c.PendingLive);
         c.PendingLive = 0;
     }
+
+    // ---- budgets --------------------------------------------------------------------------------------------
+
+    private readonly BudgetLog?[] _budgetLogs = new BudgetLog?[MemoryDomainKindExtensions.Count];
+
+    /// <summary>The budget of <paramref name="domain"/> in live bytes; <see cref="long.MaxValue"/> for none.</summary>
+    public long LimitOf(int domain) => Volatile.Read(ref _peaks[domain].Limit);
+
+    /// <summary>Whether <paramref name="domain"/> has a budget (realloc checks it before resizing only then).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool IsLimited(int domain) => Volatile.Read(ref _peaks[domain].Limit) != long.MaxValue;
+
+    /// <summary>
+    /// Sets the budget of <paramref name="domain"/> (<see cref="long.MaxValue"/>: none). Takes effect for the next
+    /// growth on every thread; blocks already live are not touched, so a budget below the live size refuses all
+    /// growth until enough is freed.
+    /// </summary>
+    public void SetLimit(int domain, long limit)
+    {
+        ref PeakTracker tracker = ref _peaks[domain];
+        Volatile.Write(ref tracker.Limit, limit);
+        RefreshGate(ref tracker);
+    }
+
+    /// <summary>Where each domain's refusal episodes are logged (null: not logged, only counted).</summary>
+    public void SetBudgetLog(int domain, BudgetLog? log) => _budgetLogs[domain] = log;
+
+    /// <summary>
+    /// Whether the budget admits <paramref name="growth"/> more live bytes in <paramref name="domain"/> now: the
+    /// estimate first, the exact sum when the estimate is over. No side effect; see <see cref="RefuseGrowth"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public bool Admits(int domain, long growth)
+    {
+        ref PeakTracker tracker = ref _peaks[domain];
+        long limit = Volatile.Read(ref tracker.Limit);
+        long estimate = Volatile.Read(ref tracker.Published) + CountersOf(domain).PendingLive;
+        return estimate + growth <= limit || ExactLiveBytes(domain) + growth <= limit;
+    }
+
+    /// <summary>Opens (or continues) a refusal episode for a growth <see cref="Admits"/> refused.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public void RefuseGrowth(int domain, long growth) =>
+        OpenEpisode(domain, ExactLiveBytes(domain), growth, Volatile.Read(ref _peaks[domain].Limit));
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private ThreadShard ShardOfCurrentThreadSlow()

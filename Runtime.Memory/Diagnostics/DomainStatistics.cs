@@ -19,7 +19,7 @@ namespace Runtime.Memory;
 /// <param name="Allocations">Blocks created (malloc, calloc, realloc of null).</param>
 /// <param name="Frees">Blocks freed.</param>
 /// <param name="Reallocations">Successful reallocs of existing blocks.</param>
-/// <param name="Failures">Requests that returned null (rejected sizes and allocator failures).</param>
+/// <param name="Failures">Requests that returned null: rejected sizes, allocator failures and budget refusals.</param>
 /// <param name="BytesAllocated">Total bytes requested over the domain's life, including realloc growth.</param>
 public sealed record DomainStatistics(
     MemoryDomainKind Domain,
@@ -31,4 +31,20 @@ public sealed record DomainStatistics(
     long Frees,
     long Reallocations,
     long Failures,
-    long BytesAllocated);
+    long BytesAllocated)
+{
+    /// <summary>The part of <see cref="Failures"/> that the domain's budget refused (<see cref="MemoryDomain.MaxBytes"/>).</summary>
+    public long LimitRefusals { get; init; }
+
+    /// <summary>The domain's budget when read, or <see langword="null"/> for none.</summary>
+    public long? MaxBytes { get; init; }
+
+    /// <summary>
+    /// The small-object allocator's arenas, pools and size classes (CPython's <c>sys._debugmallocstats()</c>) when the
+    /// domain's base allocator is the small-object allocator; null otherwise.
+    /// </summary>
+    public SmallObjectStatistics? SmallObjects { get; init; }
+
+    /// <summary>Requests that returned null for want of memory: <see cref="Failures"/> less <see cref="LimitRefusals"/>.</summary>
+    public long OutOfMemoryFailures => Failures - LimitRefusals;
+}

@@ -8,34 +8,37 @@ namespace Runtime.Memory.Diagnostics;
 /// any <see cref="MeterListener"/>: native memory is invisible to <c>dotnet.gc.*</c>, so the service reports it itself.
 /// </summary>
 /// <remarks>
-/// <para>Every instrument is observable: its callback reads, on the collecting thread, the counters the allocation path
-/// keeps anyway (the per-thread accounting shards, the small-object allocator's arena count, the debugger's violation
-/// count, the tracer's table, the library accounts). Nothing is added to the allocation path, whether anyone listens
-/// or not.</para>
+/// <para>Every instrument is observable: its callback reads the service's statistics snapshot
+/// (<see cref="RuntimeMemory.GetStatistics"/>, the one source the host's report and the tests read too), which sums the
+/// counters the allocation path keeps anyway. Nothing is added to the allocation path, whether anyone listens or not.</para>
 /// <para>Names follow the OpenTelemetry conventions: lowercase dotted names, UCUM units (<c>By</c>, <c>{block}</c>),
 /// totals as <see cref="ObservableCounter{T}"/>, current sizes as <see cref="ObservableUpDownCounter{T}"/>, and the
 /// tags <c>memory.domain</c> (<c>raw</c>, <c>mem</c>, <c>obj</c>), <c>memory.library</c> (a route's tag) and
-/// <c>error.type</c>. An instrument with nothing to report (tracing off, no domain on the small-object allocator)
-/// yields no measurement rather than 0, as the runtime's own meter does.</para>
+/// <c>error.type</c> (<c>out_of_memory</c>, <c>limit</c>). An instrument with nothing to report (tracing off, no
+/// budget, no domain on the small-object allocator) yields no measurement rather than 0, as the runtime's own meter does.</para>
 /// <code>
-///   instrument                              kind           unit           tags
-///   runtime.memory.usage                    UpDownCounter  By             memory.domain
-///   runtime.memory.blocks                   UpDownCounter  {block}        memory.domain
-///   runtime.memory.peak_usage               Gauge          By             memory.domain
-///   runtime.memory.total_allocated          Counter        By             memory.domain
-///   runtime.memory.allocations              Counter        {allocation}   memory.domain
-///   runtime.memory.allocation.failures      Counter        {failure}      memory.domain, error.type
-///   runtime.memory.debug.violations         Counter        {violation}
-///   runtime.memory.arena.count              UpDownCounter  {arena}        memory.domain (pymalloc domains)
-///   runtime.memory.tracing.usage            UpDownCounter  By             (while tracing)
-///   runtime.memory.tracing.blocks           UpDownCounter  {block}        (while tracing)
-///   runtime.memory.library.usage            UpDownCounter  By             memory.library
-///   runtime.memory.library.blocks           UpDownCounter  {block}        memory.library
+///   instrument                                  kind           unit           tags
+///   runtime.memory.usage                        UpDownCounter  By             memory.domain
+///   runtime.memory.blocks                       UpDownCounter  {block}        memory.domain
+///   runtime.memory.peak_usage                   Gauge          By             memory.domain
+///   runtime.memory.limit                        UpDownCounter  By             memory.domain (domains with a budget)
+///   runtime.memory.total_allocated              Counter        By             memory.domain
+///   runtime.memory.allocations                  Counter        {allocation}   memory.domain
+///   runtime.memory.allocation.failures          Counter        {failure}      memory.domain, error.type
+///   runtime.memory.debug.violations             Counter        {violation}
+///   runtime.memory.arena.count                  UpDownCounter  {arena}        memory.domain (pymalloc domains)
+///   runtime.memory.pool.count                   UpDownCounter  {pool}         memory.domain (pymalloc domains)
+///   runtime.memory.tracing.usage                UpDownCounter  By             (while tracing)
+///   runtime.memory.tracing.blocks               UpDownCounter  {block}        (while tracing)
+///   runtime.memory.library.usage                UpDownCounter  By             memory.library
+///   runtime.memory.library.blocks               UpDownCounter  {block}        memory.library
+///   runtime.memory.library.limit                UpDownCounter  By             memory.library (tags with a budget)
+///   runtime.memory.library.allocation.failures  Counter        {failure}      memory.library, error.type
 /// </code>
 /// <para>The meter comes from the <see cref="IMeterFactory"/> the host registers (the generic host does; elsewhere
 /// <c>services.AddMetrics()</c>), so each container's meters are its own and disposed with it. With DI,
-/// <c>AddRuntimeMemory</c> attaches the metrics when an <see cref="IMeterFactory"/> is registered; without DI, create
-/// one over a runtime and a factory.</para>
+/// <c>AddRuntimeMemory</c> attaches the metrics when an <see cref="IMeterFactory"/> is registered; without DI, call
+/// <see cref="RuntimeMemory.EnableMetrics"/>.</para>
 /// </remarks>
 public sealed class RuntimeMemoryMetrics : IDisposable
 {
@@ -52,23 +55,28 @@ public sealed class RuntimeMemoryMetrics : IDisposable
     public const string ErrorTypeTag = "error.type";
 
     /// <summary>
-    /// <c>error.type</c> of a request the domain answered with null: an allocator out of memory, or a size no
-    /// allocator can serve (over <see cref="MemoryDomain.MaxRequestSize"/>, a calloc whose product overflows).
+    /// <c>error.type</c> of a request the domain answered with null for want of memory: an allocator out of memory, or
+    /// a size no allocator can serve (over <see cref="MemoryDomain.MaxRequestSize"/>, a calloc whose product overflows).
     /// </summary>
     public const string OutOfMemory = "out_of_memory";
 
-    private static readonly KeyValuePair<string, object?>[][] DomainTags = TagsPerDomain(withErrorType: false);
+    /// <summary><c>error.type</c> of a request a budget refused (<see cref="MemoryDomain.MaxBytes"/>, <see cref="LibraryAccount.MaxBytes"/>).</summary>
+    public const string Limit = "limit";
 
-    private static readonly KeyValuePair<string, object?>[][] FailureTags = TagsPerDomain(withErrorType: true);
+    private static readonly KeyValuePair<string, object?>[][] DomainTags = TagsPerDomain(null);
+
+    private static readonly KeyValuePair<string, object?>[][] OutOfMemoryTags = TagsPerDomain(OutOfMemory);
+
+    private static readonly KeyValuePair<string, object?>[][] LimitTags = TagsPerDomain(Limit);
 
     /// <summary>The tag lists, made once, so that a collection allocates no tags.</summary>
-    private static KeyValuePair<string, object?>[][] TagsPerDomain(bool withErrorType)
+    private static KeyValuePair<string, object?>[][] TagsPerDomain(string? errorType)
     {
         var tags = new KeyValuePair<string, object?>[MemoryDomainKindExtensions.Count][];
         foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
         {
             var domain = new KeyValuePair<string, object?>(DomainTag, kind.ToName());
-            tags[(int)kind] = withErrorType ? [domain, new KeyValuePair<string, object?>(ErrorTypeTag, OutOfMemory)] : [domain];
+            tags[(int)kind] = errorType is null ? [domain] : [domain, new KeyValuePair<string, object?>(ErrorTypeTag, errorType)];
         }
 
         return tags;
@@ -86,30 +94,38 @@ public sealed class RuntimeMemoryMetrics : IDisposable
         _runtime = runtime;
         _meter = meterFactory.Create(MeterName);
 
-        _meter.CreateObservableUpDownCounter("runtime.memory.usage", () => PerDomain(static c => c.BytesAllocated - c.BytesFreed),
+        _meter.CreateObservableUpDownCounter("runtime.memory.usage", () => PerDomain(static d => d.LiveBytes),
             "By", "Bytes callers requested that are live now, per domain.");
-        _meter.CreateObservableUpDownCounter("runtime.memory.blocks", () => PerDomain(static c => c.Allocations - c.Frees),
+        _meter.CreateObservableUpDownCounter("runtime.memory.blocks", () => PerDomain(static d => d.LiveBlocks),
             "{block}", "Blocks allocated and not yet freed, per domain.");
-        _meter.CreateObservableGauge("runtime.memory.peak_usage", Peaks,
+        _meter.CreateObservableGauge("runtime.memory.peak_usage", () => PerDomain(static d => d.PeakBytes),
             "By", "The highest live bytes since the domain was created.");
-        _meter.CreateObservableCounter("runtime.memory.total_allocated", () => PerDomain(static c => c.BytesAllocated),
+        _meter.CreateObservableUpDownCounter("runtime.memory.limit", () => PerDomain(static d => d.MaxBytes),
+            "By", "The domain's budget (RuntimeMemory:Limits:<domain>:MaxBytes), for domains that have one.");
+        _meter.CreateObservableCounter("runtime.memory.total_allocated", () => PerDomain(static d => d.BytesAllocated),
             "By", "Bytes requested over the domain's life, including realloc growth (the native twin of dotnet.gc.heap.total_allocated).");
-        _meter.CreateObservableCounter("runtime.memory.allocations", () => PerDomain(static c => c.Allocations),
+        _meter.CreateObservableCounter("runtime.memory.allocations", () => PerDomain(static d => d.Allocations),
             "{allocation}", "Blocks created: malloc, calloc and realloc of null.");
         _meter.CreateObservableCounter("runtime.memory.allocation.failures", Failures,
-            "{failure}", "Requests the domain answered with null, by reason.");
+            "{failure}", "Requests the domain answered with null, by reason: out_of_memory or limit (its budget).");
         _meter.CreateObservableCounter("runtime.memory.debug.violations", Violations,
             "{violation}", "Misuses the debug hooks found (overruns, double frees, frees through the wrong domain).");
-        _meter.CreateObservableUpDownCounter("runtime.memory.arena.count", Arenas,
+        _meter.CreateObservableUpDownCounter("runtime.memory.arena.count", () => PerDomain(static d => d.SmallObjects?.ArenasCurrent),
             "{arena}", "Arenas the small-object allocator has mapped, per domain on it.");
-        _meter.CreateObservableUpDownCounter("runtime.memory.tracing.usage", TracingUsage,
+        _meter.CreateObservableUpDownCounter("runtime.memory.pool.count", () => PerDomain(static d => d.SmallObjects?.Classes.Sum(c => c.Pools)),
+            "{pool}", "Pools of the small-object allocator in use (carved for a size class), per domain on it.");
+        _meter.CreateObservableUpDownCounter("runtime.memory.tracing.usage", () => Tracing(static t => t.TracingMemory),
             "By", "Bytes allocation tracing itself uses (tracemalloc's get_tracemalloc_memory).");
-        _meter.CreateObservableUpDownCounter("runtime.memory.tracing.blocks", TracedBlocks,
+        _meter.CreateObservableUpDownCounter("runtime.memory.tracing.blocks", () => Tracing(static t => t.TracedBlocks),
             "{block}", "Blocks the tracer holds a trace of.");
         _meter.CreateObservableUpDownCounter("runtime.memory.library.usage", () => PerLibrary(static a => a.LiveBytes),
             "By", "Bytes a native library routed into the runtime holds, per library tag.");
         _meter.CreateObservableUpDownCounter("runtime.memory.library.blocks", () => PerLibrary(static a => a.LiveBlocks),
             "{block}", "Blocks a native library routed into the runtime holds, per library tag.");
+        _meter.CreateObservableUpDownCounter("runtime.memory.library.limit", () => PerLibrary(static a => a.MaxBytes),
+            "By", "The library tag's budget (RuntimeMemory:Limits:Tags:<tag>:MaxBytes), for tags that have one.");
+        _meter.CreateObservableCounter("runtime.memory.library.allocation.failures", LibraryFailures,
+            "{failure}", "Requests of a native library that returned null, by reason: out_of_memory, or limit (the tag's budget).");
     }
 
     /// <summary>The meter the instruments are on.</summary>
@@ -121,35 +137,23 @@ public sealed class RuntimeMemoryMetrics : IDisposable
     /// </summary>
     public void Dispose() => _disposed = true;
 
-    private IEnumerable<Measurement<long>> PerDomain(Func<DomainCounters, long> figure)
+    /// <summary>The snapshot every callback reads; null once disposed (the callbacks then yield nothing).</summary>
+    private RuntimeMemoryStatistics? Snapshot() => _disposed ? null : _runtime.GetStatistics();
+
+    private IEnumerable<Measurement<long>> PerDomain(Func<DomainStatistics, long?> figure)
     {
-        if (_disposed)
+        if (Snapshot() is not { } statistics)
         {
             return [];
         }
 
-        var measurements = new Measurement<long>[MemoryDomainKindExtensions.Count];
-        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+        var measurements = new List<Measurement<long>>(MemoryDomainKindExtensions.Count);
+        foreach (DomainStatistics domain in statistics.Domains)
         {
-            DomainCounters sum = _runtime[kind].ReadCounters(out _);
-            measurements[(int)kind] = new Measurement<long>(figure(sum), DomainTags[(int)kind]);
-        }
-
-        return measurements;
-    }
-
-    private IEnumerable<Measurement<long>> Peaks()
-    {
-        if (_disposed)
-        {
-            return [];
-        }
-
-        var measurements = new Measurement<long>[MemoryDomainKindExtensions.Count];
-        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
-        {
-            _runtime[kind].ReadCounters(out long peak);
-            measurements[(int)kind] = new Measurement<long>(peak, DomainTags[(int)kind]);
+            if (figure(domain) is long value)
+            {
+                measurements.Add(new Measurement<long>(value, DomainTags[(int)domain.Domain]));
+            }
         }
 
         return measurements;
@@ -157,61 +161,59 @@ public sealed class RuntimeMemoryMetrics : IDisposable
 
     private IEnumerable<Measurement<long>> Failures()
     {
-        if (_disposed)
+        if (Snapshot() is not { } statistics)
         {
             return [];
         }
 
-        var measurements = new Measurement<long>[MemoryDomainKindExtensions.Count];
-        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+        var measurements = new List<Measurement<long>>(2 * MemoryDomainKindExtensions.Count);
+        foreach (DomainStatistics domain in statistics.Domains)
         {
-            DomainCounters sum = _runtime[kind].ReadCounters(out _);
-            measurements[(int)kind] = new Measurement<long>(sum.Failures, FailureTags[(int)kind]);
+            measurements.Add(new Measurement<long>(domain.OutOfMemoryFailures, OutOfMemoryTags[(int)domain.Domain]));
+            measurements.Add(new Measurement<long>(domain.LimitRefusals, LimitTags[(int)domain.Domain]));
         }
 
         return measurements;
     }
 
     private IEnumerable<Measurement<long>> Violations() =>
-        _disposed ? [] : [new Measurement<long>(_runtime.Debugger.Violations)];
+        Snapshot() is { } statistics ? [new Measurement<long>(statistics.Debug.Violations)] : [];
 
-    private IEnumerable<Measurement<long>> Arenas()
+    private IEnumerable<Measurement<long>> Tracing(Func<TracingStatistics, long> figure) =>
+        Snapshot() is { Tracing.IsTracing: true } statistics ? [new Measurement<long>(figure(statistics.Tracing))] : [];
+
+    private IEnumerable<Measurement<long>> PerLibrary(Func<LibraryStatistics, long?> figure)
     {
-        if (_disposed)
+        if (Snapshot() is not { } statistics)
         {
             return [];
         }
 
-        var measurements = new List<Measurement<long>>(MemoryDomainKindExtensions.Count);
-        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+        var measurements = new List<Measurement<long>>(statistics.Libraries.Count);
+        foreach (LibraryStatistics library in statistics.Libraries)
         {
-            if (_runtime.SmallObjects(kind) is { } small)
+            if (figure(library) is long value)
             {
-                measurements.Add(new Measurement<long>(small.ArenasCurrent, DomainTags[(int)kind]));
+                measurements.Add(new Measurement<long>(value, new KeyValuePair<string, object?>(LibraryTag, library.Tag)));
             }
         }
 
         return measurements;
     }
 
-    private IEnumerable<Measurement<long>> TracingUsage() =>
-        _disposed || !_runtime.Tracer.IsTracing ? [] : [new Measurement<long>(_runtime.Tracer.TracingMemory)];
-
-    private IEnumerable<Measurement<long>> TracedBlocks() =>
-        _disposed || !_runtime.Tracer.IsTracing ? [] : [new Measurement<long>(_runtime.Tracer.TracedBlocks)];
-
-    private IEnumerable<Measurement<long>> PerLibrary(Func<LibraryAccount, long> figure)
+    private IEnumerable<Measurement<long>> LibraryFailures()
     {
-        if (_disposed)
+        if (Snapshot() is not { } statistics)
         {
             return [];
         }
 
-        IReadOnlyCollection<LibraryAccount> accounts = _runtime.Tags;
-        var measurements = new List<Measurement<long>>(accounts.Count);
-        foreach (LibraryAccount account in accounts)
+        var measurements = new List<Measurement<long>>(2 * statistics.Libraries.Count);
+        foreach (LibraryStatistics library in statistics.Libraries)
         {
-            measurements.Add(new Measurement<long>(figure(account), new KeyValuePair<string, object?>(LibraryTag, account.Tag)));
+            var tag = new KeyValuePair<string, object?>(LibraryTag, library.Tag);
+            measurements.Add(new Measurement<long>(library.Failures - library.LimitRefusals, tag, new KeyValuePair<string, object?>(ErrorTypeTag, OutOfMemory)));
+            measurements.Add(new Measurement<long>(library.LimitRefusals, tag, new KeyValuePair<string, object?>(ErrorTypeTag, Limit)));
         }
 
         return measurements;

@@ -160,6 +160,11 @@ public sealed unsafe partial class MemoryDomain
                     }
 
                     hook.Release(this);
+                    if (_logger is { } logger)
+                    {
+                        Diagnostics.RuntimeMemoryLog.HookRemoved(logger, hook.Name, Name, DescribeChain());
+                    }
+
                     return true;
                 }
 
@@ -241,6 +246,13 @@ public sealed unsafe partial class MemoryDomain
         MemoryAllocator oldTop = _top;
         _top = target;
         ReleaseHooks(oldTop, stopAt: target);
+        if (_logger is { } logger)
+        {
+            for (MemoryAllocator a = oldTop; !ReferenceEquals(a, target); a = ((MemoryHook)a).Inner)
+            {
+                Diagnostics.RuntimeMemoryLog.HookRemoved(logger, a.Name, Name, DescribeChain());
+            }
+        }
     }
 
     /// <summary>Claims <paramref name="hook"/>, binds it over the current top and makes it the top.</summary>
@@ -253,6 +265,10 @@ public sealed unsafe partial class MemoryDomain
 
         hook.Bind(_top);
         _top = hook;
+        if (_logger is { } logger)
+        {
+            Diagnostics.RuntimeMemoryLog.HookInstalled(logger, hook.Name, Name, DescribeChain());
+        }
     }
 
     /// <summary>Replaces the whole chain with <paramref name="allocator"/>'s, refusing while blocks are live.</summary>
@@ -290,9 +306,14 @@ public sealed unsafe partial class MemoryDomain
         }
 
         MemoryAllocator oldTop = _top;
+        string previous = _logger is null ? "" : DescribeChain();
         _base = bottom;
         _top = allocator;
         ReleaseHooks(oldTop, stopAt: null, keep: claimed);
+        if (_logger is { } logger)
+        {
+            Diagnostics.RuntimeMemoryLog.AllocatorReplaced(logger, Name, previous, DescribeChain());
+        }
     }
 
     /// <summary>Claims the hooks of the chain a domain is created with.</summary>

@@ -96,8 +96,7 @@ public sealed unsafe partial class MemoryDomain
                 return Rejected();
             }
 
-            _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size));
-            return block;
+            return _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size)) ? block : RefusedByLimit(small, block);
         }
 
         if (top is SystemAllocator system)
@@ -108,8 +107,7 @@ public sealed unsafe partial class MemoryDomain
                 return Rejected();
             }
 
-            _accounting.OnAllocated(_index, size);
-            return p;
+            return _accounting.OnAllocated(_index, size) ? p : RefusedByLimit(system, p);
         }
 
         if (top is TracingHook { Inner: SmallObjectAllocator tracedSmall } traced)
@@ -143,7 +141,11 @@ public sealed unsafe partial class MemoryDomain
             return Rejected();
         }
 
-        _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size));
+        if (!_accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size)))
+        {
+            return RefusedByLimit(small, block); // not traced yet
+        }
+
         traced.Sampled(shard, small, block, size);
         return block;
     }
@@ -158,7 +160,11 @@ public sealed unsafe partial class MemoryDomain
             return Rejected();
         }
 
-        _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size));
+        if (!_accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size)))
+        {
+            return RefusedByLimit(small, block); // not traced yet
+        }
+
         traced.Traced(shard, small, block, size);
         return block;
     }
@@ -185,9 +191,9 @@ public sealed unsafe partial class MemoryDomain
         try
         {
             p = top.CallocCounted(count, size, out nuint blockSize);
-            if (p != null)
+            if (p != null && !_accounting.OnAllocated(_index, blockSize))
             {
-                _accounting.OnAllocated(_index, blockSize);
+                return RefusedByLimit(top, p);
             }
         }
         catch (Exception ex) when (ex is not MemoryViolationException)
@@ -215,6 +221,12 @@ public sealed unsafe partial class MemoryDomain
         }
 
         MemoryAllocator top = _top;
+        if (_accounting.IsLimited(_index) && !BudgetAdmitsResize(top, ptr, newSize))
+        {
+            _accounting.OnRefused(_index);
+            return null;
+        }
+
         if (top is SmallObjectAllocator small)
         {
             ThreadShard shard = _accounting.CurrentShard();
@@ -304,9 +316,9 @@ public sealed unsafe partial class MemoryDomain
         try
         {
             p = top.MallocCounted(size, out nuint blockSize);
-            if (p != null)
+            if (p != null && !_accounting.OnAllocated(_index, blockSize))
             {
-                _accounting.OnAllocated(_index, blockSize);
+                return RefusedByLimit(top, p);
             }
         }
         catch (Exception ex) when (ex is not MemoryViolationException)
@@ -384,6 +396,61 @@ public sealed unsafe partial class MemoryDomain
         return null;
     }
 
+    /// <summary>
+    /// The budget refused a block already allocated (the check comes with the accounting, after the allocator):
+    /// frees it through <paramref name="allocator"/>, uncounted as it was, and counts the refusal.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void* RefusedByLimit(MemoryAllocator allocator, void* block)
+    {
+        try
+        {
+            allocator.Free(block);
+        }
+        catch (Exception ex) when (ex is not MemoryViolationException)
+        {
+            Faulted(allocator, ex); // counted as a failure too; the refusal below is the reason the caller sees
+        }
+
+        _accounting.OnRefused(_index);
+        return null;
+    }
+
+    /// <summary>
+    /// Whether the budget admits resizing <paramref name="ptr"/> to <paramref name="newSize"/>, checked before the
+    /// resize because a refused realloc must leave the block as it was. Growth is reckoned from the new size the
+    /// allocator will account (the size requested, rounded as the small-object allocator rounds it) less the block's
+    /// size now, which is looked up only when the new size alone would not fit. A shrink is always admitted.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool BudgetAdmitsResize(MemoryAllocator top, void* ptr, nuint newSize)
+    {
+        long after = (long)(top is SmallObjectAllocator ? SmallObjectAllocator.AccountedSize(newSize) : newSize);
+        if (_accounting.Admits(_index, after))
+        {
+            return true;
+        }
+
+        long before;
+        try
+        {
+            before = (long)top.BlockSize(ptr);
+        }
+        catch (Exception ex) when (ex is not MemoryViolationException)
+        {
+            return true; // the realloc itself will fault the same way, and report it
+        }
+
+        long growth = after - before;
+        if (growth <= 0 || _accounting.Admits(_index, growth))
+        {
+            return true;
+        }
+
+        _accounting.RefuseGrowth(_index, growth);
+        return false;
+    }
+
     /// <summary>Records an exception thrown by an allocator and turns it into a counted failure.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void* Faulted(MemoryAllocator allocator, Exception ex)
@@ -413,11 +480,26 @@ public sealed unsafe partial class MemoryDomain
             sum.Frees,
             sum.Reallocations,
             sum.Failures,
-            sum.BytesAllocated);
+            sum.BytesAllocated)
+        {
+            LimitRefusals = sum.LimitRefusals,
+            MaxBytes = MaxBytes,
+            SmallObjects = (_base as SmallObjectAllocator)?.GetStatistics(),
+        };
     }
 
     /// <summary>The summed counters and the peak, without describing the chain (the metrics' observable callbacks).</summary>
     internal DomainCounters ReadCounters(out long peakBytes) => _accounting.Read(_index, out peakBytes);
+
+    /// <summary>Live bytes right now (a convenience over <see cref="GetStatistics"/>, without its allocator walk).</summary>
+    public long LiveBytes
+    {
+        get
+        {
+            DomainCounters sum = _accounting.Read(_index, out _);
+            return sum.BytesAllocated - sum.BytesFreed;
+        }
+    }
 
     /// <summary>Live blocks right now (a convenience over <see cref="GetStatistics"/>).</summary>
     public long LiveBlocks

@@ -31,10 +31,14 @@ public abstract unsafe class LibraryRoute : IDisposable
     {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentException.ThrowIfNullOrWhiteSpace(tag);
+        Runtime = runtime;
         Domain = runtime[domain];
         Account = runtime.Tag(tag);
         _self = GCHandle.Alloc(this);
     }
+
+    /// <summary>The runtime the route allocates in.</summary>
+    private protected RuntimeMemory Runtime { get; }
 
     /// <summary>The domain the library's memory comes from.</summary>
     public MemoryDomain Domain { get; }
@@ -50,7 +54,10 @@ public abstract unsafe class LibraryRoute : IDisposable
     protected static T FromHandle<T>(void* handle)
         where T : LibraryRoute => Unsafe.As<T>(GCHandle.FromIntPtr((nint)handle).Target!);
 
-    /// <summary>Allocates <paramref name="size"/> bytes for the library (zeroed when asked); null on failure or overflow.</summary>
+    /// <summary>
+    /// Allocates <paramref name="size"/> bytes for the library (zeroed when asked); null on failure, on overflow, or when
+    /// the tag's budget (<see cref="LibraryAccount.MaxBytes"/>) would be passed.
+    /// </summary>
     public void* Allocate(nuint size, bool zeroed = false)
     {
         if (size > MemoryDomain.MaxRequestSize - PrefixSize)
@@ -59,9 +66,15 @@ public abstract unsafe class LibraryRoute : IDisposable
             return null;
         }
 
+        if (!Account.TryReserve((long)size))
+        {
+            return null; // counted and logged by the account
+        }
+
         byte* block = (byte*)(zeroed ? Domain.Calloc(1, size + PrefixSize) : Domain.Malloc(size + PrefixSize));
         if (block == null)
         {
+            Account.Unreserve((long)size);
             Account.OnFailed();
             return null;
         }
@@ -72,7 +85,10 @@ public abstract unsafe class LibraryRoute : IDisposable
         return block + PrefixSize;
     }
 
-    /// <summary>Resizes a routed block (C <c>realloc</c> rules: null is malloc); null on failure, the old block intact.</summary>
+    /// <summary>
+    /// Resizes a routed block (C <c>realloc</c> rules: null is malloc); null on failure or when the growth would pass the
+    /// tag's budget, the old block intact. A shrink is never refused by the budget.
+    /// </summary>
     public void* Reallocate(void* ptr, nuint size)
     {
         if (ptr == null)
@@ -88,16 +104,22 @@ public abstract unsafe class LibraryRoute : IDisposable
 
         byte* block = (byte*)ptr - PrefixSize;
         nuint old = *(nuint*)block;
+        long growth = (long)size - (long)old;
+        if (!Account.TryReserve(growth))
+        {
+            return null;
+        }
+
         byte* moved = (byte*)Domain.Realloc(block, size + PrefixSize);
         if (moved == null)
         {
+            Account.Unreserve(growth);
             Account.OnFailed();
             return null;
         }
 
         *(nuint*)moved = size;
-        Account.OnFreed(old);
-        Account.OnAllocated(size);
+        Account.OnReallocated(size);
         return moved + PrefixSize;
     }
 

@@ -7,7 +7,7 @@ namespace Runtime.Memory.Hosting;
 /// <code>
 /// { "RuntimeMemory": { "Allocator": "default", "Debug": { "OnViolation": "FailFast", "GuardPages": false } } }
 /// </code>
-/// Read once when the service is created. Environment variables (<c>RuntimeMemory__Allocator</c>) and command-line
+/// Read once when the service is created, except <see cref="Limits"/>, which follow configuration changes. Environment variables (<c>RuntimeMemory__Allocator</c>) and command-line
 /// switches (<c>--RuntimeMemory:Allocator=malloc</c>) override the file, as the .NET host does.
 /// </remarks>
 public sealed class RuntimeMemoryOptions
@@ -26,4 +26,7 @@ public sealed class RuntimeMemoryOptions
 
     /// <summary>Settings of allocation tracing (<c>RuntimeMemory:Tracing</c>).</summary>
     public RuntimeMemoryTracingOptions Tracing { get; set; } = new();
+
+    /// <summary>Memory budgets per domain and per library tag (<c>RuntimeMemory:Limits</c>); changeable at run time.</summary>
+    public RuntimeMemoryLimitsOptions Limits { get; set; } = new();
 }

@@ -11,7 +11,19 @@ namespace Runtime.Memory.Hosting;
 /// </summary>
 public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemoryOptions>
 {
-    private static readonly string[] KnownKeys = [nameof(RuntimeMemoryOptions.Allocator), nameof(RuntimeMemoryOptions.Debug), nameof(RuntimeMemoryOptions.Tracing)];
+    private static readonly string[] KnownKeys =
+    [
+        nameof(RuntimeMemoryOptions.Allocator), nameof(RuntimeMemoryOptions.Debug), nameof(RuntimeMemoryOptions.Tracing),
+        nameof(RuntimeMemoryOptions.Limits),
+    ];
+
+    private static readonly string[] LimitsKeys =
+    [
+        nameof(RuntimeMemoryLimitsOptions.Raw), nameof(RuntimeMemoryLimitsOptions.Mem), nameof(RuntimeMemoryLimitsOptions.Obj),
+        nameof(RuntimeMemoryLimitsOptions.Tags),
+    ];
+
+    private static readonly string[] BudgetKeys = [nameof(RuntimeMemoryBudgetOptions.MaxBytes)];
 
     private static readonly string[] TracingKeys =
     [
@@ -81,10 +93,67 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
                     failures.Add($"{Key("Tracing:SampleBytes")} = '{options.Tracing.SampleBytes}': {SampleBytesProblem}");
                 }
             }
+
+            ValidateLimits(options.Limits, failures);
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
+
+    private void ValidateLimits(RuntimeMemoryLimitsOptions? limits, List<string> failures)
+    {
+        if (limits is null)
+        {
+            failures.Add($"{Key(nameof(RuntimeMemoryOptions.Limits))} must not be null.");
+            return;
+        }
+
+        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+        {
+            string key = $"Limits:{kind}:MaxBytes";
+            RuntimeMemoryBudgetOptions? budget = limits[kind];
+            if (budget is null)
+            {
+                failures.Add($"{Key($"Limits:{kind}")} must not be null.");
+            }
+            else if (budget.MaxBytes is < 1)
+            {
+                failures.Add($"{Key(key)} = '{budget.MaxBytes}': {MaxBytesProblem}");
+            }
+        }
+
+        if (limits.Tags is null)
+        {
+            failures.Add($"{Key("Limits:Tags")} must not be null.");
+            return;
+        }
+
+        foreach ((string tag, RuntimeMemoryBudgetOptions? budget) in limits.Tags)
+        {
+            if (!IsTagName(tag))
+            {
+                failures.Add($"{Key("Limits:Tags")}:{tag}: {TagProblem}");
+            }
+            else if (budget is null)
+            {
+                failures.Add($"{Key($"Limits:Tags:{tag}")} must not be null.");
+            }
+            else if (budget.MaxBytes is < 1)
+            {
+                failures.Add($"{Key($"Limits:Tags:{tag}:MaxBytes")} = '{budget.MaxBytes}': {MaxBytesProblem}");
+            }
+        }
+    }
+
+    private static string MaxBytesProblem =>
+        $"not a budget. Allowed values: a whole number of bytes from 1 to {long.MaxValue} (leave the key out, or empty, for no budget).";
+
+    private static string TagProblem =>
+        "not a library tag. Allowed values: a tag of letters, digits, '-', '_' and '.', starting with a letter or digit (the built-in routes' tags are zlib, sqlite, openssl and lua).";
+
+    /// <summary>A library tag as configuration may name it: letters, digits, <c>-</c>, <c>_</c>, <c>.</c>; a letter or digit first.</summary>
+    private static bool IsTagName(string tag) =>
+        tag.Length > 0 && char.IsAsciiLetterOrDigit(tag[0]) && tag.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
 
     private static string FramesProblem => $"not a frame count. Allowed values: an integer from 1 to {RuntimeMemoryTracingOptions.MaxFrames}.";
 
@@ -158,7 +227,49 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
             failures.Add($"{sampleBytes.Path} = '{sampleBytes.Value ?? "(an object)"}': {SampleBytesProblem}");
         }
 
+        CheckLimitsSection(section.GetSection(nameof(RuntimeMemoryOptions.Limits)), failures);
         return failures;
+    }
+
+    private static void CheckLimitsSection(IConfigurationSection limits, List<string> failures)
+    {
+        CheckKeys(limits, LimitsKeys, failures);
+        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+        {
+            IConfigurationSection budget = limits.GetSection(kind.ToString());
+            CheckKeys(budget, BudgetKeys, failures);
+            CheckMaxBytes(budget.GetSection(nameof(RuntimeMemoryBudgetOptions.MaxBytes)), failures);
+        }
+
+        IConfigurationSection tags = limits.GetSection(nameof(RuntimeMemoryLimitsOptions.Tags));
+        if (!string.IsNullOrEmpty(tags.Value))
+        {
+            failures.Add($"{tags.Path} = '{tags.Value}': {tags.Path} must be a section of tags, each with MaxBytes, not a value.");
+        }
+
+        foreach (IConfigurationSection tag in tags.GetChildren())
+        {
+            if (!IsTagName(tag.Key))
+            {
+                failures.Add($"{tag.Path}: {TagProblem}");
+                continue;
+            }
+
+            CheckKeys(tag, BudgetKeys, failures);
+            CheckMaxBytes(tag.GetSection(nameof(RuntimeMemoryBudgetOptions.MaxBytes)), failures);
+        }
+    }
+
+    /// <summary>A budget: a whole number from 1 to <see cref="long.MaxValue"/>, or absent or empty (no budget).</summary>
+    private static void CheckMaxBytes(IConfigurationSection key, List<string> failures)
+    {
+        bool ok = key.Value is null
+            ? !key.GetChildren().Any()
+            : key.Value.Length == 0 || (long.TryParse(key.Value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out long n) && n >= 1);
+        if (!ok)
+        {
+            failures.Add($"{key.Path} = '{key.Value ?? "(an object)"}': {MaxBytesProblem}");
+        }
     }
 
     private static void CheckBoolean(IConfigurationSection key, List<string> failures)

@@ -31,7 +31,7 @@ public static class RuntimeMemoryServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configSectionPath);
         services.AddOptions<RuntimeMemoryOptions>()
-            .Configure<IConfiguration>((options, configuration) => BindChecked(configuration.GetSection(configSectionPath), options));
+            .Configure<IConfiguration, ReloadState>((options, configuration, state) => BindChecked(configuration.GetSection(configSectionPath), options, state));
         services.AddSingleton<IOptionsChangeTokenSource<RuntimeMemoryOptions>>(sp =>
             new ConfigurationChangeTokenSource<RuntimeMemoryOptions>(Options.DefaultName, sp.GetRequiredService<IConfiguration>().GetSection(configSectionPath)));
         AddSectionValidator(services, sp => sp.GetRequiredService<IConfiguration>().GetSection(configSectionPath));
@@ -43,7 +43,7 @@ public static class RuntimeMemoryServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(section);
-        services.AddOptions<RuntimeMemoryOptions>().Configure(options => BindChecked(section, options));
+        services.AddOptions<RuntimeMemoryOptions>().Configure<ReloadState>((options, state) => BindChecked(section, options, state));
         services.AddSingleton<IOptionsChangeTokenSource<RuntimeMemoryOptions>>(
             new ConfigurationChangeTokenSource<RuntimeMemoryOptions>(Options.DefaultName, section));
         AddSectionValidator(services, _ => section);
@@ -74,6 +74,7 @@ public static class RuntimeMemoryServiceCollectionExtensions
     private static IRuntimeMemoryBuilder AddCore(IServiceCollection services)
     {
         services.AddOptions<RuntimeMemoryOptions>().ValidateOnStart();
+        services.TryAddSingleton<ReloadState>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RuntimeMemoryOptions>, CodeOptionsValidator>());
         services.TryAddSingleton<IAllocatorProvider, DefaultAllocatorProvider>();
         services.TryAddSingleton(sp =>
@@ -87,6 +88,18 @@ public static class RuntimeMemoryServiceCollectionExtensions
                 runtime.EnableMetrics(meterFactory); // the generic host registers a factory; elsewhere services.AddMetrics()
             }
 
+            // From here on a configuration change applies its limits, or, if anything in it is invalid, is logged
+            // and ignored: a reload must never throw on the configuration's change-notification thread.
+            ReloadState state = sp.GetRequiredService<ReloadState>();
+            state.Started = true;
+            IOptionsMonitor<RuntimeMemoryOptions> monitor = sp.GetRequiredService<IOptionsMonitor<RuntimeMemoryOptions>>();
+            runtime.FollowLimits(monitor.OnChange((options, name) =>
+            {
+                if (name == Options.DefaultName)
+                {
+                    runtime.ApplyLimitsFromReload(options, state.TakeFailures());
+                }
+            }));
             return runtime;
         });
         services.TryAddSingleton<IRuntimeMemory>(sp => sp.GetRequiredService<RuntimeMemory>());
@@ -97,15 +110,48 @@ public static class RuntimeMemoryServiceCollectionExtensions
     /// Binds <paramref name="section"/> after checking it raw, so that a value the binder cannot convert is reported
     /// like every other bad setting (key, value, allowed values) instead of as the binder's conversion error.
     /// </summary>
-    private static void BindChecked(IConfigurationSection section, RuntimeMemoryOptions options)
+    /// <remarks>Once the service runs (<see cref="ReloadState.Started"/>), a bad section is not bound and does not
+    /// throw: its problems are kept for the change listener, which logs them and keeps the limits it has.</remarks>
+    private static void BindChecked(IConfigurationSection section, RuntimeMemoryOptions options, ReloadState state)
     {
         IReadOnlyList<string> failures = RuntimeMemoryOptionsValidator.CheckSection(section);
         if (failures.Count != 0)
         {
+            if (state.Started)
+            {
+                state.Failures = failures;
+                return;
+            }
+
             throw new OptionsValidationException(Options.DefaultName, typeof(RuntimeMemoryOptions), failures);
         }
 
         section.Bind(options);
+        if (state.Started)
+        {
+            IReadOnlyList<string> bound = new RuntimeMemoryOptionsValidator(section.Path).Validate(Options.DefaultName, options).Failures?.ToArray() ?? [];
+            state.Failures = bound;
+        }
+    }
+
+    /// <summary>
+    /// Whether the service has started, and the problems of the last configuration read after that: validation
+    /// throws only before the service exists, so that a bad edit of a running host's configuration cannot take it down.
+    /// </summary>
+    internal sealed class ReloadState
+    {
+        private IReadOnlyList<string> _failures = [];
+
+        public volatile bool Started;
+
+        public IReadOnlyList<string> Failures
+        {
+            get => Volatile.Read(ref _failures);
+            set => Volatile.Write(ref _failures, value);
+        }
+
+        /// <summary>The problems of the read just made, cleared for the next.</summary>
+        public IReadOnlyList<string> TakeFailures() => Interlocked.Exchange(ref _failures, []);
     }
 
     /// <summary>Registers the raw-section validator once, for the first section the service is bound to.</summary>
@@ -117,7 +163,7 @@ public static class RuntimeMemoryServiceCollectionExtensions
         }
 
         services.AddSingleton<SectionValidatorMarker>();
-        services.AddSingleton<IValidateOptions<RuntimeMemoryOptions>>(sp => new SectionValidator(section(sp)));
+        services.AddSingleton<IValidateOptions<RuntimeMemoryOptions>>(sp => new SectionValidator(section(sp), sp.GetRequiredService<ReloadState>()));
     }
 
     private sealed class Builder(IServiceCollection services) : IRuntimeMemoryBuilder
@@ -128,11 +174,12 @@ public static class RuntimeMemoryServiceCollectionExtensions
     private sealed class SectionValidatorMarker;
 
     /// <summary>Checks the raw section (unknown keys, wrong shapes) when the options come from configuration.</summary>
-    private sealed class SectionValidator(IConfigurationSection section) : IValidateOptions<RuntimeMemoryOptions>
+    private sealed class SectionValidator(IConfigurationSection section, ReloadState state) : IValidateOptions<RuntimeMemoryOptions>
     {
         private readonly RuntimeMemoryOptionsValidator _inner = new(section);
 
-        public ValidateOptionsResult Validate(string? name, RuntimeMemoryOptions options) => _inner.Validate(name, options);
+        public ValidateOptionsResult Validate(string? name, RuntimeMemoryOptions options) =>
+            state.Started ? ValidateOptionsResult.Skip : _inner.Validate(name, options); // after start: see BindChecked
     }
 
     /// <summary>Checks the bound values when no section validator applies (options configured in code).</summary>

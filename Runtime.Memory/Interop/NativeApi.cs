@@ -386,7 +386,7 @@ internal static unsafe class NativeApi
     {
         try
         {
-            return DomainOf(runtime, domain)?.GetStatistics().LiveBytes ?? -1;
+            return DomainOf(runtime, domain)?.LiveBytes ?? -1;
         }
         catch (Exception ex)
         {

@@ -43,8 +43,10 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
         }
         catch (DllNotFoundException ex)
         {
-            throw new DllNotFoundException(
+            var missing = new DllNotFoundException(
                 "Lua 5.4 is not available: liblua54 could not be loaded. It ships with the KeraLua NuGet package (add <PackageReference Include=\"KeraLua\" Version=\"1.4.11\" />).", ex);
+            Runtime.ReportBackendMissing("Lua", missing);
+            throw missing;
         }
     }
 
@@ -75,19 +77,30 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
                 return null;
             }
 
+            // When ptr is NULL, osize is an object kind, not a size. A shrink is never refused (Lua relies on that).
+            long growth = ptr == null ? (long)nsize : (long)nsize - (long)osize;
+            if (!route.Account.TryReserve(growth))
+            {
+                return null; // the tag's budget: Lua collects garbage and retries, then raises "not enough memory"
+            }
+
             void* block = ptr == null ? route.Domain.Malloc(nsize) : route.Domain.Realloc(ptr, nsize);
             if (block == null)
             {
+                route.Account.Unreserve(growth);
                 route.Account.OnFailed();
                 return null;
             }
 
-            if (ptr != null)
+            if (ptr == null)
             {
-                route.Account.OnFreed(osize); // when ptr is NULL, osize is an object kind, not a size
+                route.Account.OnAllocated(nsize);
+            }
+            else
+            {
+                route.Account.OnReallocated(nsize);
             }
 
-            route.Account.OnAllocated(nsize);
             return block;
         }
         catch (Exception ex)

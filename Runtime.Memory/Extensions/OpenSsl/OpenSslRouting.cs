@@ -122,8 +122,19 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
                 }
             }
 
-            SharedState* shared = LoadShim(out nint shim);
-            string version = LoadCrypto(out nint crypto);
+            SharedState* shared;
+            nint shim, crypto;
+            string version;
+            try
+            {
+                shared = LoadShim(out shim);
+                version = LoadCrypto(out crypto);
+            }
+            catch (DllNotFoundException ex)
+            {
+                runtime.ReportBackendMissing("OpenSSL", ex);
+                throw;
+            }
 
             // Everything that can fail on the managed side happens before OpenSSL is touched (the arguments included).
             var route = new OpenSslRouting(runtime, domain, tag, shared, shim, crypto, version);

@@ -73,8 +73,13 @@ public sealed unsafe partial class SqliteRouting : LibraryRoute
             {
                 route.Bind();
             }
-            catch
+            catch (Exception ex)
             {
+                if (ex is DllNotFoundException missing)
+                {
+                    runtime.ReportBackendMissing("SQLite", missing);
+                }
+
                 route.Dispose();
                 throw;
             }

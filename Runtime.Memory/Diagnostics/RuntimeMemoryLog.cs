@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+
+namespace Runtime.Memory.Diagnostics;
+
+/// <summary>
+/// Every event the memory service logs, with its id: one place to read what an operator can filter on.
+/// </summary>
+/// <remarks>
+/// <code>
+///   id    name                     level        category                  when
+///   4001  MemoryViolation          Error        Runtime.Memory.Debug      a debug hook found a misuse (the block is leaked)
+///   4002  FatalMemoryViolation     Critical     Runtime.Memory.Debug      a misuse under OnViolation=FailFast
+///   4101  LeakReport               Warning      Runtime.Memory.Tracing    traced blocks live at dispose (LeakReportOnDispose)
+///   4201  AllocatorsConfigured     Information  Runtime.Memory            the service started: the chain of every domain
+///   4202  AllocatorReplaced        Information  Runtime.Memory            a domain's whole chain was replaced
+///   4203  HookInstalled            Information  Runtime.Memory            a hook was linked on top of a domain's chain
+///   4204  HookRemoved              Information  Runtime.Memory            a hook was unlinked
+///   4301  LimitReached             Warning      Runtime.Memory            a budget refused an allocation (once per episode, at most 1/s)
+///   4302  LimitChanged             Information  Runtime.Memory            a budget was set, changed or removed
+///   4303  LimitChangeRejected      Error        Runtime.Memory            a configuration reload had invalid limits; the old ones stay
+///   4401  BackendMissing           Error        Runtime.Memory            a native library a route needs could not be loaded
+/// </code>
+/// Structured fields are named as in the messages (<c>Domain</c>, <c>Chain</c>, <c>Hook</c>, <c>Budget</c>,
+/// <c>LimitBytes</c>, …), so a log pipeline can filter on them.
+/// </remarks>
+public static partial class RuntimeMemoryLog
+{
+    /// <summary>The category of the service's own events (the debug hooks and the tracer log under sub-categories).</summary>
+    public const string Category = "Runtime.Memory";
+
+    [LoggerMessage(EventId = 4201, EventName = "AllocatorsConfigured", Level = LogLevel.Information,
+        Message = "Memory service started with allocator '{Allocator}': raw {RawChain}, mem {MemChain}, obj {ObjChain}.")]
+    internal static partial void AllocatorsConfigured(ILogger logger, string allocator, string rawChain, string memChain, string objChain);
+
+    [LoggerMessage(EventId = 4202, EventName = "AllocatorReplaced", Level = LogLevel.Information,
+        Message = "The {Domain} domain's allocator was replaced: {PreviousChain} -> {Chain}.")]
+    internal static partial void AllocatorReplaced(ILogger logger, string domain, string previousChain, string chain);
+
+    [LoggerMessage(EventId = 4203, EventName = "HookInstalled", Level = LogLevel.Information,
+        Message = "Hook '{Hook}' installed on the {Domain} domain: {Chain}.")]
+    internal static partial void HookInstalled(ILogger logger, string hook, string domain, string chain);
+
+    [LoggerMessage(EventId = 4204, EventName = "HookRemoved", Level = LogLevel.Information,
+        Message = "Hook '{Hook}' removed from the {Domain} domain: {Chain}.")]
+    internal static partial void HookRemoved(ILogger logger, string hook, string domain, string chain);
+
+    [LoggerMessage(EventId = 4301, EventName = "LimitReached", Level = LogLevel.Warning,
+        Message = "The {Budget} budget of {LimitBytes} bytes refused {RequestBytes} more bytes with {LiveBytes} bytes live; allocations there return null until memory is freed. Episodes not logged since the last event (at most one per second): {UnloggedEpisodes}.")]
+    internal static partial void LimitReached(ILogger logger, string budget, long limitBytes, long requestBytes, long liveBytes, long unloggedEpisodes);
+
+    [LoggerMessage(EventId = 4302, EventName = "LimitChanged", Level = LogLevel.Information,
+        Message = "The {Budget} budget changed: {PreviousLimit} -> {Limit}.")]
+    internal static partial void LimitChanged(ILogger logger, string budget, string previousLimit, string limit);
+
+    [LoggerMessage(EventId = 4303, EventName = "LimitChangeRejected", Level = LogLevel.Error,
+        Message = "A configuration change was not applied to the memory budgets, which stay as they were: {Problems}")]
+    internal static partial void LimitChangeRejected(ILogger logger, string problems);
+
+    [LoggerMessage(EventId = 4401, EventName = "BackendMissing", Level = LogLevel.Error,
+        Message = "The {Library} backend is not available: {Reason}")]
+    internal static partial void BackendMissing(ILogger logger, string library, string reason);
+
+    /// <summary>A budget as the log and the reports write it: its byte count, or <c>none</c>.</summary>
+    internal static string DescribeLimit(long limit) =>
+        limit == long.MaxValue ? "none" : limit.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) + " bytes";
+}
+
+/// <summary>
+/// The log of one budget's refusal episodes: the first refusal of an episode is logged (event 4301), at most once per
+/// <see cref="MinInterval"/>; episodes that start sooner are counted and the count goes with the next event.
+/// </summary>
+/// <remarks>Never throws: it is called from allocation paths, some of them under native code.</remarks>
+public sealed class BudgetLog
+{
+    /// <summary>The shortest time between two events of one budget.</summary>
+    public static readonly TimeSpan MinInterval = TimeSpan.FromSeconds(1);
+
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private long _lastLogged = long.MinValue;
+    private long _unlogged;
+
+    internal BudgetLog(ILogger logger, TimeProvider time, string budget)
+    {
+        _logger = logger;
+        _time = time;
+        Budget = budget;
+    }
+
+    /// <summary>What the budget limits, as the event names it: <c>obj domain</c>, <c>library 'lua'</c>.</summary>
+    public string Budget { get; }
+
+    /// <summary>Refusal episodes that started (logged or not).</summary>
+    public long Episodes => Interlocked.Read(ref _episodes);
+
+    private long _episodes;
+
+    /// <summary>A refusal episode has started: log it unless the last event was under <see cref="MinInterval"/> ago.</summary>
+    internal void EpisodeStarted(long liveBytes, long requestBytes, long limitBytes)
+    {
+        Interlocked.Increment(ref _episodes);
+        long now = _time.GetTimestamp();
+        long last = Interlocked.Read(ref _lastLogged);
+        bool due = last == long.MinValue || _time.GetElapsedTime(last, now) >= MinInterval;
+        if (!due || Interlocked.CompareExchange(ref _lastLogged, now, last) != last)
+        {
+            Interlocked.Increment(ref _unlogged);
+            return;
+        }
+
+        try
+        {
+            RuntimeMemoryLog.LimitReached(_logger, Budget, limitBytes, requestBytes, liveBytes, Interlocked.Exchange(ref _unlogged, 0));
+        }
+        catch (Exception ex)
+        {
+            Debug.WriteLine($"Runtime.Memory: a logger threw while logging a budget refusal: {ex}"); // never into the allocation path
+        }
+    }
+}

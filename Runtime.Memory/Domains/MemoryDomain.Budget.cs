@@ -1,0 +1,54 @@
+using Microsoft.Extensions.Logging;
+using Runtime.Memory.Diagnostics;
+
+namespace Runtime.Memory;
+
+// A domain's budget: the most live bytes it may hold. The check rides on the accounting (MemoryAccounting's gate), so
+// a domain with a budget allocates as fast as one without; see MemoryAccounting's remarks for exactness under threads.
+//
+//   malloc / calloc   allocate, then account: over the budget, the block is freed again and null returned
+//   realloc           checked before resizing (a refused realloc leaves the block as it was); a shrink always passes
+//   free              never refused
+//
+// A refusal counts as a failure (DomainStatistics.Failures) of reason limit (DomainStatistics.LimitRefusals), and
+// opens an episode that the log reports once (event 4301, at most once per second).
+public sealed partial class MemoryDomain
+{
+    private ILogger? _logger;
+
+    /// <summary>
+    /// The budget of this domain: the most live bytes (as <see cref="DomainStatistics.LiveBytes"/> counts them) it may
+    /// hold, or <see langword="null"/> for none (the default). An allocation or a resize that would pass it returns
+    /// <see langword="null"/>, as out of memory does. Can be changed at any time, from any thread; a budget set below
+    /// the live size refuses every growth until enough is freed, and frees blocks of nobody.
+    /// </summary>
+    /// <remarks>Hosts set it from <c>RuntimeMemory:Limits:{Raw|Mem|Obj}:MaxBytes</c>, and again whenever the
+    /// configuration changes (<see cref="Hosting.RuntimeMemoryLimitsOptions"/>).</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">A negative value.</exception>
+    public long? MaxBytes
+    {
+        get => _accounting.LimitOf(_index) is var limit && limit == long.MaxValue ? null : limit;
+        set
+        {
+            if (value < 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "A budget is a number of bytes, 0 or more (null: no budget).");
+            }
+
+            long previous = _accounting.LimitOf(_index);
+            long limit = value ?? long.MaxValue;
+            _accounting.SetLimit(_index, limit);
+            if (previous != limit && _logger is { } logger)
+            {
+                RuntimeMemoryLog.LimitChanged(logger, $"{Name} domain", RuntimeMemoryLog.DescribeLimit(previous), RuntimeMemoryLog.DescribeLimit(limit));
+            }
+        }
+    }
+
+    /// <summary>Attaches the runtime's log: chain changes, budget changes and refusal episodes are reported there.</summary>
+    internal void AttachLog(ILogger logger, TimeProvider time)
+    {
+        _logger = logger;
+        _accounting.SetBudgetLog(_index, new BudgetLog(logger, time, $"{Name} domain"));
+    }
+}
