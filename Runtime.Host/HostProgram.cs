@@ -85,7 +85,7 @@ public static class HostProgram
             await stdout.WriteAsync(FormatReport(runtime, result, statistics));
             if (showAllocatorStatistics)
             {
-                await stdout.WriteAsync(FormatAllocatorStatistics(runtime));
+                await stdout.WriteAsync(FormatAllocatorStatistics(statistics)); // the same snapshot as the report
             }
 
             await host.StopAsync();
@@ -140,15 +140,15 @@ public static class HostProgram
     /// The small-object allocator statistics of each domain that runs on it, in the layout of CPython's
     /// <c>sys._debugmallocstats()</c>; a line saying so when none does.
     /// </summary>
-    internal static string FormatAllocatorStatistics(IRuntimeMemory runtime)
+    internal static string FormatAllocatorStatistics(RuntimeMemoryStatistics statistics)
     {
         var text = new System.Text.StringBuilder();
         foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
         {
-            if (runtime[kind].BaseAllocator is SmallObjectAllocator small)
+            if (statistics[kind].SmallObjects is { } small)
             {
                 text.Append(CultureInfo.InvariantCulture, $"\nsmall-object allocator of the {kind.ToName()} domain:\n");
-                text.Append(SmallObjectReport.Format(small.GetStatistics()));
+                text.Append(SmallObjectReport.Format(small));
             }
         }
 

@@ -28,9 +28,24 @@ public unsafe class ChurnBenchmarks
     private RuntimeMemory _debug = null!;
     private RuntimeMemory _traced = null!;
     private RuntimeMemory _sampled = null!;
+    private RuntimeMemory _listened = null!;
+    private IDisposable _listening = null!;
+    private RuntimeMemory _budgeted = null!;
 
     [GlobalSetup]
     public void Setup()
+    {
+        SetupWorkload();
+        _runtime = RuntimeMemory.Create();
+        _debug = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug });
+        _traced = TracingSetup.Traced();
+        _sampled = TracingSetup.Traced(TracingSetup.SampleBytes);
+        (_listened, _listening) = ObservabilitySetup.Listened();
+        _budgeted = ObservabilitySetup.Budgeted();
+    }
+
+    /// <summary>The sizes and victims alone (fixed seeds), for the loops that run <see cref="RunOn"/> outside BenchmarkDotNet.</summary>
+    internal void SetupWorkload()
     {
         // Fixed seeds: every allocator and every run sees the same sizes and the same victims.
         _initialSizes = Sizes.Mixed(Live, seed: 3);
@@ -41,11 +56,6 @@ public unsafe class ChurnBenchmarks
         {
             _victims[i] = rng.Next(Live);
         }
-
-        _runtime = RuntimeMemory.Create();
-        _debug = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug });
-        _traced = TracingSetup.Traced();
-        _sampled = TracingSetup.Traced(TracingSetup.SampleBytes);
     }
 
     [GlobalCleanup]
@@ -55,6 +65,9 @@ public unsafe class ChurnBenchmarks
         _debug.Dispose();
         _traced.Dispose();
         _sampled.Dispose();
+        _listening.Dispose();
+        _listened.Dispose();
+        _budgeted.Dispose();
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Steps, Description = "glibc")]
@@ -92,6 +105,14 @@ public unsafe class ChurnBenchmarks
         TracingSetup.EnterBenchFrame();
         Run(new DomainOps(_sampled.Obj));
     }
+
+    /// <summary>The same with the <c>Runtime.Memory</c> meter listened to and collected every 100 ms.</summary>
+    [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + metrics listened")]
+    public void ObjDomainListened() => Run(new DomainOps(_listened.Obj));
+
+    /// <summary>The same with a budget (1 GiB, never reached).</summary>
+    [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + budget")]
+    public void ObjDomainBudgeted() => Run(new DomainOps(_budgeted.Obj));
 
     /// <summary>One invocation on <paramref name="domain"/>, outside BenchmarkDotNet (<see cref="TracingLoop"/>).</summary>
     internal void RunOn(MemoryDomain domain) => Run(new DomainOps(domain));

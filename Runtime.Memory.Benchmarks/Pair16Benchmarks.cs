@@ -20,6 +20,9 @@ public unsafe class Pair16Benchmarks
     private RuntimeMemory _guarded = null!;
     private RuntimeMemory _traced = null!;
     private RuntimeMemory _sampled = null!;
+    private RuntimeMemory _listened = null!;
+    private IDisposable _listening = null!;
+    private RuntimeMemory _budgeted = null!;
     private readonly SystemAllocator _system = new();
     private readonly Runtime.Memory.Accounting.MemoryAccounting _accounting = new();
 
@@ -32,6 +35,9 @@ public unsafe class Pair16Benchmarks
         _guarded.Dispose();
         _traced.Dispose();
         _sampled.Dispose();
+        _listening.Dispose();
+        _listened.Dispose();
+        _budgeted.Dispose();
     }
 
     [GlobalSetup]
@@ -44,6 +50,8 @@ public unsafe class Pair16Benchmarks
         _guarded = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug, Debug = { GuardPages = true } });
         _traced = TracingSetup.Traced();
         _sampled = TracingSetup.Traced(TracingSetup.SampleBytes);
+        (_listened, _listening) = ObservabilitySetup.Listened();
+        _budgeted = ObservabilitySetup.Budgeted();
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Pairs, Description = "glibc")]
@@ -168,6 +176,28 @@ public unsafe class Pair16Benchmarks
     {
         TracingSetup.EnterBenchFrame();
         MemoryDomain obj = _sampled.Obj;
+        for (int i = 0; i < Pairs; i++)
+        {
+            obj.Free(obj.Malloc(16));
+        }
+    }
+
+    /// <summary>"obj domain" with the <c>Runtime.Memory</c> meter listened to and collected every 100 ms.</summary>
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain + metrics listened")]
+    public void ObjDomainListened()
+    {
+        MemoryDomain obj = _listened.Obj;
+        for (int i = 0; i < Pairs; i++)
+        {
+            obj.Free(obj.Malloc(16));
+        }
+    }
+
+    /// <summary>"obj domain" with a budget (1 GiB, never reached).</summary>
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain + budget")]
+    public void ObjDomainBudgeted()
+    {
+        MemoryDomain obj = _budgeted.Obj;
         for (int i = 0; i < Pairs; i++)
         {
             obj.Free(obj.Malloc(16));

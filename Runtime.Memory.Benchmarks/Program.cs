@@ -11,6 +11,8 @@ using Runtime.Memory.Benchmarks;
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --footprint
 // The tracing rows of pair16 and churn as Stopwatch loops, each in a fresh process (a quick check, prints a table):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --tracing-loop
+// The same for the metrics (listened to, collected every 100 ms) and a budget (set, never reached):
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --observability-loop
 if (args is ["--tracing-loop"])
 {
     return TracingLoop.RunAll();
@@ -19,6 +21,16 @@ if (args is ["--tracing-loop"])
 if (args is ["--tracing-loop-one", var workload, var mode])
 {
     return TracingLoop.RunOne(workload, mode);
+}
+
+if (args is ["--observability-loop"])
+{
+    return ObservabilityLoop.RunAll();
+}
+
+if (args is ["--observability-loop-one", var observedWorkload, var observedMode])
+{
+    return ObservabilityLoop.RunOne(observedWorkload, observedMode);
 }
 
 if (args is ["--footprint"])

@@ -215,4 +215,17 @@ public sealed unsafe class DomainBudgetTests
         Assert.NotNull(s[MemoryDomainKind.Mem].SmallObjects);
         Assert.Null(s[MemoryDomainKind.Raw].SmallObjects);
     }
+
+    [Fact]
+    public void The_report_lists_each_budget_after_the_table_and_nothing_without_one()
+    {
+        using RuntimeMemory runtime = TestRuntimes.Create(AllocatorNames.Pymalloc);
+        Assert.DoesNotContain("budget", Runtime.Memory.Diagnostics.StatisticsReport.Format(runtime.GetStatistics()));
+
+        runtime.Obj.MaxBytes = 1 << 20;
+        runtime.Tag("zlib").MaxBytes = 4096;
+        Assert.True(runtime.Obj.Malloc(2 << 20) == null);
+        string report = Runtime.Memory.Diagnostics.StatisticsReport.Format(runtime.GetStatistics());
+        Assert.EndsWith("budget obj: 1,048,576 bytes, 1 refused\nbudget zlib: 4,096 bytes, 0 refused, 0 bytes live\n", report);
+    }
 }

@@ -10,8 +10,9 @@ public static class StatisticsReport
         ["domain", "allocator", "live blocks", "live bytes", "peak bytes", "allocations", "frees", "reallocs", "failures"];
 
     /// <summary>
-    /// The per-domain table: one heading line, one line per domain, one line of totals. Numbers are right-aligned
-    /// with invariant-culture digit grouping; the text ends with a newline.
+    /// The per-domain table: one heading line, one line per domain, one line of totals, then one line per budget that
+    /// is set or has refused something. Numbers are right-aligned with invariant-culture digit grouping; the text ends
+    /// with a newline.
     /// </summary>
     public static string Format(RuntimeMemoryStatistics statistics)
     {
@@ -52,8 +53,25 @@ public static class StatisticsReport
             text.Append(line.ToString().TrimEnd()).Append('\n');
         }
 
+        AppendBudgets(text, statistics);
         return text.ToString();
     }
+
+    /// <summary>One line per budget set or refusing (none when no budget was ever involved): <c>budget obj: 1,048,576 bytes, 5 refused</c>.</summary>
+    private static void AppendBudgets(StringBuilder text, RuntimeMemoryStatistics statistics)
+    {
+        foreach (DomainStatistics d in statistics.Domains.Where(d => d.MaxBytes is not null || d.LimitRefusals != 0))
+        {
+            text.Append(CultureInfo.InvariantCulture, $"budget {d.Domain.ToName()}: {Limit(d.MaxBytes)}, {N(d.LimitRefusals)} refused\n");
+        }
+
+        foreach (LibraryStatistics l in statistics.Libraries.Where(l => l.MaxBytes is not null || l.LimitRefusals != 0))
+        {
+            text.Append(CultureInfo.InvariantCulture, $"budget {l.Tag}: {Limit(l.MaxBytes)}, {N(l.LimitRefusals)} refused, {N(l.LiveBytes)} bytes live\n");
+        }
+    }
+
+    private static string Limit(long? maxBytes) => maxBytes is { } max ? $"{N(max)} bytes" : "none";
 
     private static string N(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
 }
