@@ -374,19 +374,48 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     }
 
     /// <inheritdoc/>
-    public RuntimeMemoryStatistics GetStatistics()
+    public RuntimeMemoryStatistics GetStatistics() => GetStatistics(StatisticsParts.All);
+
+    /// <summary>
+    /// The snapshot with only <paramref name="parts"/> filled in (the rest empty: no chains, no small-object walk, no
+    /// libraries, tracing off, no debug figures): the same code, so every reader agrees, at the cost of what it reads.
+    /// </summary>
+    internal RuntimeMemoryStatistics GetStatistics(StatisticsParts parts)
     {
-        (long traced, long tracedPeak) = Tracer.GetTracedMemory();
-        var hooked = _domains.Where(d => d.DebugHook is not null).Select(d => d.Kind).ToArray();
-        return new RuntimeMemoryStatistics(AllocatorName, _domains.Select(d => d.GetStatistics()).ToArray())
+        var domains = new DomainStatistics[_domains.Length];
+        for (int i = 0; i < domains.Length; i++)
         {
-            Libraries = Tags.Select(LibraryStatistics.Of).ToArray(),
-            Tracing = Tracer.IsTracing
-                ? new TracingStatistics(true, Tracer.TracebackLimit, Tracer.SampleBytes, Tracer.TracedBlocks, traced, tracedPeak, Tracer.TracingMemory, Tracer.TraceFailures)
-                : TracingStatistics.Off,
-            Debug = hooked.Length == 0 && Debugger.Violations == 0
-                ? DebugStatistics.None
-                : new DebugStatistics(hooked, Debugger.Violations, Debugger.LiveBlocks, Debugger.ShadowBytes),
-        };
+            domains[i] = _domains[i].GetStatistics(parts);
+        }
+
+        var statistics = new RuntimeMemoryStatistics(AllocatorName, domains);
+        if ((parts & StatisticsParts.Libraries) != 0)
+        {
+            statistics = statistics with { Libraries = Tags.Select(LibraryStatistics.Of).ToArray() };
+        }
+
+        if ((parts & StatisticsParts.Tracing) != 0 && Tracer.IsTracing)
+        {
+            (long traced, long tracedPeak) = Tracer.GetTracedMemory();
+            statistics = statistics with
+            {
+                Tracing = new TracingStatistics(true, Tracer.TracebackLimit, Tracer.SampleBytes, Tracer.TracedBlocks, traced, tracedPeak, Tracer.TracingMemory, Tracer.TraceFailures),
+            };
+        }
+
+        if ((parts & StatisticsParts.Debug) != 0)
+        {
+            MemoryDomainKind[] hooked = _domains.Where(d => d.DebugHook is not null).Select(d => d.Kind).ToArray();
+            if (hooked.Length != 0 || Debugger.Violations != 0)
+            {
+                bool full = (parts & StatisticsParts.DebugBlocks) != 0;
+                statistics = statistics with
+                {
+                    Debug = new DebugStatistics(hooked, Debugger.Violations, full ? Debugger.LiveBlocks : 0, full ? Debugger.ShadowBytes : 0),
+                };
+            }
+        }
+
+        return statistics;
     }
 }

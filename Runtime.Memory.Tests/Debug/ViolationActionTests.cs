@@ -141,6 +141,18 @@ public sealed unsafe class ViolationActionTests
     }
 
     [Fact]
+    public void FailFast_logs_the_fatal_event_before_the_process_stops()
+    {
+        ChildProcess.Result run = ChildProcess.Run("DebugHooks", "overrun", "--Sample:LogEvents=true");
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains("log: Information 4201 AllocatorsConfigured Runtime.Memory\n", run.Stderr);
+        Assert.Contains("log: Critical 4002 FatalMemoryViolation Runtime.Memory.Debug\n", run.Stderr);
+        Assert.True(
+            run.Stderr.IndexOf("bad trailing pad byte", StringComparison.Ordinal) < run.Stderr.IndexOf("log: Critical 4002", StringComparison.Ordinal),
+            "the report is written before the event is logged");
+    }
+
+    [Fact]
     public void Log_in_the_same_program_reports_at_free_and_carries_on()
     {
         ChildProcess.Result run = ChildProcess.Run("DebugHooks", "overrun", "--RuntimeMemory:Debug:OnViolation=Log");

@@ -9,7 +9,7 @@ namespace Runtime.Memory.Diagnostics;
 /// </summary>
 /// <remarks>
 /// <para>Every instrument is observable: its callback reads the service's statistics snapshot
-/// (<see cref="RuntimeMemory.GetStatistics"/>, the one source the host's report and the tests read too), which sums the
+/// (<see cref="RuntimeMemory.GetStatistics()"/>, the one source the host's report and the tests read too), which sums the
 /// counters the allocation path keeps anyway. Nothing is added to the allocation path, whether anyone listens or not.</para>
 /// <para>Names follow the OpenTelemetry conventions: lowercase dotted names, UCUM units (<c>By</c>, <c>{block}</c>),
 /// totals as <see cref="ObservableCounter{T}"/>, current sizes as <see cref="ObservableUpDownCounter{T}"/>, and the
@@ -110,9 +110,9 @@ public sealed class RuntimeMemoryMetrics : IDisposable
             "{failure}", "Requests the domain answered with null, by reason: out_of_memory or limit (its budget).");
         _meter.CreateObservableCounter("runtime.memory.debug.violations", Violations,
             "{violation}", "Misuses the debug hooks found (overruns, double frees, frees through the wrong domain).");
-        _meter.CreateObservableUpDownCounter("runtime.memory.arena.count", () => PerDomain(static d => d.SmallObjects?.ArenasCurrent),
+        _meter.CreateObservableUpDownCounter("runtime.memory.arena.count", () => PerDomain(static d => d.SmallObjects?.ArenasCurrent, StatisticsParts.SmallObjects),
             "{arena}", "Arenas the small-object allocator has mapped, per domain on it.");
-        _meter.CreateObservableUpDownCounter("runtime.memory.pool.count", () => PerDomain(static d => d.SmallObjects?.Classes.Sum(c => c.Pools)),
+        _meter.CreateObservableUpDownCounter("runtime.memory.pool.count", () => PerDomain(static d => d.SmallObjects?.Classes.Sum(c => c.Pools), StatisticsParts.SmallObjects),
             "{pool}", "Pools of the small-object allocator in use (carved for a size class), per domain on it.");
         _meter.CreateObservableUpDownCounter("runtime.memory.tracing.usage", () => Tracing(static t => t.TracingMemory),
             "By", "Bytes allocation tracing itself uses (tracemalloc's get_tracemalloc_memory).");
@@ -137,12 +137,15 @@ public sealed class RuntimeMemoryMetrics : IDisposable
     /// </summary>
     public void Dispose() => _disposed = true;
 
-    /// <summary>The snapshot every callback reads; null once disposed (the callbacks then yield nothing).</summary>
-    private RuntimeMemoryStatistics? Snapshot() => _disposed ? null : _runtime.GetStatistics();
+    /// <summary>
+    /// The snapshot a callback reads, with the parts it reports (the snapshot's own code: reading only what is needed
+    /// keeps a collection to a few microseconds); null once disposed (the callbacks then yield nothing).
+    /// </summary>
+    private RuntimeMemoryStatistics? Snapshot(StatisticsParts parts = StatisticsParts.Counters) => _disposed ? null : _runtime.GetStatistics(parts);
 
-    private IEnumerable<Measurement<long>> PerDomain(Func<DomainStatistics, long?> figure)
+    private IEnumerable<Measurement<long>> PerDomain(Func<DomainStatistics, long?> figure, StatisticsParts parts = StatisticsParts.Counters)
     {
-        if (Snapshot() is not { } statistics)
+        if (Snapshot(parts) is not { } statistics)
         {
             return [];
         }
@@ -177,14 +180,14 @@ public sealed class RuntimeMemoryMetrics : IDisposable
     }
 
     private IEnumerable<Measurement<long>> Violations() =>
-        Snapshot() is { } statistics ? [new Measurement<long>(statistics.Debug.Violations)] : [];
+        Snapshot(StatisticsParts.Debug) is { } statistics ? [new Measurement<long>(statistics.Debug.Violations)] : [];
 
     private IEnumerable<Measurement<long>> Tracing(Func<TracingStatistics, long> figure) =>
-        Snapshot() is { Tracing.IsTracing: true } statistics ? [new Measurement<long>(figure(statistics.Tracing))] : [];
+        Snapshot(StatisticsParts.Tracing) is { Tracing.IsTracing: true } statistics ? [new Measurement<long>(figure(statistics.Tracing))] : [];
 
     private IEnumerable<Measurement<long>> PerLibrary(Func<LibraryStatistics, long?> figure)
     {
-        if (Snapshot() is not { } statistics)
+        if (Snapshot(StatisticsParts.Libraries) is not { } statistics)
         {
             return [];
         }
@@ -203,7 +206,7 @@ public sealed class RuntimeMemoryMetrics : IDisposable
 
     private IEnumerable<Measurement<long>> LibraryFailures()
     {
-        if (Snapshot() is not { } statistics)
+        if (Snapshot(StatisticsParts.Libraries) is not { } statistics)
         {
             return [];
         }

@@ -81,3 +81,31 @@ public sealed record DebugStatistics(IReadOnlyList<MemoryDomainKind> HookedDomai
     /// <summary>No debug hook installed and nothing found.</summary>
     public static DebugStatistics None { get; } = new([], 0, 0, 0);
 }
+
+/// <summary>The parts of a <see cref="RuntimeMemoryStatistics"/> a reader needs (internal: the public snapshot has all).</summary>
+[Flags]
+internal enum StatisticsParts
+{
+    /// <summary>The domains' counters and budgets: always read.</summary>
+    Counters = 0,
+
+    /// <summary>Each domain's chain description (<see cref="DomainStatistics.Allocator"/>).</summary>
+    Chains = 1,
+
+    /// <summary>The small-object allocators' walk of their arenas and pools.</summary>
+    SmallObjects = 2,
+
+    /// <summary>The library accounts.</summary>
+    Libraries = 4,
+
+    /// <summary>The tracer's figures.</summary>
+    Tracing = 8,
+
+    /// <summary>The debug hooks' violations and hooked domains.</summary>
+    Debug = 16,
+
+    /// <summary>The debug hooks' live blocks and shadow size (a scan of the shadow map).</summary>
+    DebugBlocks = 32,
+
+    All = Chains | SmallObjects | Libraries | Tracing | Debug | DebugBlocks,
+}

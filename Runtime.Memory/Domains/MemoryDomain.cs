@@ -467,12 +467,15 @@ public sealed unsafe partial class MemoryDomain
     /// This domain's accounting: exact when no thread is allocating in it; see <see cref="DomainStatistics"/>
     /// for how each figure behaves under concurrency.
     /// </summary>
-    public DomainStatistics GetStatistics()
+    public DomainStatistics GetStatistics() => GetStatistics(StatisticsParts.All);
+
+    /// <summary>The statistics with only <paramref name="parts"/> filled in (the metrics' callbacks read what they report).</summary>
+    internal DomainStatistics GetStatistics(StatisticsParts parts)
     {
         DomainCounters sum = _accounting.Read(_index, out long peakBytes);
         return new DomainStatistics(
             Kind,
-            DescribeChain(),
+            (parts & StatisticsParts.Chains) != 0 ? DescribeChain() : "",
             LiveBlocks: sum.Allocations - sum.Frees,
             LiveBytes: sum.BytesAllocated - sum.BytesFreed,
             PeakBytes: peakBytes,
@@ -484,14 +487,14 @@ public sealed unsafe partial class MemoryDomain
         {
             LimitRefusals = sum.LimitRefusals,
             MaxBytes = MaxBytes,
-            SmallObjects = (_base as SmallObjectAllocator)?.GetStatistics(),
+            SmallObjects = (parts & StatisticsParts.SmallObjects) != 0 ? (_base as SmallObjectAllocator)?.GetStatistics() : null,
         };
     }
 
     /// <summary>The summed counters and the peak, without describing the chain (the metrics' observable callbacks).</summary>
     internal DomainCounters ReadCounters(out long peakBytes) => _accounting.Read(_index, out peakBytes);
 
-    /// <summary>Live bytes right now (a convenience over <see cref="GetStatistics"/>, without its allocator walk).</summary>
+    /// <summary>Live bytes right now (a convenience over <see cref="GetStatistics()"/>, without its allocator walk).</summary>
     public long LiveBytes
     {
         get
@@ -501,7 +504,7 @@ public sealed unsafe partial class MemoryDomain
         }
     }
 
-    /// <summary>Live blocks right now (a convenience over <see cref="GetStatistics"/>).</summary>
+    /// <summary>Live blocks right now (a convenience over <see cref="GetStatistics()"/>).</summary>
     public long LiveBlocks
     {
         get

@@ -10,12 +10,16 @@
 //         --RuntimeMemory:Debug:GuardPages=true      the write itself faults (the block ends at an inaccessible page)
 //         --RuntimeMemory:Debug:OnViolation=Log      the report is written and the program carries on (exit 0)
 //
+//         --Sample:LogEvents=true                    also log through ILogger, one line per event on stderr
+//                                                    (written at once: FailFast leaves no time for a queued logger)
+//
 //   dotnet run --project samples/DebugHooks -- use-after-free [switches]
 //       frees a 64-byte block and then reads it. With the guard bytes alone the read sees the 0xDD the hooks left
 //       there; with --RuntimeMemory:Debug:GuardPages=true the freed block is inaccessible and the read faults.
 
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Runtime.Memory;
 using Runtime.Memory.Hosting;
 
@@ -32,6 +36,11 @@ IConfiguration configuration = new ConfigurationBuilder()
 
 var services = new ServiceCollection();
 services.AddSingleton(configuration);
+if (configuration.GetValue<bool>("Sample:LogEvents"))
+{
+    services.AddLogging(builder => builder.AddProvider(new StderrEventLogger()));
+}
+
 services.AddRuntimeMemory();
 using ServiceProvider provider = services.BuildServiceProvider();
 IRuntimeMemory runtime;
@@ -157,5 +166,29 @@ static int Expect(MemoryViolationKind expected, string what, Action misuse)
         Console.Write(ex.Violation.Report);
         Console.WriteLine();
         return ex.Violation.Kind == expected ? 1 : 0;
+    }
+}
+
+/// <summary>Writes each event's level, id, name and category to stderr at once: <c>log: Critical 4002 FatalMemoryViolation Runtime.Memory.Debug</c>.</summary>
+internal sealed class StderrEventLogger : ILoggerProvider
+{
+    public ILogger CreateLogger(string categoryName) => new Category(categoryName);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Category(string name) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            Console.Error.WriteLine($"log: {logLevel} {eventId.Id} {eventId.Name} {name}");
+            Console.Error.Flush();
+        }
     }
 }
