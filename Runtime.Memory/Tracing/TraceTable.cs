@@ -120,6 +120,20 @@ internal sealed unsafe class TraceTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool IsCurrentShadow(int freeWork) => (freeWork & (FreeWorkShadow | FreeWorkRetired)) == FreeWorkShadow;
 
+    /// <summary>Whether <see cref="FreeWork"/>'s <paramref name="freeWork"/> says the table keeps traces in its stripes
+    /// only (no shadow, not retired): a free then has work only when <see cref="MayHoldStripeTrace"/> says so.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool IsStripesOnly(int freeWork) => (freeWork & (FreeWorkShadow | FreeWorkRetired)) == 0;
+
+    /// <summary>
+    /// Whether a stripe may hold a trace of <paramref name="address"/> (its hash's bucket is not empty): false means
+    /// certainly not, whatever the domain. A sampling session's free asks this first, so that while samples are live
+    /// a free of a block that is not one of them costs one hash and one load (4,096 buckets; a bucket is written under
+    /// its stripe's lock before the traced block is handed out, so a free of that block sees it).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool MayHoldStripeTrace(nuint address) => Volatile.Read(ref _buckets[(int)(Hash(address) >> (64 - BucketBits))]) != 0;
+
     /// <summary>Whether this table keeps traces in the shadow (an exact session on 64-bit): callers then pass dense slots.</summary>
     public bool HasShadow => _shadow is not null;
 

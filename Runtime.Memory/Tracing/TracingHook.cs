@@ -218,6 +218,11 @@ internal sealed unsafe class TracingHook : MemoryHook
         get => _table.FreeWork;
     }
 
+    /// <summary>Whether a free of <paramref name="ptr"/> may have a trace to remove, when <see cref="FreeWork"/> says
+    /// stripes only (<see cref="TraceTable.IsStripesOnly"/>): the sampled free's filter.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal bool MayHoldTrace(void* ptr) => _table.MayHoldStripeTrace((nuint)ptr);
+
     /// <summary>The dense slot of <paramref name="ptr"/> when the allocator right below is the small-object allocator
     /// and <paramref name="ptr"/> one of its pool blocks, else 0 (the trace is keyed by the address).</summary>
     internal nuint DenseOf(void* ptr, out int cls)
