@@ -51,7 +51,7 @@ internal static class ObservabilitySetup
     {
         private readonly MeterListener _listener = new();
         private readonly Timer _timer;
-        private long _sum;
+        private long _sum; // what the collections read, summed: a callback with an effect, as an exporter's
 
         public Listener(Meter meter)
         {
@@ -66,9 +66,6 @@ internal static class ObservabilitySetup
             _listener.Start();
             _timer = new Timer(_ => _listener.RecordObservableInstruments(), null, CollectEvery, CollectEvery);
         }
-
-        /// <summary>What the collections read, summed (so that they cannot be optimised away).</summary>
-        public long Sum => Interlocked.Read(ref _sum);
 
         public void Dispose()
         {

@@ -93,8 +93,6 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     private readonly ILogger? _logger;
     private readonly TimeProvider _time;
 
-    /// <summary>The service's own log (category <c>Runtime.Memory</c>); null without a logger factory.</summary>
-    internal ILogger? Logger => _logger;
     private readonly ILogger? _leakLogger;
 
     /// <summary>Allocation tracing of the three domains (tracemalloc): start, stop, snapshots, tracebacks of blocks.</summary>

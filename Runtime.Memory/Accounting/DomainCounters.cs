@@ -81,7 +81,7 @@ internal struct PeakTracker
     /// <summary>The one value the fast path compares its estimate with: see the invariant.</summary>
     [FieldOffset(16)] public long Gate;
 
-    /// <summary>The budget: most live bytes the domain may hold; <see cref="long.MaxValue"/> for none.</summary>
+    /// <summary>The budget: most live bytes the domain may hold; <see cref="Diagnostics.Budget.None"/> for none.</summary>
     [FieldOffset(24)] public long Limit;
 
     /// <summary>1 while a refusal episode is open: from a refusal until the next growth the budget admits.</summary>

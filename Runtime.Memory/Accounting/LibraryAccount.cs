@@ -23,7 +23,7 @@ public sealed class LibraryAccount
     private long _peakBytes;
     private long _failures;
     private long _limitRefusals;
-    private long _limit = long.MaxValue;
+    private long _limit = Diagnostics.Budget.None;
     private int _episodeOpen;
     private Diagnostics.BudgetLog? _budgetLog;
     private Microsoft.Extensions.Logging.ILogger? _logger;
@@ -65,29 +65,20 @@ public sealed class LibraryAccount
     /// <exception cref="ArgumentOutOfRangeException">A negative value.</exception>
     public long? MaxBytes
     {
-        get => Interlocked.Read(ref _limit) is var limit && limit == long.MaxValue ? null : limit;
+        get => Diagnostics.Budget.ToMaxBytes(Interlocked.Read(ref _limit));
         set
         {
-            if (value < 0)
-            {
-                throw new ArgumentOutOfRangeException(nameof(value), value, "A budget is a number of bytes, 0 or more (null: no budget).");
-            }
-
-            long limit = value ?? long.MaxValue;
-            long previous = Interlocked.Exchange(ref _limit, limit);
-            if (previous != limit && _logger is { } logger)
-            {
-                Diagnostics.RuntimeMemoryLog.LimitChanged(logger, Budget, Diagnostics.RuntimeMemoryLog.DescribeLimit(previous), Diagnostics.RuntimeMemoryLog.DescribeLimit(limit));
-            }
+            long limit = Diagnostics.Budget.FromMaxBytes(value);
+            Diagnostics.RuntimeMemoryLog.LimitChangedIf(_logger, BudgetName, Interlocked.Exchange(ref _limit, limit), limit);
         }
     }
 
-    private string Budget => $"library '{Tag}'";
+    private string BudgetName => $"library '{Tag}'";
 
     internal void AttachLog(Microsoft.Extensions.Logging.ILogger logger, TimeProvider time)
     {
         _logger = logger;
-        _budgetLog = new Diagnostics.BudgetLog(logger, time, Budget);
+        _budgetLog = new Diagnostics.BudgetLog(logger, time, BudgetName);
     }
 
     /// <summary>

@@ -63,7 +63,7 @@ internal sealed class MemoryAccounting
     {
         for (int d = 0; d < MemoryDomainKindExtensions.Count; d++)
         {
-            _peaks[d].Limit = long.MaxValue; // no budget; the gate starts at the peak, 0
+            _peaks[d].Limit = Budget.None; // no budget; the gate starts at the peak, 0
         }
     }
 
@@ -290,15 +290,15 @@ internal sealed class MemoryAccounting
 
     private readonly BudgetLog?[] _budgetLogs = new BudgetLog?[MemoryDomainKindExtensions.Count];
 
-    /// <summary>The budget of <paramref name="domain"/> in live bytes; <see cref="long.MaxValue"/> for none.</summary>
+    /// <summary>The budget of <paramref name="domain"/> in live bytes; <see cref="Budget.None"/> for none.</summary>
     public long LimitOf(int domain) => Volatile.Read(ref _peaks[domain].Limit);
 
     /// <summary>Whether <paramref name="domain"/> has a budget (realloc checks it before resizing only then).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool IsLimited(int domain) => Volatile.Read(ref _peaks[domain].Limit) != long.MaxValue;
+    public bool IsLimited(int domain) => Volatile.Read(ref _peaks[domain].Limit) != Budget.None;
 
     /// <summary>
-    /// Sets the budget of <paramref name="domain"/> (<see cref="long.MaxValue"/>: none). Takes effect for the next
+    /// Sets the budget of <paramref name="domain"/> (<see cref="Budget.None"/>: none). Takes effect for the next
     /// growth on every thread; blocks already live are not touched, so a budget below the live size refuses all
     /// growth until enough is freed.
     /// </summary>

@@ -63,7 +63,16 @@ public static partial class RuntimeMemoryLog
 
     /// <summary>A budget as the log and the reports write it: its byte count, or <c>none</c>.</summary>
     internal static string DescribeLimit(long limit) =>
-        limit == long.MaxValue ? "none" : limit.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) + " bytes";
+        limit == Budget.None ? "none" : limit.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) + " bytes";
+
+    /// <summary>Logs event 4302 when <paramref name="limit"/> differs from <paramref name="previous"/> and there is a logger.</summary>
+    internal static void LimitChangedIf(ILogger? logger, string budget, long previous, long limit)
+    {
+        if (previous != limit && logger is not null)
+        {
+            LimitChanged(logger, budget, DescribeLimit(previous), DescribeLimit(limit));
+        }
+    }
 }
 
 /// <summary>
@@ -91,15 +100,9 @@ public sealed class BudgetLog
     /// <summary>What the budget limits, as the event names it: <c>obj domain</c>, <c>library 'lua'</c>.</summary>
     public string Budget { get; }
 
-    /// <summary>Refusal episodes that started (logged or not).</summary>
-    public long Episodes => Interlocked.Read(ref _episodes);
-
-    private long _episodes;
-
     /// <summary>A refusal episode has started: log it unless the last event was under <see cref="MinInterval"/> ago.</summary>
     internal void EpisodeStarted(long liveBytes, long requestBytes, long limitBytes)
     {
-        Interlocked.Increment(ref _episodes);
         long now = _time.GetTimestamp();
         long last = Interlocked.Read(ref _lastLogged);
         bool due = last == long.MinValue || _time.GetElapsedTime(last, now) >= MinInterval;
@@ -118,4 +121,23 @@ public sealed class BudgetLog
             Debug.WriteLine($"Runtime.Memory: a logger threw while logging a budget refusal: {ex}"); // never into the allocation path
         }
     }
+}
+
+/// <summary>How a budget is held: a limit in live bytes, <see cref="None"/> for no budget; and its public form, <c>MaxBytes</c>.</summary>
+internal static class Budget
+{
+    /// <summary>No budget: every growth compares at or below it.</summary>
+    public const long None = long.MaxValue;
+
+    /// <summary>The limit of a <c>MaxBytes</c> value (null: <see cref="None"/>).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A negative value.</exception>
+    public static long FromMaxBytes(long? maxBytes) => maxBytes switch
+    {
+        null => None,
+        < 0 => throw new ArgumentOutOfRangeException("value", maxBytes, "A budget is a number of bytes, 0 or more (null: no budget)."),
+        { } bytes => bytes,
+    };
+
+    /// <summary>The <c>MaxBytes</c> value of a limit (<see cref="None"/>: null).</summary>
+    public static long? ToMaxBytes(long limit) => limit == None ? null : limit;
 }

@@ -1,5 +1,4 @@
 using System.Diagnostics.Metrics;
-using Runtime.Memory.Accounting;
 
 namespace Runtime.Memory.Diagnostics;
 

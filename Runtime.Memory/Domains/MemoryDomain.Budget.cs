@@ -27,21 +27,13 @@ public sealed partial class MemoryDomain
     /// <exception cref="ArgumentOutOfRangeException">A negative value.</exception>
     public long? MaxBytes
     {
-        get => _accounting.LimitOf(_index) is var limit && limit == long.MaxValue ? null : limit;
+        get => Budget.ToMaxBytes(_accounting.LimitOf(_index));
         set
         {
-            if (value < 0)
-            {
-                throw new ArgumentOutOfRangeException(nameof(value), value, "A budget is a number of bytes, 0 or more (null: no budget).");
-            }
-
+            long limit = Budget.FromMaxBytes(value);
             long previous = _accounting.LimitOf(_index);
-            long limit = value ?? long.MaxValue;
             _accounting.SetLimit(_index, limit);
-            if (previous != limit && _logger is { } logger)
-            {
-                RuntimeMemoryLog.LimitChanged(logger, $"{Name} domain", RuntimeMemoryLog.DescribeLimit(previous), RuntimeMemoryLog.DescribeLimit(limit));
-            }
+            RuntimeMemoryLog.LimitChangedIf(_logger, $"{Name} domain", previous, limit);
         }
     }
 

@@ -493,9 +493,6 @@ public sealed unsafe partial class MemoryDomain
         };
     }
 
-    /// <summary>The summed counters and the peak, without describing the chain (the metrics' observable callbacks).</summary>
-    internal DomainCounters ReadCounters(out long peakBytes) => _accounting.Read(_index, out peakBytes);
-
     /// <summary>Live bytes right now (a convenience over <see cref="GetStatistics()"/>, without its allocator walk).</summary>
     public long LiveBytes
     {
