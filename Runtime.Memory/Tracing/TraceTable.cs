@@ -75,6 +75,11 @@ internal sealed unsafe class TraceTable
     private const int BucketBits = 12;
     private readonly int[] _buckets = new int[1 << BucketBits];
 
+    // One bit per bucket, set while its count is not 0: the word a free reads (512 bytes in all, so it stays in the L1
+    // cache where the counts' 16 KiB would not under a large heap). A stripe's 64 buckets are exactly one word
+    // (bucket = the hash's top 12 bits, stripe = its top 6), so the word changes only under that stripe's lock.
+    private readonly ulong[] _occupied = new ulong[StripeCount];
+
     // What a free may have to do, in one word: the stripes' trace count (the buckets' sum) in the low bits, and a bit
     // each for "keeps a shadow" and "retired". 0, sampling's usual state, means a free has nothing to do: one load.
     // The count changes under a stripe lock with an atomic add (Clear holds every lock); it stays below 2^29.
@@ -132,7 +137,12 @@ internal sealed unsafe class TraceTable
     /// its stripe's lock before the traced block is handed out, so a free of that block sees it).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool MayHoldStripeTrace(nuint address) => Volatile.Read(ref _buckets[(int)(Hash(address) >> (64 - BucketBits))]) != 0;
+    public bool MayHoldStripeTrace(nuint address) => IsBucketOccupied(Hash(address));
+
+    /// <summary>Whether the bucket of <paramref name="hash"/> counts a trace: its bit in the stripe's word of <see cref="_occupied"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool IsBucketOccupied(ulong hash) =>
+        ((Volatile.Read(ref _occupied[(int)(hash >> (64 - StripeBits))]) >> (int)(hash >> (64 - BucketBits))) & 1) != 0; // shift counts are mod 64: the bucket's low 6 bits
 
     /// <summary>Whether this table keeps traces in the shadow (an exact session on 64-bit): callers then pass dense slots.</summary>
     public bool HasShadow => _shadow is not null;
@@ -249,10 +259,22 @@ internal sealed unsafe class TraceTable
     /// <summary>Whether the stripe of <paramref name="hash"/> may hold a trace with that hash (its bucket is not empty).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool StripeOccupied(ulong hash) =>
-        (Volatile.Read(ref _freeWork) & StripeTraceMask) != 0 && Volatile.Read(ref _buckets[(int)(hash >> (64 - BucketBits))]) != 0;
+        (Volatile.Read(ref _freeWork) & StripeTraceMask) != 0 && IsBucketOccupied(hash);
 
-    /// <summary>The count of <paramref name="hash"/>'s bucket; change it only under its stripe's lock.</summary>
-    private ref int BucketOf(ulong hash) => ref _buckets[(int)(hash >> (64 - BucketBits))];
+    /// <summary>Changes the count of <paramref name="hash"/>'s bucket by <paramref name="delta"/> (±1), and its bit
+    /// when the count leaves or reaches 0; only under its stripe's lock.</summary>
+    private void CountInBucket(ulong hash, int delta)
+    {
+        ref int count = ref _buckets[(int)(hash >> (64 - BucketBits))];
+        int after = count + delta;
+        count = after;
+        if (after == (delta > 0 ? 1 : 0))
+        {
+            ref ulong word = ref _occupied[(int)(hash >> (64 - StripeBits))];
+            ulong bit = 1UL << (int)(hash >> (64 - BucketBits));
+            Volatile.Write(ref word, delta > 0 ? word | bit : word & ~bit);
+        }
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Home(ulong hash, int mask) => (int)(hash >> 26) & mask;
@@ -303,15 +325,17 @@ internal sealed unsafe class TraceTable
         ulong* words = _shadow is { } shadow && first != 0 ? shadow.SlotOf(first, create) : null;
         if (words != null) // a pool's dense slots lie in one 1 MiB chunk of the shadow: consecutive words
         {
-            if (!ReferenceEquals(shard.TraceEpoch, epoch))
-            {
-                shard.AdoptTraceEpoch(epoch); // clears the cache
-            }
-
-            shard.TracePoolEpoch = null;
             shard.TracePool = pool;
             shard.TracePoolWords = words;
-            shard.TracePoolEpoch = epoch; // = shard.TraceEpoch: see ThreadShard.TracePool
+            if (!ReferenceEquals(shard.TracePoolEpoch, epoch)) // most misses are another pool of the same epoch: no store of a reference (a write barrier)
+            {
+                if (!ReferenceEquals(shard.TraceEpoch, epoch))
+                {
+                    shard.AdoptTraceEpoch(epoch); // clears the cache's epoch
+                }
+
+                shard.TracePoolEpoch = epoch; // = shard.TraceEpoch: see ThreadShard.TracePool
+            }
         }
 
         return words;
@@ -356,24 +380,30 @@ internal sealed unsafe class TraceTable
     }
 
     /// <summary>
-    /// <see cref="AddPooled"/> on the domain's exact fast path, when the thread's one-pool cache holds the block's pool
-    /// for this table and its pending bytes count for the current epoch: the word and the thread's traced bytes, with
-    /// no lookup. False, with nothing done, otherwise (or for a traceback id beyond a word's). <paramref name="domain"/>
-    /// is one of the runtime's three.
+    /// <see cref="AddPooled"/> on the domain's exact fast path: when the thread's one-pool cache holds the block's pool
+    /// for this table, the word and the thread's traced bytes with no lookup; another pool costs one out-of-line radix
+    /// walk, after which the cache holds it. False, with nothing done, when the word cannot be had (its chunk of the
+    /// shadow cannot be mapped) or for a traceback id beyond a word's. <paramref name="domain"/> is one of the runtime's three.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryAddPooledCached(ThreadShard shard, uint domain, void* block, nuint size, int traceback)
     {
         nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
         TraceEpoch epoch = _epoch;
-        if (shard.TracePool != pool || !ReferenceEquals(shard.TracePoolEpoch, epoch) || (uint)traceback > MaxShadowTraceback)
+        if ((uint)traceback > MaxShadowTraceback)
+        {
+            return false;
+        }
+
+        ulong* words = PoolWords(shard, pool, epoch, create: true); // another pool: one out-of-line radix walk
+        if (words == null)
         {
             return false;
         }
 
         System.Diagnostics.Debug.Assert(domain <= 2 && size - 1 < SmallObjectAllocator.SmallRequestThreshold);
         int cls = (int)((size - 1) >> SmallObject.SizeClasses.AlignmentShift);
-        StoreDenseWord(shard, epoch, shard.TracePoolWords + SmallObjectAllocator.IndexInPool(block, pool, cls), domain, traceback, cls, (long)size);
+        StoreDenseWord(shard, epoch, words + SmallObjectAllocator.IndexInPool(block, pool, cls), domain, traceback, cls, (long)size);
         return true;
     }
 
@@ -480,7 +510,7 @@ internal sealed unsafe class TraceTable
 
                 stripe.Count++;
                 Interlocked.Increment(ref _freeWork); // before the slot can be seen
-                Volatile.Write(ref BucketOf(hash), BucketOf(hash) + 1);
+                CountInBucket(hash, +1);
             }
 
             ref Slot target = ref slots[i];
@@ -681,7 +711,7 @@ internal sealed unsafe class TraceTable
 
             slots[hole] = default;
             stripe.Count--;
-            Volatile.Write(ref BucketOf(hash), BucketOf(hash) - 1);
+            CountInBucket(hash, -1);
             Interlocked.Decrement(ref _freeWork);
         }
         finally
@@ -805,6 +835,7 @@ internal sealed unsafe class TraceTable
                 }
 
                 Array.Clear(_buckets);
+                Array.Clear(_occupied);
                 Interlocked.And(ref _freeWork, ~StripeTraceMask);
             }
             finally
@@ -836,7 +867,7 @@ internal sealed unsafe class TraceTable
     /// where touched).</summary>
     public long MemoryUsage()
     {
-        long total = (_shadow?.BytesUsed ?? 0) + ((long)_buckets.Length * sizeof(int));
+        long total = (_shadow?.BytesUsed ?? 0) + ((long)_buckets.Length * sizeof(int)) + ((long)_occupied.Length * sizeof(ulong));
         foreach (Stripe stripe in _stripes)
         {
             total += (long)stripe.Slots.Length * Unsafe.SizeOf<Slot>() + 128;
