@@ -10,21 +10,31 @@ namespace Runtime.Host;
 
 /// <summary>
 /// The reference embedding host: builds the memory service on the .NET generic host from <c>appsettings.json</c>,
-/// environment variables and command-line switches (in that order of precedence, lowest first), runs the
-/// built-in workload and prints the per-domain report.
+/// environment variables and command-line switches (in that order of precedence, lowest first), runs a Lua 5.4 script
+/// (the bundled demo when none is given) on a state whose every byte is in the obj domain, and prints the report.
 /// </summary>
+/// <remarks>
+/// The command line is the standalone <c>lua</c>'s with configuration switches in front:
+/// <c>Runtime.Host [--Key=Value | --Key Value]... [script.lua [args...]]</c>. The first argument that is not a switch
+/// is the script, whatever it looks like (an absolute path starting with <c>/</c>, a path with spaces), and everything
+/// after it goes to the script's <c>arg</c> table; only the switches reach the configuration.
+/// </remarks>
 public static class HostProgram
 {
     /// <summary>Success.</summary>
     public const int ExitOk = 0;
 
+    /// <summary>The script raised a Lua error (a syntax error, a runtime error, an uncaught "not enough memory"), or
+    /// could not be read; the message went to stderr as <c>lua</c> prints it.</summary>
+    public const int ExitScriptError = 1;
+
     /// <summary>The configuration is invalid; one line per problem went to stderr.</summary>
     public const int ExitConfigurationError = 2;
 
-    /// <summary>The workload saw corrupt contents or a result that broke the allocator contract, or the debug hooks found a violation.</summary>
+    /// <summary>The debug hooks found a memory violation.</summary>
     public const int ExitWorkloadFailed = 3;
 
-    /// <summary>Blocks were still live at the end.</summary>
+    /// <summary>Blocks of the Lua state were still live after <c>lua_close</c> (a leak), or blocks of the service at the end.</summary>
     public const int ExitLeak = 4;
 
     /// <summary>
@@ -34,37 +44,36 @@ public static class HostProgram
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, string? contentRoot = null)
     {
         ArgumentNullException.ThrowIfNull(args);
-        if (args.Any(a => a is "--help" or "-h" or "-?"))
+        CommandLine line = CommandLine.Parse(args);
+        if (line.Help)
         {
             await stdout.WriteAsync(Usage);
             return ExitOk;
         }
 
         IHost? host = null;
-        IRuntimeMemory runtime;
-        bool showAllocatorStatistics;
-        int runSeconds;
+        RuntimeMemory runtime;
+        HostSettings settings;
         try
         {
             HostApplicationBuilder builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
             {
-                Args = args,
+                Args = [.. line.Switches],
                 ContentRootPath = contentRoot ?? AppContext.BaseDirectory,
             });
             builder.Services.AddRuntimeMemory(RuntimeMemoryOptions.DefaultSectionName);
-            showAllocatorStatistics = ReadBool(builder.Configuration, AllocatorStatisticsKey);
-            runSeconds = ReadSeconds(builder.Configuration, RunSecondsKey);
+            settings = HostSettings.Read(builder.Configuration);
             host = builder.Build();
 
             // Validate now rather than relying on StartAsync, so a bad setting stops us before any work.
-            runtime = host.Services.ValidateRuntimeMemory();
+            runtime = (RuntimeMemory)host.Services.ValidateRuntimeMemory();
         }
         catch (Exception ex) when (DescribeConfigurationError(ex) is { } lines)
         {
             host?.Dispose();
-            foreach (string line in lines)
+            foreach (string problem in lines)
             {
-                await stderr.WriteLineAsync($"Runtime.Host: configuration error: {line}");
+                await stderr.WriteLineAsync($"Runtime.Host: configuration error: {problem}");
             }
 
             return ExitConfigurationError;
@@ -73,19 +82,45 @@ public static class HostProgram
         using (host)
         {
             await host.StartAsync();
-            BuiltInWorkload.Result result = BuiltInWorkload.Run(runtime);
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (clock.Elapsed.TotalSeconds < runSeconds && result.CorruptBlocks == 0 && result.Anomalies == 0)
+            string scriptPath = line.Script ?? Path.Combine(AppContext.BaseDirectory, "lua", "demo.lua");
+            string scriptName = line.Script ?? "demo.lua";
+            if (!File.Exists(scriptPath))
             {
-                BuiltInWorkload.Result again = BuiltInWorkload.Run(runtime); // Host:RunSeconds: long enough to watch with dotnet-counters
-                result = new BuiltInWorkload.Result(result.Operations + again.Operations, result.CorruptBlocks + again.CorruptBlocks, result.Anomalies + again.Anomalies);
+                await stderr.WriteLineAsync($"lua: cannot open {scriptName}");
+                return ExitScriptError;
+            }
+
+            runtime.Tracer.FrameProvider = new Lua.LuaFrameProvider(); // traces group by Lua file and line
+            Lua.LuaScript.Outcome outcome;
+            try
+            {
+                outcome = Lua.LuaScript.Run(runtime, scriptPath, scriptName, line.ScriptArguments);
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                while (outcome.Succeeded && clock.Elapsed.TotalSeconds < settings.RunSeconds)
+                {
+                    outcome = Lua.LuaScript.Run(runtime, scriptPath, scriptName, line.ScriptArguments); // long enough to watch with dotnet-counters
+                }
+            }
+            catch (DllNotFoundException ex)
+            {
+                await stderr.WriteLineAsync($"Runtime.Host: {ex.Message}");
+                return ExitScriptError;
+            }
+
+            await stdout.FlushAsync();
+            if (outcome.Error is { } error)
+            {
+                await stderr.WriteLineAsync(error);
             }
 
             RuntimeMemoryStatistics statistics = runtime.GetStatistics();
-            await stdout.WriteAsync(FormatReport(runtime, result, statistics));
-            if (showAllocatorStatistics)
+            if (settings.Report ?? line.Script is null)
             {
-                await stdout.WriteAsync(FormatAllocatorStatistics(statistics)); // the same snapshot as the report
+                await stdout.WriteAsync(FormatReport(runtime, scriptName, outcome, statistics, settings.TopSites));
+                if (settings.AllocatorStatistics)
+                {
+                    await stdout.WriteAsync(FormatAllocatorStatistics(statistics)); // the same snapshot as the report
+                }
             }
 
             await host.StopAsync();
@@ -93,34 +128,29 @@ public static class HostProgram
             if (runtime.Debugger.Violations != 0)
             {
                 await stderr.WriteLineAsync(
-                    $"Runtime.Host: workload failed: the debug hooks found {runtime.Debugger.Violations} memory violations (reported above).");
+                    $"Runtime.Host: the debug hooks found {runtime.Debugger.Violations} memory violations (reported above).");
                 return ExitWorkloadFailed;
             }
 
-            if (result.CorruptBlocks != 0 || result.Anomalies != 0)
+            if (outcome.LiveBlocksAfterClose != 0)
             {
                 await stderr.WriteLineAsync(
-                    $"Runtime.Host: workload failed: {result.CorruptBlocks} corrupt blocks, {result.Anomalies} results that broke the allocator contract.");
-                return ExitWorkloadFailed;
-            }
-
-            if (statistics.LiveBlocks != 0)
-            {
-                await stderr.WriteLineAsync($"Runtime.Host: leak: {statistics.LiveBlocks} blocks ({statistics.LiveBytes} bytes) still live after the workload.");
+                    $"Runtime.Host: leak: {outcome.LiveBlocksAfterClose} blocks ({outcome.LiveBytesAfterClose} bytes) of the Lua state still live after lua_close.");
                 return ExitLeak;
             }
 
-            return ExitOk;
+            return outcome.Succeeded ? ExitOk : ExitScriptError;
         }
     }
 
-    /// <summary>The report printed after the workload; deterministic for a given configuration.</summary>
-    internal static string FormatReport(IRuntimeMemory runtime, BuiltInWorkload.Result result, RuntimeMemoryStatistics statistics)
+    /// <summary>The end-of-run report; deterministic for a given configuration and script, but for the figures.</summary>
+    internal static string FormatReport(RuntimeMemory runtime, string scriptName, Lua.LuaScript.Outcome outcome, RuntimeMemoryStatistics statistics, int topSites)
     {
         var text = new System.Text.StringBuilder();
         text.Append(CultureInfo.InvariantCulture, $"RuntimeMem host: allocator '{runtime.AllocatorName}'\n");
+        text.Append(CultureInfo.InvariantCulture, $"script: {scriptName}: {(outcome.Succeeded ? "ok" : "failed")}\n");
         text.Append(CultureInfo.InvariantCulture,
-            $"workload: {result.Operations:N0} operations over raw, mem and obj; {result.CorruptBlocks} corrupt blocks, {result.Anomalies} contract violations\n");
+            $"lua state (obj domain, tag 'lua'): peak {N(outcome.PeakBytes)} bytes; {N(outcome.Refusals)} allocations refused; after lua_close {N(outcome.LiveBlocksAfterClose)} blocks, {N(outcome.LiveBytesAfterClose)} bytes live\n");
         if (runtime.Raw.DebugHook is not null || runtime.Mem.DebugHook is not null || runtime.Obj.DebugHook is not null)
         {
             MemoryDebugger debugger = runtime.Debugger;
@@ -130,11 +160,19 @@ public static class HostProgram
 
         text.Append('\n');
         text.Append(StatisticsReport.Format(statistics));
+        if (outcome.Sites is { } sites)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"\ntop {topSites} allocation sites by Lua line, live before lua_close (tracing, {sites.TracebackLimit} frames):\n");
+            foreach (Memory.Tracing.TraceStatistic site in sites.Statistics(Memory.Tracing.TraceGrouping.Line).Take(topSites))
+            {
+                text.Append(site).Append('\n');
+            }
+        }
+
         return text.ToString();
     }
 
-    /// <summary>Configuration key that adds the small-object allocator statistics to the report.</summary>
-    public const string AllocatorStatisticsKey = "Host:AllocatorStatistics";
+    private static string N(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
 
     /// <summary>
     /// The small-object allocator statistics of each domain that runs on it, in the layout of CPython's
@@ -153,42 +191,6 @@ public static class HostProgram
         }
 
         return text.Length > 0 ? text.ToString() : "\nno domain runs on the small-object allocator (RuntimeMemory:Allocator is not default or pymalloc)\n";
-    }
-
-    /// <summary>
-    /// Configuration key that repeats the workload until this many seconds have passed (default 0: once), so that
-    /// <c>dotnet-counters monitor -n Runtime.Host --counters Runtime.Memory</c> has a running process to watch.
-    /// </summary>
-    public const string RunSecondsKey = "Host:RunSeconds";
-
-    /// <summary>The most <see cref="RunSecondsKey"/> accepts: a day.</summary>
-    public const int MaxRunSeconds = 86_400;
-
-    private static int ReadSeconds(Microsoft.Extensions.Configuration.IConfiguration configuration, string key)
-    {
-        string? value = configuration[key];
-        if (string.IsNullOrWhiteSpace(value))
-        {
-            return 0;
-        }
-
-        return int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int seconds) && seconds is >= 0 and <= MaxRunSeconds
-            ? seconds
-            : throw new OptionsValidationException(key, typeof(int),
-                [$"{key} = '{value}': not a number of seconds. Allowed values: an integer from 0 (run the workload once) to {MaxRunSeconds}."]);
-    }
-
-    private static bool ReadBool(Microsoft.Extensions.Configuration.IConfiguration configuration, string key)
-    {
-        string? value = configuration[key];
-        if (string.IsNullOrWhiteSpace(value))
-        {
-            return false;
-        }
-
-        return bool.TryParse(value, out bool result)
-            ? result
-            : throw new OptionsValidationException(key, typeof(bool), [$"{key} = '{value}': not a boolean. Allowed values: true, false."]);
     }
 
     /// <summary>The configuration problems in <paramref name="ex"/>, one line each; null when it is not a configuration error.</summary>
@@ -215,21 +217,26 @@ public static class HostProgram
     }
 
     private const string Usage = """
-        Usage: Runtime.Host [--RuntimeMemory:Allocator=<name>] [--RuntimeMemory:Debug:OnViolation=FailFast|Throw|Log]
-                            [--RuntimeMemory:Debug:GuardPages=true] [--Host:AllocatorStatistics=true]
-                            [--Host:RunSeconds=<0-86400>]
+        Usage: Runtime.Host [switches] [script.lua [args...]]
 
-        Allocator names: default, debug, malloc, malloc_debug, pymalloc, pymalloc_debug (the *_debug names and
-        debug add the debug hooks: guard bytes checked on every free and realloc).
+        Runs script.lua (the bundled demo, lua/demo.lua, when none is given) on Lua 5.4, with every byte of the Lua
+        state allocated in the obj domain of the memory service; arguments after the script go to its arg table.
+        Switches come first, as --Key=Value or --Key Value, and are configuration keys:
 
-        Runs the built-in workload through the raw, mem and obj domains and prints the per-domain report;
-        with Host:AllocatorStatistics, also the small-object allocator statistics (as sys._debugmallocstats());
-        with Host:RunSeconds=N, repeats the workload for N seconds (watch it with
-        dotnet-counters monitor -n Runtime.Host --counters Runtime.Memory).
-        Settings come from appsettings.json, then environment variables (RuntimeMemory__Allocator=malloc),
-        then command-line switches (--RuntimeMemory:Allocator=malloc); later sources win.
+          --RuntimeMemory:Allocator=<name>         default, debug, malloc, malloc_debug, pymalloc, pymalloc_debug
+          --RuntimeMemory:Debug:OnViolation=FailFast|Throw|Log    --RuntimeMemory:Debug:GuardPages=true
+          --RuntimeMemory:Tracing:Enabled=true     trace allocations; the report lists the top sites by Lua line
+          --RuntimeMemory:Tracing:Frames=<1-65535> --RuntimeMemory:Limits:Obj:MaxBytes=<bytes>
+          --Host:Report=true|false                 the end-of-run report (default: on for the demo, off for a script)
+          --Host:TopSites=<1-1000>                 allocation sites in the report when tracing (default 10)
+          --Host:AllocatorStatistics=true          small-object allocator statistics (as sys._debugmallocstats())
+          --Host:RunSeconds=<0-86400>              repeat the script for that long (dotnet-counters monitor -n Runtime.Host --counters Runtime.Memory)
 
-        Exit codes: 0 success, 2 configuration error, 3 workload failed (or a memory violation), 4 blocks left live.
+        Settings come from appsettings.json, then environment variables (RuntimeMemory__Allocator=malloc), then
+        switches; later sources win. Scripts get the memory module: memory.used(), memory.start([frames]),
+        memory.stop(), memory.traced(), memory.snapshot(), memory.top([n], [snapshot]), memory.compare(new, old, [n]).
+
+        Exit codes: 0 success, 1 Lua error, 2 configuration error, 3 memory violation, 4 blocks left live after lua_close.
 
         """;
 }

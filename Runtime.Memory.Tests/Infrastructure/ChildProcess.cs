@@ -11,7 +11,11 @@ internal static class ChildProcess
     public static Result Run(string program, params string[] args) => Run(program, new Dictionary<string, string>(), args);
 
     /// <summary>Runs <c>dotnet &lt;program&gt;.dll args</c> with <paramref name="environment"/> added, and waits for it.</summary>
-    public static Result Run(string program, IReadOnlyDictionary<string, string> environment, params string[] args)
+    public static Result Run(string program, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        RunIn(null, program, environment, args);
+
+    /// <summary>As <see cref="Run(string, IReadOnlyDictionary{string, string}, string[])"/>, in <paramref name="workingDirectory"/> (null: this process's).</summary>
+    public static Result RunIn(string? workingDirectory, string program, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, program + ".dll");
         Assert.True(File.Exists(dll), $"{dll} is not built beside the tests");
@@ -20,6 +24,7 @@ internal static class ChildProcess
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? Environment.CurrentDirectory,
         };
         start.ArgumentList.Add(dll);
         foreach (string arg in args)

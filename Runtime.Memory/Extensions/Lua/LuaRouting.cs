@@ -59,6 +59,17 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
         }
     }
 
+    [ThreadStatic]
+    private static bool t_resizing;
+
+    /// <summary>
+    /// True on the calling thread while a Lua state's block is being resized through a route (a <c>lua_Alloc</c> call
+    /// with a block): a frame provider must not read the state's call stack then, since the block may be that stack,
+    /// which Lua is moving (its frames hold offsets, not pointers, until the call returns). A provider that reads the
+    /// stack (the host's) returns the last frames it read instead.
+    /// </summary>
+    public static bool IsResizing => t_resizing;
+
     [UnmanagedCallersOnly]
     private static void* LuaAlloc(void* ud, void* ptr, nuint osize, nuint nsize)
     {
@@ -84,7 +95,24 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
                 return null; // the tag's budget: Lua collects garbage and retries, then raises "not enough memory"
             }
 
-            void* block = ptr == null ? route.Domain.Malloc(nsize) : route.Domain.Realloc(ptr, nsize);
+            void* block;
+            if (ptr == null)
+            {
+                block = route.Domain.Malloc(nsize);
+            }
+            else
+            {
+                t_resizing = true; // Lua may be moving the stack this block is (its pointers are offsets meanwhile)
+                try
+                {
+                    block = route.Domain.Realloc(ptr, nsize);
+                }
+                finally
+                {
+                    t_resizing = false;
+                }
+            }
+
             if (block == null)
             {
                 route.Account.Unreserve(growth);
