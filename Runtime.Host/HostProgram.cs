@@ -151,6 +151,11 @@ public static class HostProgram
         text.Append(CultureInfo.InvariantCulture, $"script: {scriptName}: {(outcome.Succeeded ? "ok" : "failed")}\n");
         text.Append(CultureInfo.InvariantCulture,
             $"lua state (obj domain, tag 'lua'): peak {N(outcome.PeakBytes)} bytes; {N(outcome.Refusals)} allocations refused; after lua_close {N(outcome.LiveBlocksAfterClose)} blocks, {N(outcome.LiveBytesAfterClose)} bytes live\n");
+        if (outcome.Zlib is { } zlib && zlib.PeakBytes > 0)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"zlib (raw domain, tag 'zlib'): peak {N(zlib.PeakBytes)} bytes; after the run {N(zlib.LiveBlocks)} blocks live\n");
+        }
+
         if (runtime.Raw.DebugHook is not null || runtime.Mem.DebugHook is not null || runtime.Obj.DebugHook is not null)
         {
             MemoryDebugger debugger = runtime.Debugger;

@@ -62,6 +62,10 @@ internal static unsafe partial class LuaApi
     [LibraryImport(Library)]
     public static partial int lua_gettop(nint state);
 
+    /// <summary><c>lua_tolstring</c>; call it only on a string (on a number it converts in place, which allocates).</summary>
+    [LibraryImport(Library)]
+    public static partial byte* lua_tolstring(nint state, int index, nuint* length);
+
     [LibraryImport(Library)]
     public static partial int lua_type(nint state, int index);
 
@@ -74,6 +78,7 @@ internal static unsafe partial class LuaApi
     public const int TypeNone = -1;
     public const int TypeNil = 0;
     public const int TypeNumber = 3;
+    public const int TypeString = 4;
 
     /// <summary>The integer argument at <paramref name="index"/>, or <paramref name="fallback"/> when it is absent or
     /// nil; null when it is there but not an integer (the caller returns nil and a message instead of raising).</summary>

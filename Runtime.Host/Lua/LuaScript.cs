@@ -10,18 +10,25 @@ namespace Runtime.Host.Lua;
 /// obj domain of the memory service (through <see cref="LuaRouting"/>, accounted under the tag <c>lua</c>).
 /// </summary>
 /// <remarks>
-/// The standard libraries are open, plus the <c>memory</c> module (<see cref="MemoryModule"/>). The script gets its
+/// The standard libraries are open, plus the <c>memory</c> module (<see cref="MemoryModule"/>) and, when libz.so.1 is
+/// there, the <c>zlib</c> module (<see cref="ZlibModule"/>). The script gets its
 /// arguments as <c>...</c> and in the global <c>arg</c> (<c>arg[0]</c> the script, <c>arg[1..n]</c> its arguments).
 /// A Lua error is reported as <c>lua</c> reports it (<c>lua: message</c> and the traceback) and fails the run.
 /// </remarks>
 internal static class LuaScript
 {
     /// <summary>What a run did: whether the script succeeded, the error text when not, and the state's figures.</summary>
-    internal sealed record Outcome(bool Succeeded, string? Error, long PeakBytes, long LiveBlocksAfterClose, long LiveBytesAfterClose, long Refusals, Memory.Tracing.TraceSnapshot? Sites);
+    internal sealed record Outcome(bool Succeeded, string? Error, long PeakBytes, long LiveBlocksAfterClose, long LiveBytesAfterClose, long Refusals, Memory.Tracing.TraceSnapshot? Sites)
+    {
+        /// <summary>What the script's zlib calls held in the raw domain (tag <c>zlib</c>): the peak, and blocks live after the run; null without libz.</summary>
+        public (long PeakBytes, long LiveBlocks)? Zlib { get; init; }
+    }
 
     public static unsafe Outcome Run(RuntimeMemory runtime, string scriptPath, string scriptName, IReadOnlyList<string> args)
     {
         using var route = new LuaRouting(runtime);
+        using var zlib = new ZlibRouting(runtime); // the zlib module's streams: raw domain, tag "zlib"
+        bool hasZlib;
         long blocksBefore = runtime.Obj.GetStatistics().LiveBlocks;
         long bytesBefore = runtime.Obj.LiveBytes;
 
@@ -38,6 +45,8 @@ internal static class LuaScript
                 return new Outcome(false, "lua: cannot create state: not enough memory", 0, 0, 0, route.Account.Failures, null);
             }
 
+            lua.OpenLibs();
+            hasZlib = ZlibModule.Open(lua, zlib);
             error = RunIn(lua, runtime, route, scriptPath, scriptName, args);
             peak = route.Account.PeakBytes;
             sites = runtime.Tracer.IsTracing ? runtime.Tracer.TakeSnapshot() : null; // what the state holds, by Lua line
@@ -46,12 +55,14 @@ internal static class LuaScript
         GC.KeepAlive(allocator);
         long blocksAfter = runtime.Obj.GetStatistics().LiveBlocks - blocksBefore;
         long bytesAfter = runtime.Obj.LiveBytes - bytesBefore;
-        return new Outcome(error is null, error, peak, blocksAfter, bytesAfter, route.Account.Failures, sites);
+        return new Outcome(error is null, error, peak, blocksAfter, bytesAfter, route.Account.Failures, sites)
+        {
+            Zlib = hasZlib ? (zlib.Account.PeakBytes, zlib.Account.LiveBlocks) : null,
+        };
     }
 
     private static string? RunIn(KeraLua.Lua lua, RuntimeMemory runtime, LuaRouting route, string scriptPath, string scriptName, IReadOnlyList<string> args)
     {
-        lua.OpenLibs();
         MemoryModule.Open(lua, runtime, route);
 
         lua.NewTable();

@@ -63,7 +63,7 @@ internal static unsafe class MemoryModule
     }
 
     /// <summary>Each function gets one upvalue: the "not enough memory" message, pushed without allocating.</summary>
-    private static void Add(KeraLua.Lua lua, string name, delegate* unmanaged<nint, int> function)
+    internal static void Add(KeraLua.Lua lua, string name, delegate* unmanaged<nint, int> function)
     {
         lua.PushString("not enough memory");
         LuaApi.lua_pushcclosure(lua.Handle, function, 1);
@@ -72,7 +72,7 @@ internal static unsafe class MemoryModule
 
     private static MemoryTracer Tracer => s_context!.Runtime.Tracer;
 
-    private static int Fail(nint l, string message)
+    internal static int Fail(nint l, string message)
     {
         LuaApi.lua_pushnil(l);
         return PushText(l, message) ? 2 : 1;
@@ -80,16 +80,18 @@ internal static unsafe class MemoryModule
 
     /// <summary>Pushes <paramref name="text"/> when the budgets leave room for it, else the module's "not enough
     /// memory" message (an upvalue: no allocation); false in that case.</summary>
-    private static bool PushText(nint l, string text)
+    private static bool PushText(nint l, string text) => PushBytes(l, Encoding.UTF8.GetBytes(text));
+
+    /// <summary><see cref="PushText"/> for bytes: a Lua string of them when the budgets leave room (with 4 KiB to
+    /// spare), else the "not enough memory" upvalue; for every module of the host whose functions return strings.</summary>
+    internal static bool PushBytes(nint l, ReadOnlySpan<byte> bytes)
     {
-        int length = Encoding.UTF8.GetByteCount(text);
-        if (!HasRoomFor(length + 4096))
+        if (!HasRoomFor(bytes.Length + 4096))
         {
             LuaApi.lua_pushvalue(l, LuaApi.UpValueIndex(1));
             return false;
         }
 
-        byte[] bytes = Encoding.UTF8.GetBytes(text);
         fixed (byte* p = bytes)
         {
             LuaApi.lua_pushlstring(l, p, (nuint)bytes.Length);

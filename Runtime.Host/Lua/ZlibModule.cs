@@ -1,0 +1,147 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using Runtime.Memory;
+using Runtime.Memory.Extensions;
+
+namespace Runtime.Host.Lua;
+
+/// <summary>
+/// The <c>zlib</c> module of the host's scripts: the system's zlib with every allocation it makes routed into the raw
+/// domain under the tag <c>zlib</c> (<see cref="ZlibRouting"/>), so a script's compression shows in the report beside
+/// its Lua state.
+/// <code>
+///  zlib.compress(s, [level])      the zlib stream of s (level 0..9, default 6); nil, message on failure
+///  zlib.decompress(z, size)       the size bytes z inflates to; nil, message when z is not a stream of that size
+/// </code>
+/// Like <see cref="MemoryModule"/>'s, the functions never raise a Lua error; a result is pushed only when the budgets
+/// leave room for it.
+/// </summary>
+internal static unsafe class ZlibModule
+{
+    private static ZlibRouting? s_route;
+    private static byte[] s_version = [];
+
+    /// <summary>Registers the global <c>zlib</c>; false (and no module) when libz.so.1 cannot be loaded.</summary>
+    public static bool Open(KeraLua.Lua lua, ZlibRouting route)
+    {
+        string version;
+        try
+        {
+            version = Zlib.EnsureAvailable();
+        }
+        catch (DllNotFoundException)
+        {
+            return false;
+        }
+
+        s_route = route;
+        s_version = [.. Encoding.ASCII.GetBytes(version), 0];
+        lua.NewTable();
+        MemoryModule.Add(lua, "compress", &Compress);
+        MemoryModule.Add(lua, "decompress", &Decompress);
+        lua.SetGlobal("zlib");
+        return true;
+    }
+
+    private static ReadOnlySpan<byte> StringArgument(nint l, int index)
+    {
+        if (LuaApi.lua_type(l, index) != LuaApi.TypeString)
+        {
+            return null;
+        }
+
+        nuint length;
+        byte* text = LuaApi.lua_tolstring(l, index, &length);
+        return new ReadOnlySpan<byte>(text, checked((int)length));
+    }
+
+    [UnmanagedCallersOnly]
+    private static int Compress(nint l)
+    {
+        try
+        {
+            if (LuaApi.lua_type(l, 1) != LuaApi.TypeString || LuaApi.OptInteger(l, 2, 6) is not { } level || level is < 0 or > 9)
+            {
+                return MemoryModule.Fail(l, "zlib.compress: expects a string and an optional level from 0 to 9");
+            }
+
+            ReadOnlySpan<byte> input = StringArgument(l, 1);
+            byte[] output = new byte[input.Length + (input.Length / 1000) + 64]; // deflateBound's margin, rounded up
+            ZStream stream = default;
+            s_route!.Attach(&stream);
+            fixed (byte* version = s_version)
+            fixed (byte* source = input)
+            fixed (byte* target = output)
+            {
+                int status = Zlib.DeflateInit2(&stream, (int)level, Zlib.Deflated, 15, 8, 0, version, sizeof(ZStream));
+                if (status != Zlib.Ok)
+                {
+                    return MemoryModule.Fail(l, $"zlib.compress: deflateInit2_ returned {status}");
+                }
+
+                stream.NextIn = source;
+                stream.AvailIn = (uint)input.Length;
+                stream.NextOut = target;
+                stream.AvailOut = (uint)output.Length;
+                status = Zlib.Deflate(&stream, Zlib.Finish);
+                int written = output.Length - (int)stream.AvailOut;
+                Zlib.DeflateEnd(&stream);
+                if (status != Zlib.StreamEnd)
+                {
+                    return MemoryModule.Fail(l, $"zlib.compress: deflate returned {status}");
+                }
+
+                return MemoryModule.PushBytes(l, output.AsSpan(0, written)) ? 1 : MemoryModule.Fail(l, "not enough memory");
+            }
+        }
+        catch (Exception ex)
+        {
+            return MemoryModule.Fail(l, "zlib.compress: " + ex.Message);
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static int Decompress(nint l)
+    {
+        try
+        {
+            if (LuaApi.lua_type(l, 1) != LuaApi.TypeString || LuaApi.OptInteger(l, 2, -1) is not { } size || size is < 0 or > int.MaxValue)
+            {
+                return MemoryModule.Fail(l, "zlib.decompress: expects a string and the size it inflates to");
+            }
+
+            ReadOnlySpan<byte> input = StringArgument(l, 1);
+            byte[] output = new byte[size];
+            ZStream stream = default;
+            s_route!.Attach(&stream);
+            fixed (byte* version = s_version)
+            fixed (byte* source = input)
+            fixed (byte* target = output)
+            {
+                int status = Zlib.InflateInit2(&stream, 15, version, sizeof(ZStream));
+                if (status != Zlib.Ok)
+                {
+                    return MemoryModule.Fail(l, $"zlib.decompress: inflateInit2_ returned {status}");
+                }
+
+                stream.NextIn = source;
+                stream.AvailIn = (uint)input.Length;
+                stream.NextOut = target;
+                stream.AvailOut = (uint)output.Length;
+                status = Zlib.Inflate(&stream, Zlib.Finish);
+                bool whole = status == Zlib.StreamEnd && stream.AvailOut == 0;
+                Zlib.InflateEnd(&stream);
+                if (!whole)
+                {
+                    return MemoryModule.Fail(l, $"zlib.decompress: not a zlib stream of {size} bytes (inflate returned {status})");
+                }
+
+                return MemoryModule.PushBytes(l, output) ? 1 : MemoryModule.Fail(l, "not enough memory");
+            }
+        }
+        catch (Exception ex)
+        {
+            return MemoryModule.Fail(l, "zlib.decompress: " + ex.Message);
+        }
+    }
+}
