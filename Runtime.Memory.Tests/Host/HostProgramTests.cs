@@ -72,13 +72,20 @@ public sealed class HostProgramTests : IDisposable
         Assert.StartsWith("RuntimeMem host: allocator 'default'", output);
     }
 
-    [Fact]
-    public async Task The_allocator_is_read_from_appsettings_json_in_the_content_root()
+    [Theory]
+    [InlineData("default")]
+    [InlineData("debug")]
+    [InlineData("malloc")]
+    [InlineData("malloc_debug")]
+    [InlineData("pymalloc")]
+    [InlineData("pymalloc_debug")]
+    public async Task Every_allocator_name_is_read_from_appsettings_json_in_the_content_root(string allocator)
     {
-        string root = ContentRootWith("""{ "RuntimeMemory": { "Allocator": "malloc" } }""");
-        var (exit, output, _) = await Run([], root);
-        Assert.Equal(0, exit);
-        Assert.StartsWith("RuntimeMem host: allocator 'malloc'", output);
+        string root = ContentRootWith($$"""{ "RuntimeMemory": { "Allocator": "{{allocator}}" } }""");
+        var (exit, output, error) = await Run([], root);
+        Assert.True(exit == 0, $"exit {exit}: {error}");
+        Assert.StartsWith($"RuntimeMem host: allocator '{allocator}'", output);
+        Assert.Contains("after lua_close 0 blocks, 0 bytes live", output);
     }
 
     [Theory]
