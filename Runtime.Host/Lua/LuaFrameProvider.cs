@@ -38,9 +38,12 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
     [ThreadStatic]
     private static int t_lastTotal;
 
-    private readonly Interned[] _names = new Interned[64];
-    private readonly object _namesLock = new();
-    private int _next;
+    // Each thread's names (a state runs on one thread at a time): no lock on the traced allocation path.
+    [ThreadStatic]
+    private static Interned?[]? t_names;
+
+    [ThreadStatic]
+    private static int t_next;
 
     private sealed class Interned(nint address, byte[] bytes, string text)
     {
@@ -132,23 +135,21 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
     }
 
     /// <summary>The string for the <paramref name="length"/> bytes at <paramref name="text"/>, made once per name.</summary>
-    private string Intern(byte* text, int length)
+    private static string Intern(byte* text, int length)
     {
         var bytes = new ReadOnlySpan<byte>(text, length);
-        lock (_namesLock)
+        Interned?[] names = t_names ??= new Interned?[64];
+        foreach (Interned? entry in names)
         {
-            foreach (Interned? entry in _names)
+            if (entry is not null && (entry.Address == (nint)text || entry.Bytes.Length == length) && bytes.SequenceEqual(entry.Bytes))
             {
-                if (entry is not null && (entry.Address == (nint)text || entry.Bytes.Length == length) && bytes.SequenceEqual(entry.Bytes))
-                {
-                    return entry.Text;
-                }
+                return entry.Text;
             }
-
-            var made = new Interned((nint)text, bytes.ToArray(), Encoding.UTF8.GetString(bytes));
-            _names[_next] = made;
-            _next = (_next + 1) % _names.Length;
-            return made.Text;
         }
+
+        var made = new Interned((nint)text, bytes.ToArray(), Encoding.UTF8.GetString(bytes));
+        names[t_next] = made;
+        t_next = (t_next + 1) % names.Length;
+        return made.Text;
     }
 }

@@ -42,7 +42,6 @@ internal static unsafe class MemoryModule
     public static void Open(KeraLua.Lua lua, RuntimeMemory runtime, Memory.Extensions.LuaRouting route)
     {
         s_context = new MemoryModuleContext(runtime, route);
-        nint l = lua.Handle;
         lua.NewTable();
         Add(lua, "used", &Used);
         Add(lua, "start", &Start);
@@ -59,7 +58,6 @@ internal static unsafe class MemoryModule
         lua.PushCopy(-3);
         lua.SetField(-2, "memory");
         lua.Pop(3);
-        _ = l;
     }
 
     /// <summary>Each function gets one upvalue: the "not enough memory" message, pushed without allocating.</summary>
