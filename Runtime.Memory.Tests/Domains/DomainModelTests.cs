@@ -8,7 +8,9 @@ namespace Runtime.Memory.Tests.Domains;
 /// Model-based check of a domain: random sequences of malloc / calloc / realloc / free, run against the domain and
 /// against a plain model of the live blocks. After every operation the domain's accounting must equal the model's,
 /// every live block must still hold what was written into it, no two live blocks may overlap, and every block must be
-/// 16-byte aligned. Run on each built-in allocator. CsCheck shrinks a failure to a minimal sequence.
+/// 16-byte aligned. Run on each backend (system, small-object, mimalloc) with and without the debug hooks, and each
+/// of those with tracing off and on: traced, the tracer must trace exactly the model's live blocks and bytes.
+/// CsCheck shrinks a failure to a minimal sequence.
 /// </summary>
 public sealed unsafe class DomainModelTests
 {
@@ -38,14 +40,19 @@ public sealed unsafe class DomainModelTests
         public long Account(bool inPool, long size) => inPool ? (long)SmallObjectAllocator.AccountedSize((nuint)size) : size;
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
-    public void Random_operation_sequences_keep_accounting_and_contents_exact(string allocator, MemoryDomainKind kind)
+    [Theory, ClassData(typeof(AllAllocatorsDomainsAndTracing))]
+    public void Random_operation_sequences_keep_accounting_and_contents_exact(string allocator, MemoryDomainKind kind, bool traced)
     {
         GenOp.Array[1, 200].Sample(ops =>
         {
             using RuntimeMemory runtime = TestRuntimes.Create(allocator);
+            if (traced)
+            {
+                runtime.Tracer.Start(frames: 1);
+            }
+
             MemoryDomain domain = runtime[kind];
-            var model = new Model { Pools = domain.Allocator is SmallObjectAllocator };
+            var model = new Model { Pools = domain.BaseAllocator is SmallObjectAllocator && domain.DebugHook is null }; // tracing may sit on top
             byte seed = 0;
             try
             {
@@ -53,6 +60,10 @@ public sealed unsafe class DomainModelTests
                 {
                     Apply(domain, model, op, ++seed);
                     Check(domain, model);
+                    if (traced)
+                    {
+                        CheckTraces(runtime, model);
+                    }
                 }
 
                 if (runtime.SmallObjects(kind) is { } small)
@@ -69,7 +80,7 @@ public sealed unsafe class DomainModelTests
             }
 
             MemoryAssert.NoLiveBlocks(runtime);
-        }, iter: 150);
+        }, iter: traced ? 60 : 150);
     }
 
     private static void Apply(MemoryDomain domain, Model model, Op op, byte seed)
@@ -152,6 +163,18 @@ public sealed unsafe class DomainModelTests
     {
         model.LiveBytes += bytes;
         model.Peak = Math.Max(model.Peak, model.LiveBytes);
+    }
+
+    /// <summary>Tracing records requested sizes (as tracemalloc does): the model's live blocks and their sizes, exactly.</summary>
+    private static void CheckTraces(RuntimeMemory runtime, Model model)
+    {
+        Assert.Equal(0, runtime.Tracer.TraceFailures);
+        Assert.Equal((int)model.LiveBlocks, runtime.Tracer.TracedBlocks);
+        Assert.Equal(model.Live.Where(b => b.Block != 0).Sum(b => b.Size), runtime.Tracer.GetTracedMemory().Current);
+        foreach (Slot slot in model.Live.Where(b => b.Block != 0))
+        {
+            Assert.NotNull(runtime.Tracer.GetTraceback((void*)slot.Block));
+        }
     }
 
     private static void Check(MemoryDomain domain, Model model)

@@ -139,7 +139,7 @@ public sealed class HostProcessTests : IDisposable
         Assert.Matches(@"^lua: not enough memory\n(stack traceback:\n(\t.*\n)+)?$", run.Stderr);
     }
 
-    public static TheoryData<string> AllocatorNames() => ["default", "debug", "malloc", "malloc_debug", "pymalloc", "pymalloc_debug"];
+    public static TheoryData<string> AllocatorNames() => ["default", "debug", "malloc", "malloc_debug", "pymalloc", "pymalloc_debug", "mimalloc", "mimalloc_debug"];
 
     [Theory]
     [MemberData(nameof(AllocatorNames))]

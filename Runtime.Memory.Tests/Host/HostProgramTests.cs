@@ -79,6 +79,8 @@ public sealed class HostProgramTests : IDisposable
     [InlineData("malloc_debug")]
     [InlineData("pymalloc")]
     [InlineData("pymalloc_debug")]
+    [InlineData("mimalloc")]
+    [InlineData("mimalloc_debug")]
     public async Task Every_allocator_name_is_read_from_appsettings_json_in_the_content_root(string allocator)
     {
         string root = ContentRootWith($$"""{ "RuntimeMemory": { "Allocator": "{{allocator}}" } }""");
@@ -92,6 +94,7 @@ public sealed class HostProgramTests : IDisposable
     [InlineData("debug")]
     [InlineData("malloc_debug")]
     [InlineData("pymalloc_debug")]
+    [InlineData("mimalloc_debug")]
     public async Task The_workload_runs_clean_under_the_debug_hooks(string allocator)
     {
         var (exit, output, error) = await Run([$"--RuntimeMemory:Allocator={allocator}", "--RuntimeMemory:Debug:OnViolation=Throw"]);

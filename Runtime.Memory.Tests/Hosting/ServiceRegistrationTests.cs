@@ -56,18 +56,33 @@ public sealed class ServiceRegistrationTests
         string message = ValidationMessage(new() { ["RuntimeMemory:Allocator"] = "bogus" });
         Assert.Contains("RuntimeMemory:Allocator", message);
         Assert.Contains("'bogus'", message);
-        Assert.Contains("Allowed values: default, debug, malloc, malloc_debug, pymalloc, pymalloc_debug (recognised", message);
+        Assert.Contains("Allowed values: default, debug, malloc, malloc_debug, pymalloc, pymalloc_debug, mimalloc, mimalloc_debug.", message);
     }
 
     [Theory]
-    [InlineData("mimalloc", "the mimalloc backend")]
-    [InlineData("mimalloc_debug", "the mimalloc backend")]
-    public void A_name_whose_backend_arrives_later_says_which_names_work_now(string name, string arrivesWith)
+    [InlineData("mimalloc")]
+    [InlineData("MiMalloc_Debug")]
+    public void The_mimalloc_names_validate_where_the_library_is_installed_and_put_mimalloc_in_every_domain(string name)
     {
-        string message = ValidationMessage(new() { ["RuntimeMemory:Allocator"] = name });
-        Assert.Contains($"RuntimeMemory:Allocator = '{name}'", message);
-        Assert.Contains($"arrives with {arrivesWith}", message);
-        Assert.Contains("Allowed values now: default, debug, malloc, malloc_debug, pymalloc, pymalloc_debug.", message);
+        Assert.Null(MimallocAllocator.LoadProblem); // .ci/run installs libmimalloc2.0
+        using ServiceProvider provider = Build(new() { ["RuntimeMemory:Allocator"] = name });
+        IRuntimeMemory runtime = provider.ValidateRuntimeMemory();
+        Assert.Equal(name.ToLowerInvariant(), runtime.AllocatorName);
+        foreach (MemoryDomain domain in new[] { runtime.Raw, runtime.Mem, runtime.Obj })
+        {
+            Assert.IsType<MimallocAllocator>(domain.BaseAllocator);
+            Assert.Equal(name.Contains("debug", StringComparison.OrdinalIgnoreCase), domain.DebugHook is not null);
+        }
+    }
+
+    [Fact]
+    public void Without_the_mimalloc_library_the_problem_names_the_files_tried_and_the_package_to_install()
+    {
+        string? problem = MimallocAllocator.DescribeLoadProblem(["libmimalloc-absent.so.9", "libmimalloc-gone.so"]);
+        Assert.Equal(
+            "the mimalloc backend needs mimalloc, and none of libmimalloc-absent.so.9, libmimalloc-gone.so could be loaded. Install the Debian package libmimalloc2.0 (apt-get install libmimalloc2.0).",
+            problem);
+        Assert.Contains("does not export mi_malloc_aligned", MimallocAllocator.DescribeLoadProblem(["libz.so.1"]));
     }
 
     [Fact]

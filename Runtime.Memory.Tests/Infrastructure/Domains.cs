@@ -15,13 +15,36 @@ public sealed class AllDomains : TheoryData<MemoryDomainKind>
 /// <summary>Theory data: every built-in allocator configuration (the debug ones included) × every domain kind.</summary>
 public sealed class AllAllocatorsAndDomains : TheoryData<string, MemoryDomainKind>
 {
+    /// <summary>Every backend (system, small-object, mimalloc), without and with the debug hooks.</summary>
+    public static readonly string[] Allocators =
+    [
+        AllocatorNames.Malloc, AllocatorNames.Pymalloc, AllocatorNames.Mimalloc,
+        AllocatorNames.MallocDebug, AllocatorNames.PymallocDebug, AllocatorNames.MimallocDebug,
+    ];
+
     public AllAllocatorsAndDomains()
     {
-        foreach (string allocator in new[] { AllocatorNames.Malloc, AllocatorNames.Pymalloc, AllocatorNames.MallocDebug, AllocatorNames.PymallocDebug })
+        foreach (string allocator in Allocators)
         {
             foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
             {
                 Add(allocator, kind);
+            }
+        }
+    }
+}
+
+/// <summary>Theory data: every backend with and without the debug hooks × every domain × tracing off and on.</summary>
+public sealed class AllAllocatorsDomainsAndTracing : TheoryData<string, MemoryDomainKind, bool>
+{
+    public AllAllocatorsDomainsAndTracing()
+    {
+        foreach (string allocator in AllAllocatorsAndDomains.Allocators)
+        {
+            foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+            {
+                Add(allocator, kind, false);
+                Add(allocator, kind, true);
             }
         }
     }

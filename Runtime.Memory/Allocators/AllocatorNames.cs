@@ -24,7 +24,7 @@ public static class AllocatorNames
     /// <summary>pymalloc with debug hooks.</summary>
     public const string PymallocDebug = "pymalloc_debug";
 
-    /// <summary>mimalloc in every domain.</summary>
+    /// <summary>mimalloc in every domain (<see cref="MimallocAllocator"/>; needs the system's libmimalloc.so.2).</summary>
     public const string Mimalloc = "mimalloc";
 
     /// <summary>mimalloc with debug hooks.</summary>
@@ -34,8 +34,9 @@ public static class AllocatorNames
     public static IReadOnlyList<string> All { get; } =
         [Default, Debug, Malloc, MallocDebug, Pymalloc, PymallocDebug, Mimalloc, MimallocDebug];
 
-    /// <summary>The names whose backend this build has.</summary>
-    public static IReadOnlyList<string> Available { get; } = [Default, Debug, Malloc, MallocDebug, Pymalloc, PymallocDebug];
+    /// <summary>The names whose backend this build has: all of them (whether mimalloc's library is installed is checked
+    /// at start, by <see cref="Hosting.RuntimeMemoryOptionsValidator.DescribeAllocatorProblem"/>).</summary>
+    public static IReadOnlyList<string> Available => All;
 
     /// <summary>The canonical (lowercase) form of a recognised name, or <see langword="null"/>.</summary>
     public static string? Normalize(string? name) =>
@@ -44,15 +45,8 @@ public static class AllocatorNames
     /// <summary>Whether <paramref name="name"/> is recognised and its backend is in this build.</summary>
     public static bool IsAvailable(string? name) => Normalize(name) is { } n && Available.Contains(n);
 
-    /// <summary>
-    /// Why a recognised name is not available yet, e.g. "arrives with the small-object allocator";
-    /// <see langword="null"/> for available or unknown names.
-    /// </summary>
-    public static string? MissingBackend(string? name) => Normalize(name) switch
-    {
-        Mimalloc or MimallocDebug => "the mimalloc backend",
-        _ => null,
-    };
+    /// <summary>Whether <paramref name="name"/> needs the mimalloc library (<c>mimalloc</c>, <c>mimalloc_debug</c>).</summary>
+    public static bool NeedsMimalloc(string? name) => Normalize(name) is Mimalloc or MimallocDebug;
 
     /// <summary>Whether <paramref name="name"/> is one of the names that install the debug hooks (<c>debug</c>, <c>*_debug</c>).</summary>
     public static bool IsDebug(string? name) => Normalize(name) is Debug or MallocDebug or PymallocDebug or MimallocDebug;

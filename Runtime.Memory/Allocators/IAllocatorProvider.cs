@@ -51,13 +51,14 @@ public sealed class DefaultAllocatorProvider : IAllocatorProvider
     /// <remarks>
     /// <c>default</c> and <c>pymalloc</c>: a <see cref="SmallObjectAllocator"/> for mem and for obj (one each, so the
     /// domains share no arenas), the <see cref="SystemAllocator"/> for raw, as in CPython. <c>malloc</c>: the system
-    /// allocator everywhere. A debug name (<c>debug</c>, <c>malloc_debug</c>, <c>pymalloc_debug</c>) returns the allocator
+    /// allocator everywhere. <c>mimalloc</c>: the <see cref="MimallocAllocator"/> everywhere. A debug name (<c>debug</c>, <c>malloc_debug</c>, <c>pymalloc_debug</c>, <c>mimalloc_debug</c>) returns the allocator
     /// of the name without <c>_debug</c>; the runtime installs the debug hooks over it.
     /// </remarks>
     public MemoryAllocator CreateBaseAllocator(MemoryDomainKind domain) => AllocatorNames.WithoutDebug(_name) switch
     {
         AllocatorNames.Default or AllocatorNames.Pymalloc when domain != MemoryDomainKind.Raw => new SmallObjectAllocator(),
         AllocatorNames.Default or AllocatorNames.Pymalloc or AllocatorNames.Malloc => new SystemAllocator(),
+        AllocatorNames.Mimalloc => new MimallocAllocator(),
         _ => throw new InvalidOperationException($"Allocator '{_name}' has no backend in this build."),
     };
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -10,16 +9,7 @@ namespace Runtime.Memory;
 /// byte exactly.
 /// </summary>
 /// <remarks>
-/// <code>
-/// Block layout. S = sizeof(nuint).
-///
-///   base                  data = base + HeaderSize                 data + n
-///   |                     |                                        |
-///   [ n (S bytes) | magic (S bytes) | n bytes of caller data ........ ]
-///
-///   n      the size last requested (native-endian), read by BlockSize and Free
-///   magic  SystemBlockMagic, checked by Debug.Assert on every free: a cheap trip-wire for foreign pointers
-/// </code>
+/// <para>Block layout: <see cref="SizeHeader"/> (the requested size and the magic word <c>RTMEMSYS</c>, 16 bytes).</para>
 /// <para>On 64-bit platforms the C runtime returns 16-byte aligned blocks, so <c>data</c>, 16 bytes further, is
 /// 16-byte aligned too. On 32-bit platforms, where malloc only guarantees 8, the aligned variants of
 /// <see cref="NativeMemory"/> are used instead.</para>
@@ -30,11 +20,11 @@ namespace Runtime.Memory;
 /// </remarks>
 public sealed unsafe class SystemAllocator : MemoryAllocator
 {
-    /// <summary>Bytes in front of every block: the size word and the magic word, rounded to the alignment.</summary>
-    internal const int HeaderSize = 16;
+    /// <summary>Bytes in front of every block (<see cref="SizeHeader"/>).</summary>
+    internal const int HeaderSize = SizeHeader.Size;
 
     /// <summary>Largest request this allocator accepts: the domain limit less the header.</summary>
-    internal static readonly nuint MaxSize = MemoryDomain.MaxRequestSize - HeaderSize;
+    internal static readonly nuint MaxSize = SizeHeader.MaxRequest;
 
     /// <summary>"RTMEMSYS" in ASCII, stored after the size word of every block (truncated on 32-bit).</summary>
     private const ulong SystemBlockMagic = 0x5359_534D_454D_5452;
@@ -143,29 +133,11 @@ public sealed unsafe class SystemAllocator : MemoryAllocator
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public override nuint BlockSize(void* ptr) => *(nuint*)BaseOf(ptr);
+    public override nuint BlockSize(void* ptr) => SizeHeader.RequestedSize(ptr);
 
-    /// <summary>Writes the header of a fresh C block and returns its data pointer; null stays null.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void* InitHeader(void* block, nuint size)
-    {
-        if (block == null)
-        {
-            return null;
-        }
+    private static void* InitHeader(void* block, nuint size) => SizeHeader.Write(block, size, unchecked((nuint)SystemBlockMagic));
 
-        Debug.Assert(((nuint)block & (MemoryDomain.Alignment - 1)) == 0, "C blocks must be 16-byte aligned (see MallocIsAligned)");
-        *(nuint*)block = size;
-        *(nuint*)((byte*)block + sizeof(nuint)) = unchecked((nuint)SystemBlockMagic);
-        return (byte*)block + HeaderSize;
-    }
-
-    /// <summary>The C block under a data pointer this allocator returned.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void* BaseOf(void* ptr)
-    {
-        byte* block = (byte*)ptr - HeaderSize;
-        Debug.Assert(*(nuint*)(block + sizeof(nuint)) == unchecked((nuint)SystemBlockMagic), "pointer was not returned by SystemAllocator, or its header was overwritten");
-        return block;
-    }
+    private static void* BaseOf(void* ptr) => SizeHeader.BaseOf(ptr, unchecked((nuint)SystemBlockMagic));
 }

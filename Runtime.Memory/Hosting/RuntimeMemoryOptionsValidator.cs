@@ -167,20 +167,19 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
     /// </summary>
     public static string? DescribeAllocatorProblem(string? allocator)
     {
-        if (AllocatorNames.IsAvailable(allocator))
-        {
-            return null;
-        }
-
         string available = string.Join(", ", AllocatorNames.Available);
-        string? missing = AllocatorNames.MissingBackend(allocator);
-        if (missing is not null)
+        if (!AllocatorNames.IsAvailable(allocator))
         {
-            return $"this build does not have that allocator yet (it arrives with {missing}). Allowed values now: {available}.";
+            return $"not an allocator name. Allowed values: {available}.";
         }
 
-        string later = string.Join(", ", AllocatorNames.All.Except(AllocatorNames.Available));
-        return $"not an allocator name. Allowed values: {available} (recognised but not in this build yet: {later}).";
+        if (AllocatorNames.NeedsMimalloc(allocator) && MimallocAllocator.LoadProblem is { } missing)
+        {
+            string without = string.Join(", ", AllocatorNames.All.Where(n => !AllocatorNames.NeedsMimalloc(n)));
+            return $"{missing} Allowed values without it: {without}.";
+        }
+
+        return null;
     }
 
     /// <summary>

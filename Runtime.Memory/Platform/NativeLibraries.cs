@@ -37,6 +37,9 @@ internal static class NativeLibraries
     /// <summary>The logical library name of OpenSSL's libcrypto (3.x, or 1.1 with the same allocator functions).</summary>
     public const string Crypto = "crypto";
 
+    /// <summary>The logical library name of mimalloc, the backend of the <c>mimalloc</c> allocator names: <c>libmimalloc.so.2</c>.</summary>
+    public const string Mimalloc = "mimalloc";
+
     /// <summary>
     /// The logical library name of this library's own C part, <c>libruntime_mem.so</c> (native/openssl_route.c), built
     /// with the library when a C compiler is present and found beside the application or in the package's
@@ -62,6 +65,7 @@ internal static class NativeLibraries
         Sqlite => OperatingSystem.IsWindows() ? ["sqlite3.dll", "winsqlite3.dll"] : OperatingSystem.IsMacOS() ? ["libsqlite3.dylib"] : ["libsqlite3.so.0", "libsqlite3.so"],
         Zlib => OperatingSystem.IsWindows() ? ["zlib1.dll"] : OperatingSystem.IsMacOS() ? ["libz.1.dylib", "libz.dylib"] : ["libz.so.1", "libz.so"],
         Crypto => OperatingSystem.IsWindows() ? ["libcrypto-3-x64.dll", "libcrypto-3.dll"] : OperatingSystem.IsMacOS() ? ["libcrypto.3.dylib"] : ["libcrypto.so.3", "libcrypto.so.1.1"],
+        Mimalloc => OperatingSystem.IsWindows() ? ["mimalloc.dll"] : OperatingSystem.IsMacOS() ? ["libmimalloc.2.dylib", "libmimalloc.dylib"] : ["libmimalloc.so.2", "libmimalloc.so"],
         RuntimeNative => OperatingSystem.IsWindows() ? ["runtime_mem.dll"] : OperatingSystem.IsMacOS() ? ["libruntime_mem.dylib"] : ["libruntime_mem.so"],
         _ => [],
     };
