@@ -203,9 +203,12 @@ public sealed class HostProgramTests : IDisposable
     [Fact]
     public async Task Run_seconds_repeats_the_script_for_that_long()
     {
-        var (onceExit, once, _) = await Run([]);
+        // A script of a few milliseconds, so that a second holds many runs even on a slow, loaded machine.
+        string script = Path.Combine(_tempRoot, "short.lua");
+        File.WriteAllText(script, "local t = {} for i = 1, 200 do t[i] = {i} end");
+        var (onceExit, once, _) = await Run(["--Host:Report=true", script]);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var (exit, repeated, _) = await Run(["--Host:RunSeconds=1"]);
+        var (exit, repeated, _) = await Run(["--Host:Report=true", "--Host:RunSeconds=1", script]);
         Assert.Equal(0, onceExit);
         Assert.Equal(0, exit);
         Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(1), $"took {clock.Elapsed}");
