@@ -125,22 +125,34 @@ public static class HostProgram
 
             await host.StopAsync();
 
-            if (runtime.Debugger.Violations != 0)
+            (int exit, string? verdict) = Verdict(runtime.Debugger.Violations, outcome);
+            if (verdict is not null)
             {
-                await stderr.WriteLineAsync(
-                    $"Runtime.Host: the debug hooks found {runtime.Debugger.Violations} memory violations (reported above).");
-                return ExitWorkloadFailed;
+                await stderr.WriteLineAsync(verdict);
             }
 
-            if (outcome.LiveBlocksAfterClose != 0)
-            {
-                await stderr.WriteLineAsync(
-                    $"Runtime.Host: leak: {outcome.LiveBlocksAfterClose} blocks ({outcome.LiveBytesAfterClose} bytes) of the Lua state still live after lua_close.");
-                return ExitLeak;
-            }
-
-            return outcome.Succeeded ? ExitOk : ExitScriptError;
+            return exit;
         }
+    }
+
+    /// <summary>
+    /// The exit code of a finished run and the line that explains a failure beyond the script's own error: memory
+    /// violations first (3), then blocks of the Lua state live after <c>lua_close</c> (4, a leak), then the script's
+    /// outcome (0 or 1).
+    /// </summary>
+    internal static (int Exit, string? Message) Verdict(long violations, Lua.LuaScript.Outcome outcome)
+    {
+        if (violations != 0)
+        {
+            return (ExitWorkloadFailed, $"Runtime.Host: the debug hooks found {violations} memory violations (reported above).");
+        }
+
+        if (outcome.LiveBlocksAfterClose != 0)
+        {
+            return (ExitLeak, $"Runtime.Host: leak: {outcome.LiveBlocksAfterClose} blocks ({outcome.LiveBytesAfterClose} bytes) of the Lua state still live after lua_close.");
+        }
+
+        return (outcome.Succeeded ? ExitOk : ExitScriptError, null);
     }
 
     /// <summary>The end-of-run report; deterministic for a given configuration and script, but for the figures.</summary>

@@ -227,4 +227,27 @@ public sealed class HostProgramTests : IDisposable
         Assert.Equal(0, exit);
         Assert.StartsWith("Usage: Runtime.Host", output);
     }
+
+    private static Runtime.Host.Lua.LuaScript.Outcome Outcome(bool succeeded, long liveBlocksAfterClose, long liveBytesAfterClose) =>
+        new(succeeded, succeeded ? null : "lua: boom", PeakBytes: 1000, liveBlocksAfterClose, liveBytesAfterClose, Refusals: 0, Sites: null);
+
+    [Fact]
+    public void Blocks_live_after_lua_close_are_a_leak_with_exit_code_4_and_a_line_that_counts_them()
+    {
+        // lua_close frees every block of a healthy state, so no script can make a leak; the verdict is checked here.
+        var (exit, message) = HostProgram.Verdict(violations: 0, Outcome(succeeded: true, liveBlocksAfterClose: 3, liveBytesAfterClose: 96));
+        Assert.Equal(HostProgram.ExitLeak, exit);
+        Assert.Equal("Runtime.Host: leak: 3 blocks (96 bytes) of the Lua state still live after lua_close.", message);
+        Assert.Equal(HostProgram.ExitLeak, HostProgram.Verdict(0, Outcome(succeeded: false, 1, 16)).Exit); // a leak outranks the script's error
+    }
+
+    [Fact]
+    public void Violations_outrank_a_leak_and_a_clean_run_exits_by_the_script_s_outcome()
+    {
+        Assert.Equal(
+            (HostProgram.ExitWorkloadFailed, "Runtime.Host: the debug hooks found 2 memory violations (reported above)."),
+            HostProgram.Verdict(violations: 2, Outcome(succeeded: true, 3, 96)));
+        Assert.Equal((HostProgram.ExitOk, (string?)null), HostProgram.Verdict(0, Outcome(succeeded: true, 0, 0)));
+        Assert.Equal((HostProgram.ExitScriptError, (string?)null), HostProgram.Verdict(0, Outcome(succeeded: false, 0, 0)));
+    }
 }
