@@ -41,6 +41,15 @@ public unsafe class BatchBenchmarks
         }
     }
 
+    [Benchmark(OperationsPerInvoke = Blocks, Description = "tcmalloc")]
+    public void Tcmalloc()
+    {
+        if (Peers.CheckTcmalloc())
+        {
+            Run(new TcmallocOps());
+        }
+    }
+
     [Benchmark(OperationsPerInvoke = Blocks, Description = "obj domain")]
     public void ObjDomain() => Run(new DomainOps(_runtime.Obj));
 

@@ -82,6 +82,15 @@ public unsafe class ChurnBenchmarks
         }
     }
 
+    [Benchmark(OperationsPerInvoke = Steps, Description = "tcmalloc")]
+    public void Tcmalloc()
+    {
+        if (Peers.CheckTcmalloc())
+        {
+            Run(new TcmallocOps());
+        }
+    }
+
     [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain")]
     public void ObjDomain() => Run(new DomainOps(_runtime.Obj));
 

@@ -64,6 +64,15 @@ public unsafe class GrowBenchmarks
         }
     }
 
+    [Benchmark(OperationsPerInvoke = Reallocs, Description = "tcmalloc")]
+    public void Tcmalloc()
+    {
+        if (Peers.CheckTcmalloc())
+        {
+            Run(new TcmallocOps());
+        }
+    }
+
     [Benchmark(OperationsPerInvoke = Reallocs, Description = "obj domain")]
     public void ObjDomain() => Run(new DomainOps(_runtime.Obj));
 

@@ -88,6 +88,32 @@ public unsafe class LuaBenchmarks
         return Run(lua);
     }
 
+    [Benchmark(Description = "tcmalloc (lua_Alloc through function pointers)")]
+    public long Tcmalloc()
+    {
+        if (!Peers.CheckTcmalloc())
+        {
+            return 0;
+        }
+
+        using var lua = new KeraLua.Lua(TcmallocAlloc, 0);
+        return Run(lua);
+    }
+
+    private static readonly LuaAlloc TcmallocAlloc = Marshal.GetDelegateForFunctionPointer<LuaAlloc>((nint)(delegate* unmanaged<void*, void*, nuint, nuint, void*>)&TcAlloc);
+
+    [UnmanagedCallersOnly]
+    private static void* TcAlloc(void* ud, void* ptr, nuint osize, nuint nsize)
+    {
+        if (nsize == 0)
+        {
+            Peers.TcFree(ptr);
+            return null;
+        }
+
+        return Peers.TcRealloc(ptr, nsize);
+    }
+
     private static readonly LuaAlloc MimallocAlloc = Marshal.GetDelegateForFunctionPointer<LuaAlloc>((nint)(delegate* unmanaged<void*, void*, nuint, nuint, void*>)&MiAlloc);
 
     private static readonly LuaAlloc RouteAlloc = Marshal.GetDelegateForFunctionPointer<LuaAlloc>((nint)LuaRouting.AllocFunction);

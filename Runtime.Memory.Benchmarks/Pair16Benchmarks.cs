@@ -77,6 +77,20 @@ public unsafe class Pair16Benchmarks
         }
     }
 
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "tcmalloc")]
+    public void Tcmalloc()
+    {
+        if (!Peers.CheckTcmalloc())
+        {
+            return;
+        }
+
+        for (int i = 0; i < Pairs; i++)
+        {
+            Peers.TcFree(Peers.TcMalloc(16));
+        }
+    }
+
     // ---- extra rows: where the time of "obj domain" goes ----
 
     /// <summary>.NET's NativeMemory (the C runtime's malloc/free through the runtime's own P/Invoke).</summary>

@@ -28,6 +28,15 @@ public unsafe class Pair64Benchmarks
         }
     }
 
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "tcmalloc")]
+    public void Tcmalloc()
+    {
+        if (Peers.CheckTcmalloc())
+        {
+            Run(new TcmallocOps());
+        }
+    }
+
     [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain")]
     public void ObjDomain() => Run(new DomainOps(_runtime.Obj));
 

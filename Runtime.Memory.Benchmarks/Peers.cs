@@ -15,10 +15,18 @@ public static unsafe class Peers
     public static readonly delegate* unmanaged<void*, void> MiFree;
     public static readonly delegate* unmanaged<void*, nuint, void*> MiRealloc;
 
+    public static readonly delegate* unmanaged<nuint, void*> TcMalloc;
+    public static readonly delegate* unmanaged<void*, void> TcFree;
+    public static readonly delegate* unmanaged<void*, nuint, void*> TcRealloc;
+
     /// <summary>Why mimalloc is missing, or null when it loaded.</summary>
     public static readonly string? MimallocProblem;
 
+    /// <summary>Why tcmalloc is missing, or null when it loaded.</summary>
+    public static readonly string? TcmallocProblem;
+
     private static int s_reported;
+    private static int s_reportedTc;
 
     static Peers()
     {
@@ -37,9 +45,40 @@ public static unsafe class Peers
         {
             MimallocProblem = "mimalloc is missing: libmimalloc.so.2 not found. Install the Debian package libmimalloc2.0 (apt-get install -y libmimalloc2.0); the mimalloc rows measure nothing until then.";
         }
+
+        // gperftools' tcmalloc (minimal: no heap profiler), through its tc_* names, so it sits beside glibc in this
+        // process without replacing malloc.
+        if (NativeLibrary.TryLoad("libtcmalloc_minimal.so.4", out nint tc))
+        {
+            TcMalloc = (delegate* unmanaged<nuint, void*>)NativeLibrary.GetExport(tc, "tc_malloc");
+            TcFree = (delegate* unmanaged<void*, void>)NativeLibrary.GetExport(tc, "tc_free");
+            TcRealloc = (delegate* unmanaged<void*, nuint, void*>)NativeLibrary.GetExport(tc, "tc_realloc");
+        }
+        else
+        {
+            TcmallocProblem = "tcmalloc is missing: libtcmalloc_minimal.so.4 not found. Install the Debian package libtcmalloc-minimal4 (apt-get install -y libtcmalloc-minimal4); the tcmalloc rows measure nothing until then.";
+        }
     }
 
     public static bool HasMimalloc => MimallocProblem is null;
+
+    public static bool HasTcmalloc => TcmallocProblem is null;
+
+    /// <summary>As <see cref="CheckMimalloc"/>, for tcmalloc.</summary>
+    public static bool CheckTcmalloc()
+    {
+        if (HasTcmalloc)
+        {
+            return true;
+        }
+
+        if (Interlocked.Exchange(ref s_reportedTc, 1) == 0)
+        {
+            Console.WriteLine(TcmallocProblem);
+        }
+
+        return false;
+    }
 
     /// <summary>
     /// True when mimalloc can run; otherwise prints <see cref="MimallocProblem"/> once per process and returns false,
@@ -88,6 +127,15 @@ public readonly unsafe struct MimallocOps : IAllocatorOps
     public void Free(void* p) => Peers.MiFree(p);
 
     public void* Realloc(void* p, nuint size) => Peers.MiRealloc(p, size);
+}
+
+public readonly unsafe struct TcmallocOps : IAllocatorOps
+{
+    public void* Malloc(nuint size) => Peers.TcMalloc(size);
+
+    public void Free(void* p) => Peers.TcFree(p);
+
+    public void* Realloc(void* p, nuint size) => Peers.TcRealloc(p, size);
 }
 
 /// <summary>Our domain (obj), through its public front door.</summary>

@@ -1,8 +1,8 @@
 using BenchmarkDotNet.Running;
 using Runtime.Memory.Benchmarks;
 
-// Timing workloads (BenchmarkDotNet), one class per workload, each comparing "obj domain" (ours), "glibc" (baseline)
-// and "mimalloc"; results are per operation (OperationsPerInvoke):
+// Timing workloads (BenchmarkDotNet), one class per workload, each comparing "obj domain" (ours), "glibc" (baseline),
+// "mimalloc" and "tcmalloc"; results are per operation (OperationsPerInvoke):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*'                 every workload
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --anyCategories churn        one workload by category:
 //       pair16, pair64, batch, churn, grow, xthread, zlib, lua   (or --filter '*ChurnBenchmarks*')
@@ -13,6 +13,14 @@ using Runtime.Memory.Benchmarks;
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --tracing-loop
 // The same for the metrics (listened to, collected every 100 ms) and a budget (set, never reached):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --observability-loop
+// The whole comparison in one run, printing one table of ratios against glibc, mimalloc and tcmalloc (optional
+// BenchmarkDotNet arguments after it replace the default --warmupCount 3 --iterationCount 8):
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --compare
+if (args is ["--compare", .. var compareArgs])
+{
+    return Comparison.Run(compareArgs);
+}
+
 if (args is ["--tracing-loop"])
 {
     return TracingLoop.RunAll();

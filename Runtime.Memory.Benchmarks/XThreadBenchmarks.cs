@@ -20,7 +20,7 @@ public unsafe class XThreadBenchmarks
     private readonly SemaphoreSlim[] _full = [new(0), new(0)];
     private readonly SemaphoreSlim[] _empty = [new(1), new(1)];
     private Thread _consumer = null!;
-    private volatile int _mode; // which allocator the consumer frees with: 0 glibc, 1 mimalloc, 2 domain, -1 stop
+    private volatile int _mode; // which allocator the consumer frees with: 0 glibc, 1 mimalloc, 2 domain, 3 tcmalloc, -1 stop
     private RuntimeMemory _runtime = null!;
 
     [GlobalSetup]
@@ -49,6 +49,15 @@ public unsafe class XThreadBenchmarks
         if (Peers.CheckMimalloc())
         {
             Produce(new MimallocOps(), 1);
+        }
+    }
+
+    [Benchmark(OperationsPerInvoke = BatchSize * Batches, Description = "tcmalloc")]
+    public void Tcmalloc()
+    {
+        if (Peers.CheckTcmalloc())
+        {
+            Produce(new TcmallocOps(), 3);
         }
     }
 
@@ -97,6 +106,7 @@ public unsafe class XThreadBenchmarks
             {
                 case 0: FreeAll(new GlibcOps(), buffer); break;
                 case 1: FreeAll(new MimallocOps(), buffer); break;
+                case 3: FreeAll(new TcmallocOps(), buffer); break;
                 default: FreeAll(new DomainOps(_runtime.Obj), buffer); break;
             }
 
