@@ -3,10 +3,11 @@ using System.Runtime.InteropServices;
 namespace Runtime.Host.Lua;
 
 /// <summary>
-/// The few Lua 5.4 C API functions the host calls from inside Lua's own calls (the allocator's frame lookups, the
-/// <c>memory</c> module's functions), bound with source-generated interop to <c>liblua54</c>, which the KeraLua package
-/// ships. None of them raises a Lua error or allocates, so none can <c>longjmp</c> across a managed frame; the rest of
-/// the API (loading and running scripts) goes through KeraLua, outside any callback.
+/// The Lua 5.4 C API functions the host calls, bound with source-generated interop to <c>liblua54</c>, which the KeraLua
+/// package ships (the state itself is created and closed by <see cref="Runtime.Memory.Extensions.LuaRouting"/>). None of them raises a Lua error: each either
+/// does not allocate or runs in protected mode (<c>luaL_loadbufferx</c>, <c>lua_pcallk</c>, <c>lua_checkstack</c>), so none can
+/// <c>longjmp</c> across a managed frame or reach Lua's panic function; <see cref="LuaProtected"/> builds everything
+/// that allocates on them.
 /// </summary>
 internal static unsafe partial class LuaApi
 {
@@ -62,6 +63,32 @@ internal static unsafe partial class LuaApi
     [LibraryImport(Library)]
     public static partial int lua_gettop(nint state);
 
+    [LibraryImport(Library)]
+    public static partial void lua_settop(nint state, int index);
+
+    [LibraryImport(Library)]
+    public static partial void lua_rotate(nint state, int index, int n);
+
+    /// <summary>Grows the stack in protected mode: 0 (and no error raised) when it cannot.</summary>
+    [LibraryImport(Library)]
+    public static partial int lua_checkstack(nint state, int n);
+
+    /// <summary>Parses a chunk in protected mode: a status, with the function or the error message on top.</summary>
+    [LibraryImport(Library)]
+    public static partial int luaL_loadbufferx(nint state, byte* buffer, nuint size, byte* name, byte* mode);
+
+    [LibraryImport(Library)]
+    public static partial int lua_pcallk(nint state, int arguments, int results, int handler, nint context, void* continuation);
+
+    [LibraryImport(Library)]
+    public static partial int lua_isinteger(nint state, int index);
+
+    [LibraryImport(Library)]
+    public static partial double lua_tonumberx(nint state, int index, int* isNumber);
+
+    [LibraryImport(Library)]
+    public static partial byte* lua_typename(nint state, int type);
+
     /// <summary><c>lua_tolstring</c>; call it only on a string (on a number it converts in place, which allocates).</summary>
     [LibraryImport(Library)]
     public static partial byte* lua_tolstring(nint state, int index, nuint* length);
@@ -72,8 +99,9 @@ internal static unsafe partial class LuaApi
     [LibraryImport(Library)]
     public static partial long lua_tointegerx(nint state, int index, int* isNumber);
 
-    /// <summary><c>lua_upvalueindex(i)</c>: <c>LUA_REGISTRYINDEX - i</c>, with <c>LUA_REGISTRYINDEX = -LUAI_MAXSTACK - 1000</c>.</summary>
-    public static int UpValueIndex(int i) => -1_000_000 - 1000 - i;
+    public const int Ok = 0;
+    public const int ErrorMemory = 4;
+    public const int MultipleResults = -1;
 
     public const int TypeNone = -1;
     public const int TypeNil = 0;

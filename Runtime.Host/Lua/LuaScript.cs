@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-using KeraLua;
 using Runtime.Memory;
 using Runtime.Memory.Extensions;
 
@@ -24,7 +22,7 @@ internal static class LuaScript
         public (long PeakBytes, long LiveBlocks)? Zlib { get; init; }
     }
 
-    public static unsafe Outcome Run(RuntimeMemory runtime, string scriptPath, string scriptName, IReadOnlyList<string> args)
+    public static Outcome Run(RuntimeMemory runtime, string scriptPath, string scriptName, IReadOnlyList<string> args)
     {
         using var route = new LuaRouting(runtime);
         using var zlib = new ZlibRouting(runtime); // the zlib module's streams: raw domain, tag "zlib"
@@ -32,27 +30,38 @@ internal static class LuaScript
         long blocksBefore = runtime.Obj.GetStatistics().LiveBlocks;
         long bytesBefore = runtime.Obj.LiveBytes;
 
-        // KeraLua creates and closes the state; its allocator is the route's [UnmanagedCallersOnly] function itself (a
-        // delegate made from a function pointer marshals back to that same pointer, with no thunk).
-        var allocator = Marshal.GetDelegateForFunctionPointer<LuaAlloc>((nint)LuaRouting.AllocFunction);
+        // The state is the route's own (lua_newstate with its allocator, which returns NULL when even the state cannot
+        // be allocated); KeraLua's wrapper is not used, since its constructor does not survive a failed lua_newstate.
         string? error;
         long peak;
         Memory.Tracing.TraceSnapshot? sites;
-        using (var lua = new KeraLua.Lua(allocator, (nint)route.UserData))
+        nint state = route.NewState();
+        if (state == 0)
         {
-            if (lua.Handle == 0)
-            {
-                return new Outcome(false, "lua: cannot create state: not enough memory", 0, 0, 0, route.Account.Failures, null);
-            }
+            return new Outcome(false, "lua: cannot create state: not enough memory", 0, 0, 0, route.Account.Failures, null);
+        }
 
-            lua.OpenLibs();
-            hasZlib = ZlibModule.Open(lua, zlib);
-            error = RunIn(lua, runtime, route, scriptPath, scriptName, args);
+        var modules = new List<LuaProtected.Module> { MemoryModule.Module };
+        LuaProtected.Module? zlibModule = ZlibModule.Open();
+        hasZlib = zlibModule is not null;
+        if (zlibModule is not null)
+        {
+            modules.Add(zlibModule);
+        }
+
+        LuaStateContext.Attachment context = LuaStateContext.Attach(state, new LuaStateContext(runtime, route, hasZlib ? zlib : null));
+        try
+        {
+            error = RunIn(state, scriptPath, scriptName, args, modules);
             peak = route.Account.PeakBytes;
             sites = runtime.Tracer.IsTracing ? runtime.Tracer.TakeSnapshot() : null; // what the state holds, by Lua line
-        } // lua_close: everything the state holds goes back through the route
+        }
+        finally
+        {
+            LuaRouting.Close(state); // everything the state holds goes back through the route
+            context.Dispose();
+        }
 
-        GC.KeepAlive(allocator);
         long blocksAfter = runtime.Obj.GetStatistics().LiveBlocks - blocksBefore;
         long bytesAfter = runtime.Obj.LiveBytes - bytesBefore;
         return new Outcome(error is null, error, peak, blocksAfter, bytesAfter, route.Account.Failures, sites)
@@ -61,52 +70,62 @@ internal static class LuaScript
         };
     }
 
-    private static string? RunIn(KeraLua.Lua lua, RuntimeMemory runtime, LuaRouting route, string scriptPath, string scriptName, IReadOnlyList<string> args)
+    /// <summary>
+    /// Sets the state up and runs the script in it, as <c>lua.c</c> does, with every step that can allocate in protected
+    /// mode (<see cref="LuaProtected"/>); null on success, else the error as <c>lua.c</c> prints it.
+    /// </summary>
+    private static unsafe string? RunIn(nint state, string scriptPath, string scriptName, IReadOnlyList<string> args, IReadOnlyList<LuaProtected.Module> modules)
     {
-        MemoryModule.Open(lua, runtime, route);
-
-        lua.NewTable();
-        lua.PushString(scriptName);
-        lua.RawSetInteger(-2, 0);
-        for (int i = 0; i < args.Count; i++)
+        if (LuaProtected.Setup(state, scriptName, args, modules) is { } setupError)
         {
-            lua.PushString(args[i]);
-            lua.RawSetInteger(-2, i + 1);
+            return "lua: cannot set up the state: " + setupError;
         }
 
-        lua.SetGlobal("arg");
-
-        lua.GetGlobal("debug");
-        lua.GetField(-1, "traceback"); // the message handler: the error and the traceback, as lua.c's msghandler
-        lua.Remove(-2);
-        int handler = lua.GetTop();
-
-        using LuaFrameProvider.Scope scope = LuaFrameProvider.Enter(lua.Handle);
-        LuaStatus status = scriptName == scriptPath
-            ? lua.LoadFile(scriptPath) // chunk name "@" + the path as given, as lua.c
-            : lua.LoadBuffer(File.ReadAllBytes(scriptPath), "@" + scriptName); // the bundled demo, named without its directory
-        if (status != LuaStatus.OK)
+        const int Handler = 1; // debug.traceback, below the arguments: the error and the traceback, as lua.c's msghandler
+        byte[] source;
+        try
         {
-            return "lua: " + ErrorText(lua, status);
+            source = File.ReadAllBytes(scriptPath);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return $"lua: cannot read {scriptName}: {ex.Message}";
         }
 
-        foreach (string a in args)
+        using LuaFrameProvider.Scope scope = LuaFrameProvider.Enter(state);
+        if (LuaApi.lua_checkstack(state, 1) == 0)
         {
-            lua.PushString(a);
+            return "lua: not enough memory";
         }
 
-        status = lua.PCall(args.Count, 0, handler);
-        return status == LuaStatus.OK ? null : "lua: " + ErrorText(lua, status);
+        // The chunk is named "@" + the script as given, as lua.c names it; a UTF-8 byte order mark and a first line
+        // starting with '#' are skipped as luaL_loadfilex skips them (the line's end is kept, so line numbers stay).
+        if (LuaProtected.Load(state, SkipPrefix(source), System.Text.Encoding.UTF8.GetBytes("@" + scriptName)) is { } loadError)
+        {
+            return "lua: " + loadError;
+        }
+
+        LuaApi.lua_rotate(state, Handler + 1, 1); // the chunk below its arguments
+        int status = LuaApi.lua_pcallk(state, args.Count, 0, Handler, 0, null);
+        string? error = status == LuaApi.Ok ? null : "lua: " + LuaProtected.ErrorText(state, status);
+        LuaApi.lua_settop(state, 0);
+        return error;
     }
 
-    /// <summary>The error object on top of the stack as text, without calling a metamethod (which could raise).</summary>
-    private static string ErrorText(KeraLua.Lua lua, LuaStatus status)
+    /// <summary>The script without a UTF-8 byte order mark and without the text of a first line that starts with '#'.</summary>
+    internal static ReadOnlySpan<byte> SkipPrefix(ReadOnlySpan<byte> source)
     {
-        LuaType type = lua.Type(-1);
-        string message = type is LuaType.String or LuaType.Number
-            ? lua.ToString(-1, false)
-            : status == LuaStatus.ErrMem ? "not enough memory" : $"(error object is a {lua.TypeName(type)} value)";
-        lua.Pop(1);
-        return message;
+        if (source.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]))
+        {
+            source = source[3..];
+        }
+
+        if (source.Length > 0 && source[0] == (byte)'#')
+        {
+            int end = source.IndexOf((byte)'\n');
+            source = end < 0 ? [] : source[end..];
+        }
+
+        return source;
     }
 }

@@ -21,93 +21,51 @@ namespace Runtime.Host.Lua;
 /// </summary>
 /// <remarks>
 /// The functions never raise a Lua error (a <c>longjmp</c> must not cross the managed frames they run in): a bad
-/// argument or a failure returns <c>nil</c> (or <c>false</c>) and a message. A function that returns text first checks
-/// that the state's budgets (the obj domain's, the <c>lua</c> tag's) leave room for it, since pushing a string
-/// allocates and a refused allocation would raise; without room it returns <c>nil, "not enough memory"</c>, with the
-/// message made when the module was opened.
+/// argument or a failure returns <c>nil</c> (or <c>false</c>) and a message. Strings are pushed through
+/// <see cref="LuaProtected.PushString"/>, so a string Lua cannot allocate (a budget reached, or any allocation failure)
+/// returns <c>nil, "not enough memory"</c> instead of raising.
 /// </remarks>
 internal static unsafe class MemoryModule
 {
-    private static MemoryModuleContext? s_context;
+    /// <summary>The module for <see cref="LuaProtected.Setup"/>, which registers it as the global <c>memory</c> and in
+    /// <c>package.loaded</c>; its functions read the state's <see cref="LuaStateContext"/>.</summary>
+    public static LuaProtected.Module Module { get; } = new LuaProtected.Module("memory",
+        [
+            ("used", (nint)(delegate* unmanaged<nint, int>)&Used),
+            ("start", (nint)(delegate* unmanaged<nint, int>)&Start),
+            ("stop", (nint)(delegate* unmanaged<nint, int>)&Stop),
+            ("is_tracing", (nint)(delegate* unmanaged<nint, int>)&IsTracing),
+            ("traced", (nint)(delegate* unmanaged<nint, int>)&Traced),
+            ("snapshot", (nint)(delegate* unmanaged<nint, int>)&Snapshot),
+            ("top", (nint)(delegate* unmanaged<nint, int>)&Top),
+            ("compare", (nint)(delegate* unmanaged<nint, int>)&Compare),
+        ]);
 
-    /// <summary>What the module's functions read: one running host per process.</summary>
-    internal sealed class MemoryModuleContext(RuntimeMemory runtime, Memory.Extensions.LuaRouting route)
-    {
-        public RuntimeMemory Runtime { get; } = runtime;
-        public Memory.Extensions.LuaRouting Route { get; } = route;
-        public List<TraceSnapshot> Snapshots { get; } = [];
-    }
+    private static MemoryTracer Tracer(nint l) => LuaStateContext.Of(l).Runtime.Tracer;
 
-    /// <summary>Registers the module as the global <c>memory</c> and in <c>package.loaded</c>.</summary>
-    public static void Open(KeraLua.Lua lua, RuntimeMemory runtime, Memory.Extensions.LuaRouting route)
-    {
-        s_context = new MemoryModuleContext(runtime, route);
-        lua.NewTable();
-        Add(lua, "used", &Used);
-        Add(lua, "start", &Start);
-        Add(lua, "stop", &Stop);
-        Add(lua, "is_tracing", &IsTracing);
-        Add(lua, "traced", &Traced);
-        Add(lua, "snapshot", &Snapshot);
-        Add(lua, "top", &Top);
-        Add(lua, "compare", &Compare);
-        lua.PushCopy(-1);
-        lua.SetGlobal("memory");
-        lua.GetGlobal("package");
-        lua.GetField(-1, "loaded");
-        lua.PushCopy(-3);
-        lua.SetField(-2, "memory");
-        lua.Pop(3);
-    }
-
-    /// <summary>Each function gets one upvalue: the "not enough memory" message, pushed without allocating.</summary>
-    internal static void Add(KeraLua.Lua lua, string name, delegate* unmanaged<nint, int> function)
-    {
-        lua.PushString("not enough memory");
-        LuaApi.lua_pushcclosure(lua.Handle, function, 1);
-        lua.SetField(-2, name);
-    }
-
-    private static MemoryTracer Tracer => s_context!.Runtime.Tracer;
-
+    /// <summary>Returns <c>nil, message</c> (<c>nil, "not enough memory"</c> when Lua cannot allocate the message).</summary>
     internal static int Fail(nint l, string message)
     {
         LuaApi.lua_pushnil(l);
-        return PushText(l, message) ? 2 : 1;
+        PushText(l, message);
+        return 2;
     }
 
-    /// <summary>Pushes <paramref name="text"/> when the budgets leave room for it, else the module's "not enough
-    /// memory" message (an upvalue: no allocation); false in that case.</summary>
-    private static bool PushText(nint l, string text) => PushBytes(l, Encoding.UTF8.GetBytes(text));
+    /// <summary>Pushes <paramref name="text"/>, or Lua's "not enough memory" when it cannot be allocated (false then).</summary>
+    private static bool PushText(nint l, string text) => LuaProtected.PushString(l, Encoding.UTF8.GetBytes(text));
 
-    /// <summary><see cref="PushText"/> for bytes: a Lua string of them when the budgets leave room (with 4 KiB to
-    /// spare), else the "not enough memory" upvalue; for every module of the host whose functions return strings.</summary>
-    internal static bool PushBytes(nint l, ReadOnlySpan<byte> bytes)
+    /// <summary>Returns the string <paramref name="bytes"/>, or <c>nil, "not enough memory"</c> when Lua cannot allocate
+    /// it; for every module of the host whose functions return strings.</summary>
+    internal static int Return(nint l, ReadOnlySpan<byte> bytes)
     {
-        if (!HasRoomFor(bytes.Length + 4096))
+        if (LuaProtected.PushString(l, bytes))
         {
-            LuaApi.lua_pushvalue(l, LuaApi.UpValueIndex(1));
-            return false;
+            return 1;
         }
 
-        fixed (byte* p = bytes)
-        {
-            LuaApi.lua_pushlstring(l, p, (nuint)bytes.Length);
-        }
-
-        return true;
-    }
-
-    private static bool HasRoomFor(long bytes)
-    {
-        MemoryModuleContext context = s_context!;
-        MemoryDomain domain = context.Route.Domain;
-        if (domain.MaxBytes is { } domainMax && domain.LiveBytes + bytes > domainMax)
-        {
-            return false;
-        }
-
-        return context.Route.Account.MaxBytes is not { } tagMax || context.Route.Account.LiveBytes + bytes <= tagMax;
+        LuaApi.lua_pushnil(l);
+        LuaApi.lua_rotate(l, -2, 1); // nil, then the message
+        return 2;
     }
 
     private static int Guarded(nint l, Func<nint, int> body)
@@ -125,7 +83,7 @@ internal static unsafe class MemoryModule
     [UnmanagedCallersOnly]
     private static int Used(nint l)
     {
-        LuaApi.lua_pushinteger(l, s_context!.Route.Domain.LiveBytes);
+        LuaApi.lua_pushinteger(l, LuaStateContext.Of(l).Route.Domain.LiveBytes);
         return 1;
     }
 
@@ -136,15 +94,16 @@ internal static unsafe class MemoryModule
         if (frames is not { } n || n < 1 || n > MemoryTracer.MaxFrames)
         {
             LuaApi.lua_pushboolean(l, 0);
-            return 1 + (PushText(l, $"memory.start: frames must be an integer from 1 to {MemoryTracer.MaxFrames}") ? 1 : 0);
+            PushText(l, $"memory.start: frames must be an integer from 1 to {MemoryTracer.MaxFrames}");
+            return 2;
         }
 
-        if (Tracer.IsTracing)
+        if (Tracer(l).IsTracing)
         {
-            Tracer.Stop();
+            Tracer(l).Stop();
         }
 
-        Tracer.Start((int)n);
+        Tracer(l).Start((int)n);
         LuaApi.lua_pushboolean(l, 1);
         return 1;
     });
@@ -152,21 +111,21 @@ internal static unsafe class MemoryModule
     [UnmanagedCallersOnly]
     private static int Stop(nint l) => Guarded(l, static l =>
     {
-        Tracer.Stop();
+        Tracer(l).Stop();
         return 0;
     });
 
     [UnmanagedCallersOnly]
     private static int IsTracing(nint l)
     {
-        LuaApi.lua_pushboolean(l, Tracer.IsTracing ? 1 : 0);
+        LuaApi.lua_pushboolean(l, Tracer(l).IsTracing ? 1 : 0);
         return 1;
     }
 
     [UnmanagedCallersOnly]
     private static int Traced(nint l)
     {
-        (long current, long peak) = Tracer.GetTracedMemory();
+        (long current, long peak) = Tracer(l).GetTracedMemory();
         LuaApi.lua_pushinteger(l, current);
         LuaApi.lua_pushinteger(l, peak);
         return 2;
@@ -175,13 +134,13 @@ internal static unsafe class MemoryModule
     [UnmanagedCallersOnly]
     private static int Snapshot(nint l) => Guarded(l, static l =>
     {
-        if (!Tracer.IsTracing)
+        if (!Tracer(l).IsTracing)
         {
             return Fail(l, "memory.snapshot: not tracing (call memory.start() first)");
         }
 
-        List<TraceSnapshot> snapshots = s_context!.Snapshots;
-        snapshots.Add(Tracer.TakeSnapshot());
+        List<TraceSnapshot> snapshots = LuaStateContext.Of(l).Snapshots;
+        snapshots.Add(Tracer(l).TakeSnapshot());
         LuaApi.lua_pushinteger(l, snapshots.Count);
         return 1;
     });
@@ -189,7 +148,7 @@ internal static unsafe class MemoryModule
     private static TraceSnapshot? SnapshotAt(nint l, int index, out string? error)
     {
         error = null;
-        List<TraceSnapshot> snapshots = s_context!.Snapshots;
+        List<TraceSnapshot> snapshots = LuaStateContext.Of(l).Snapshots;
         long? id = LuaApi.OptInteger(l, index, 0);
         if (id is not { } n || n < 0 || n > snapshots.Count)
         {
@@ -199,13 +158,13 @@ internal static unsafe class MemoryModule
 
         if (n == 0)
         {
-            if (!Tracer.IsTracing)
+            if (!Tracer(l).IsTracing)
             {
                 error = "not tracing (call memory.start() first)";
                 return null;
             }
 
-            return Tracer.TakeSnapshot();
+            return Tracer(l).TakeSnapshot();
         }
 
         return snapshots[(int)n - 1];
@@ -231,7 +190,7 @@ internal static unsafe class MemoryModule
             text.Append(statistic).Append('\n');
         }
 
-        return PushText(l, text.ToString()) ? 1 : Fail(l, "not enough memory");
+        return Return(l, Encoding.UTF8.GetBytes(text.ToString()));
     });
 
     [UnmanagedCallersOnly]
@@ -254,6 +213,6 @@ internal static unsafe class MemoryModule
             text.Append(diff).Append('\n');
         }
 
-        return PushText(l, text.ToString()) ? 1 : Fail(l, "not enough memory");
+        return Return(l, Encoding.UTF8.GetBytes(text.ToString()));
     });
 }

@@ -13,16 +13,16 @@ namespace Runtime.Host.Lua;
 ///  zlib.compress(s, [level])      the zlib stream of s (level 0..9, default 6); nil, message on failure
 ///  zlib.decompress(z, size)       the size bytes z inflates to; nil, message when z is not a stream of that size
 /// </code>
-/// Like <see cref="MemoryModule"/>'s, the functions never raise a Lua error; a result is pushed only when the budgets
-/// leave room for it.
+/// Like <see cref="MemoryModule"/>'s, the functions never raise a Lua error: a result Lua cannot allocate is
+/// <c>nil, "not enough memory"</c>.
 /// </summary>
 internal static unsafe class ZlibModule
 {
-    private static ZlibRouting? s_route;
     private static byte[] s_version = [];
 
-    /// <summary>Registers the global <c>zlib</c>; false (and no module) when libz.so.1 cannot be loaded.</summary>
-    public static bool Open(KeraLua.Lua lua, ZlibRouting route)
+    /// <summary>The module for <see cref="LuaProtected.Setup"/> (the global <c>zlib</c>); null when libz.so.1 cannot be loaded.</summary>
+    /// <remarks>The functions route their streams through the state's <see cref="LuaStateContext.Zlib"/>.</remarks>
+    public static LuaProtected.Module? Open()
     {
         string version;
         try
@@ -31,16 +31,15 @@ internal static unsafe class ZlibModule
         }
         catch (DllNotFoundException)
         {
-            return false;
+            return null;
         }
 
-        s_route = route;
         s_version = [.. Encoding.ASCII.GetBytes(version), 0];
-        lua.NewTable();
-        MemoryModule.Add(lua, "compress", &Compress);
-        MemoryModule.Add(lua, "decompress", &Decompress);
-        lua.SetGlobal("zlib");
-        return true;
+        return new LuaProtected.Module("zlib",
+        [
+            ("compress", (nint)(delegate* unmanaged<nint, int>)&Compress),
+            ("decompress", (nint)(delegate* unmanaged<nint, int>)&Decompress),
+        ]);
     }
 
     private static ReadOnlySpan<byte> StringArgument(nint l, int index)
@@ -68,7 +67,7 @@ internal static unsafe class ZlibModule
             ReadOnlySpan<byte> input = StringArgument(l, 1);
             byte[] output = new byte[input.Length + (input.Length / 1000) + 64]; // deflateBound's margin, rounded up
             ZStream stream = default;
-            s_route!.Attach(&stream);
+            LuaStateContext.Of(l).Zlib!.Attach(&stream);
             fixed (byte* version = s_version)
             fixed (byte* source = input)
             fixed (byte* target = output)
@@ -91,7 +90,7 @@ internal static unsafe class ZlibModule
                     return MemoryModule.Fail(l, $"zlib.compress: deflate returned {status}");
                 }
 
-                return MemoryModule.PushBytes(l, output.AsSpan(0, written)) ? 1 : MemoryModule.Fail(l, "not enough memory");
+                return MemoryModule.Return(l, output.AsSpan(0, written));
             }
         }
         catch (Exception ex)
@@ -113,7 +112,7 @@ internal static unsafe class ZlibModule
             ReadOnlySpan<byte> input = StringArgument(l, 1);
             byte[] output = new byte[size];
             ZStream stream = default;
-            s_route!.Attach(&stream);
+            LuaStateContext.Of(l).Zlib!.Attach(&stream);
             fixed (byte* version = s_version)
             fixed (byte* source = input)
             fixed (byte* target = output)
@@ -136,7 +135,7 @@ internal static unsafe class ZlibModule
                     return MemoryModule.Fail(l, $"zlib.decompress: not a zlib stream of {size} bytes (inflate returned {status})");
                 }
 
-                return MemoryModule.PushBytes(l, output) ? 1 : MemoryModule.Fail(l, "not enough memory");
+                return MemoryModule.Return(l, output);
             }
         }
         catch (Exception ex)
