@@ -198,6 +198,12 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
             failures.Add(
                 $"{allocator.Path} must be a string, not an object. Allowed values: {string.Join(", ", AllocatorNames.Available)}.");
         }
+        else if (allocator.Value is { } name && DescribeAllocatorProblem(name) is { } problem)
+        {
+            // Here as well as on the bound options, so a wrong name is reported with every other wrong key at once
+            // (a section with a wrong key is not bound, and Validate then only sees the default name).
+            failures.Add($"{allocator.Path} = '{name}': {problem}");
+        }
 
         IConfigurationSection debug = section.GetSection(nameof(RuntimeMemoryOptions.Debug));
         CheckKeys(debug, DebugKeys, failures);
