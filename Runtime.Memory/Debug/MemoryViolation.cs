@@ -178,8 +178,10 @@ internal static unsafe class ViolationReport
     };
 
     private static string DescribeOffset(nuint address, nuint start) => address >= start
-        ? $"{address - start} bytes after the start of"
-        : $"{start - address} bytes before the start of (in the header of)";
+        ? $"{Bytes(address - start)} after the start of"
+        : $"{Bytes(start - address)} before the start of (in the header of)";
+
+    private static string Bytes(nuint count) => count == 1 ? "1 byte" : $"{count} bytes";
 
     /// <summary>
     /// CPython's dump (<c>_PyObject_DebugDumpAddress</c>), line for line, plus the fields CPython trusts blindly (the
