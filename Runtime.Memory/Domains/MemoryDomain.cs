@@ -22,12 +22,18 @@ namespace Runtime.Memory;
 /// <item>Every block is <see cref="Alignment"/>-byte aligned. Failure is a <see langword="null"/> return, never an exception.</item>
 /// </list>
 /// <para>A block must be freed through the domain that allocated it (PEP 445's domain rule).</para>
-/// <para><b>Hot path.</b> One size compare, one volatile load of the top allocator, a type check that calls the
-/// built-in allocator directly (no virtual dispatch) or the contract otherwise, and the accounting update
-/// described on <see cref="MemoryAccounting"/>: no lock, no managed allocation. Calls through the contract run
-/// behind an exception barrier: an allocator that throws gets a null return (see <see cref="LastFault"/>). The one
-/// exception that passes is <see cref="MemoryViolationException"/>, which the debug hooks throw on purpose under
-/// <see cref="ViolationAction.Throw"/> (never into native code: see <see cref="NativeCallScope"/>).</para>
+/// <para><b>Hot path.</b> One size compare, the thread's shard (one thread-static load), the call counted in flight in
+/// it, one volatile load of the top allocator, a type check that calls the built-in allocator directly (no virtual
+/// dispatch) or the contract otherwise, and the accounting update described on <see cref="MemoryAccounting"/>: no lock,
+/// no managed allocation.</para>
+/// <para><b>Faults.</b> Every call runs behind an exception barrier. An exception raised by the runtime's own code (a
+/// built-in allocator or hook) is memory corruption: it is reported (<see cref="MemoryViolationKind.AllocatorFault"/>)
+/// and the process stops, unless the debug hooks are installed on the domain with another
+/// <see cref="ViolationAction"/>. An exception from a user-supplied allocator or hook becomes a null return, recorded in
+/// <see cref="LastFault"/> and logged once per allocator (event 4501). <see cref="MemoryViolationException"/>, which the
+/// debug hooks throw on purpose under <see cref="ViolationAction.Throw"/>, passes (never into native code: see
+/// <see cref="NativeCallScope"/>).</para>
+/// <para><b>After the runtime is disposed</b> allocations return null and frees do nothing (see <see cref="RuntimeMemory.Dispose"/>).</para>
 /// </remarks>
 public sealed unsafe partial class MemoryDomain
 {
@@ -119,6 +125,10 @@ public sealed unsafe partial class MemoryDomain
             }
 
             return MallocThroughContract(top, size);
+        }
+        catch (Exception ex) when (ex is not MemoryViolationException)
+        {
+            return Faulted(_top, ex, MemoryOperation.Malloc); // a fault inside a built-in allocator: corruption, reported
         }
         finally
         {
@@ -320,6 +330,10 @@ public sealed unsafe partial class MemoryDomain
 
             FreeThroughContract(shard, top, ptr);
         }
+        catch (Exception ex) when (ex is not MemoryViolationException)
+        {
+            Faulted(_top, ex, MemoryOperation.Free); // a fault inside a built-in allocator: corruption, reported
+        }
         finally
         {
             Leave(shard);
@@ -327,9 +341,10 @@ public sealed unsafe partial class MemoryDomain
     }
 
     /// <summary>
-    /// The last exception an allocator or hook threw into this domain, which the domain turned into a null return
-    /// (allocations) or swallowed (free), as the contract requires; <see langword="null"/> when none has.
-    /// Such a fault is also counted in <see cref="DomainStatistics.Failures"/>.
+    /// The last exception a user-supplied allocator or hook threw into this domain, which the domain turned into a null
+    /// return (allocations) or ignored (free), as the contract requires; <see langword="null"/> when none has. Such a
+    /// fault is also counted in <see cref="DomainStatistics.Failures"/>, and each allocator's first is logged (event 4501).
+    /// A fault of the runtime's own allocators is never recorded here: it is memory corruption and is reported as such.
     /// </summary>
     public Exception? LastFault => _lastFault;
 
