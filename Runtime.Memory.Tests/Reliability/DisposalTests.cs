@@ -23,7 +23,7 @@ public sealed unsafe class DisposalTests
     [SkippableTheory, MemberData(nameof(Allocators))]
     public void After_Dispose_allocations_return_null_and_frees_of_earlier_blocks_do_nothing(string allocator)
     {
-        Skip.If(allocator.StartsWith(AllocatorNames.Mimalloc, StringComparison.Ordinal) && MimallocAllocator.LoadProblem is { } problem, MimallocAllocator.LoadProblem);
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         RuntimeMemory runtime = TestRuntimes.Create(allocator);
         runtime.Debugger.OnViolation = ViolationAction.Throw; // a free reported as a misuse would throw here
         var live = new List<(MemoryDomain Domain, nint Block)>();
@@ -54,7 +54,7 @@ public sealed unsafe class DisposalTests
     [SkippableTheory, MemberData(nameof(Allocators))]
     public void Calls_racing_with_Dispose_fail_cleanly(string allocator)
     {
-        Skip.If(allocator.StartsWith(AllocatorNames.Mimalloc, StringComparison.Ordinal) && MimallocAllocator.LoadProblem is { } problem, MimallocAllocator.LoadProblem);
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         for (int round = 0; round < 15; round++)
         {
             RuntimeMemory runtime = TestRuntimes.Create(allocator);
