@@ -80,6 +80,41 @@ public sealed unsafe class HeapCorruptionTests
     }
 
     /// <summary>
+    /// A block freed by another thread waits on its pool's remote-free list; a stray write over its link is found when
+    /// the owner collects that list, and reported naming the block, instead of being followed.
+    /// </summary>
+    [Fact]
+    public void A_damaged_link_in_the_list_of_remote_frees_is_reported_when_the_owner_collects_it()
+    {
+        using RuntimeMemory runtime = DebugRuntimes.Create(AllocatorNames.Pymalloc, ViolationAction.Throw);
+        MemoryDomain obj = runtime.Obj;
+        var blocks = new List<nint>();
+        for (int i = 0; i < 300; i++)
+        {
+            blocks.Add((nint)obj.Malloc(48)); // more than one pool of the 80-byte class: the first pool is full
+        }
+
+        byte* victim = (byte*)blocks[10];
+        var other = new Thread(() => obj.Free(victim));
+        other.Start();
+        other.Join();
+        *(ulong*)(victim - 16) = 0x4242424242424242; // a stray write over the pymalloc link under the debug block
+
+        MemoryViolation violation = DebugRuntimes.Catch(() =>
+        {
+            for (int i = 0; i < 1000; i++)
+            {
+                Assert.True(obj.Malloc(48) != null);
+            }
+        });
+
+        Assert.Equal(MemoryViolationKind.HeapCorruption, violation.Kind);
+        Assert.Equal((nuint)(victim - 16), violation.Address);
+        Assert.Contains("freed by other threads", violation.Report);
+        Assert.Contains("0x4242424242424242", violation.Report);
+    }
+
+    /// <summary>
     /// Without the debug hooks, a write after free on pymalloc overwrites the free block's link; with or without a user
     /// hook above, the next malloc stops the process with the report (it used to return null for ever with a hook).
     /// </summary>
