@@ -26,39 +26,37 @@ namespace Runtime.Host.Lua;
 /// </remarks>
 internal sealed unsafe class LuaFrameProvider : IFrameProvider
 {
-    [ThreadStatic]
-    private static nint t_state;
-
-    // The frames this thread read last (up to MaxRemembered), given again while a block is being resized.
+    // The frames a thread read last (up to MaxRemembered), given again while a block is being resized.
     private const int MaxRemembered = 64;
 
+    // Everything the provider keeps per thread, in one object: one thread-static read per traced allocation.
     [ThreadStatic]
-    private static Frame[]? t_last;
+    private static PerThread? t_thread;
 
-    [ThreadStatic]
-    private static int t_lastCount;
+    private static PerThread Current => t_thread ??= new PerThread();
 
-    [ThreadStatic]
-    private static int t_lastTotal;
+    private sealed class PerThread
+    {
+        /// <summary>The state this thread runs now (0: none).</summary>
+        public nint State;
 
-    // The scope (Enter) and the levels examined (frames asked + Lookahead) of those frames: they stand only for that
-    // scope's state (a state's address is reused by the next one), and a total capped at one limit says nothing about
-    // another.
-    [ThreadStatic]
-    private static long t_scope;
+        /// <summary>Advanced by every <see cref="Enter"/> and scope dispose: frames read in another scope stand for another
+        /// state (a state's address is reused by the next one).</summary>
+        public long Scope;
 
-    [ThreadStatic]
-    private static long t_lastScope;
+        public readonly Frame[] Last = new Frame[MaxRemembered];
+        public int LastCount;
+        public int LastTotal;
+        public long LastScope = -1;
 
-    [ThreadStatic]
-    private static int t_lastLimit;
+        /// <summary>The levels examined (frames asked + Lookahead) for the last frames: a total capped at one limit says
+        /// nothing about another.</summary>
+        public int LastLimit;
 
-    // Each thread's names (a state runs on one thread at a time): no lock on the traced allocation path.
-    [ThreadStatic]
-    private static Interned?[]? t_names;
-
-    [ThreadStatic]
-    private static int t_next;
+        // Each thread's names (a state runs on one thread at a time): no lock on the traced allocation path.
+        public readonly Interned?[] Names = new Interned?[64];
+        public int NextName;
+    }
 
     private sealed class Interned(nint address, byte[] bytes, string text)
     {
@@ -70,9 +68,10 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
     /// <summary>Lets the provider read <paramref name="state"/> on this thread until the scope is disposed.</summary>
     public static Scope Enter(nint state)
     {
-        nint previous = t_state;
-        t_state = state;
-        t_scope++; // the frames read so far stand for another scope
+        PerThread thread = Current;
+        nint previous = thread.State;
+        thread.State = state;
+        thread.Scope++; // the frames read so far stand for another scope
         return new Scope(previous);
     }
 
@@ -81,42 +80,43 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
     {
         public void Dispose()
         {
-            t_state = previous;
-            t_scope++;
+            PerThread thread = Current;
+            thread.State = previous;
+            thread.Scope++;
         }
     }
 
     /// <inheritdoc/>
     public int GetFrames(Span<Frame> frames, out int totalFrames)
     {
-        nint state = t_state;
         totalFrames = 0;
-        if (state == 0)
+        if (t_thread is not { State: not 0 } thread || frames.IsEmpty)
         {
             return 0;
         }
 
-        Frame[] last = t_last ??= new Frame[MaxRemembered];
+        nint state = thread.State;
+
+        int limit = frames.Length + IFrameProvider.Lookahead;
         if (Memory.Extensions.LuaRouting.IsResizing)
         {
             // A block of the state is being resized (a table's array, a buffer, or a stack Lua is moving, whose frames
             // are offsets meanwhile): charged to the frames read last on this thread, without reading the stack.
             // Only frames read in this scope, and a capped total only at the same limit; else unknown.
-            if (t_lastScope != t_scope || (t_lastTotal > t_lastLimit && t_lastLimit != frames.Length + IFrameProvider.Lookahead))
+            if (thread.LastScope != thread.Scope || (thread.LastTotal > thread.LastLimit && thread.LastLimit != limit))
             {
                 return 0;
             }
 
-            int n = Math.Min(Math.Min(t_lastCount, frames.Length), MaxRemembered);
-            last.AsSpan(0, n).CopyTo(frames);
-            totalFrames = t_lastTotal;
+            int n = Math.Min(Math.Min(thread.LastCount, frames.Length), MaxRemembered);
+            thread.Last.AsSpan(0, n).CopyTo(frames);
+            totalFrames = thread.LastTotal;
             return n;
         }
 
         // At most frames.Length + Lookahead levels are examined (C functions included, so a run of them cannot make the
         // walk unbounded), then one more is probed to learn whether the stack goes deeper: the cost is bounded by the
-        // frames kept, never by the depth. Each step to the caller's level is O(1) (Next).
-        int limit = frames.Length + IFrameProvider.Lookahead;
+        // frames kept, never by the depth. Each step to the caller's level is O(1) (Next, or the link itself).
         int written = 0;
         LuaApi.Debug ar;
         byte* what = stackalloc byte[] { (byte)'S', (byte)'l', (byte)'n', 0 };
@@ -125,38 +125,80 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
             return 0;
         }
 
-        for (int level = 0; ; level++)
+        int level = 0;
+        while (true)
         {
-            if (level == limit)
-            {
-                totalFrames = limit + 1; // deeper than the provider looks: "at least limit + 1" (IFrameProvider)
-                break;
-            }
-
             totalFrames++;
-            if (written < frames.Length && Read(state, what, &ar, out Frame frame))
+            if (Read(state, what, &ar, thread, out Frame frame))
             {
                 frames[written++] = frame;
             }
 
             if (!Next(state, level, &ar))
             {
+                break; // the bottom: the total is exact
+            }
+
+            if (++level == limit)
+            {
+                totalFrames = limit + 1; // deeper than the provider looks: "at least limit + 1" (IFrameProvider)
+                break;
+            }
+
+            if (written == frames.Length)
+            {
+                // The frames are written: the rest is counting. By the links, a tight loop of loads.
+                totalFrames = Volatile.Read(ref s_layout) > 0 ? CountByLinks(ar.CallInfo, level, limit) : CountByGetStack(state, level, limit, &ar);
                 break;
             }
         }
 
         int remembered = Math.Min(written, MaxRemembered);
-        frames[..remembered].CopyTo(last);
-        t_lastCount = remembered;
-        t_lastTotal = totalFrames;
-        t_lastScope = t_scope;
-        t_lastLimit = limit;
+        frames[..remembered].CopyTo(thread.Last);
+        thread.LastCount = remembered;
+        thread.LastTotal = totalFrames;
+        thread.LastScope = thread.Scope;
+        thread.LastLimit = limit;
         return written;
+    }
+
+    /// <summary>The levels from 0 to the bottom, counting from <paramref name="level"/> (the level of
+    /// <paramref name="ci"/>, which exists), up to <paramref name="limit"/>; limit + 1 when there are more.</summary>
+    private static int CountByLinks(nint ci, int level, int limit)
+    {
+        while (true)
+        {
+            nint previous = *(nint*)(ci + PreviousOffset);
+            if (previous == 0 || *(nint*)(previous + PreviousOffset) == 0)
+            {
+                return level + 1;
+            }
+
+            ci = previous;
+            if (++level == limit)
+            {
+                return limit + 1;
+            }
+        }
+    }
+
+    /// <summary><see cref="CountByLinks"/> with <c>lua_getstack</c> (O(level) each, bounded by the limit).</summary>
+    private static int CountByGetStack(nint state, int level, int limit, LuaApi.Debug* ar)
+    {
+        while (Next(state, level, ar))
+        {
+            if (++level == limit)
+            {
+                return limit + 1;
+            }
+        }
+
+        return level + 1;
     }
 
     /// <summary>The frame of the level in <paramref name="ar"/> (as <c>lua_getstack</c> left it); false for a C function,
     /// which is counted but not written.</summary>
-    private static bool Read(nint state, byte* what, LuaApi.Debug* ar, out Frame frame)
+    private static bool Read(nint state, byte* what, LuaApi.Debug* ar, PerThread thread, out Frame frame)
     {
         frame = default;
         nint ci = ar->CallInfo; // lua_getinfo may write every field: the walk needs the level back
@@ -168,9 +210,9 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
 
         ar->CallInfo = ci;
         string file = ar->Source != null && ar->SourceLength > 0 && (ar->Source[0] == (byte)'@' || ar->Source[0] == (byte)'=')
-            ? Intern(ar->Source + 1, (int)ar->SourceLength - 1)
-            : Intern(ar->ShortSource, ShortSourceLength(ar->ShortSource));
-        string? function = ar->Name != null ? Intern(ar->Name, StrLen(ar->Name)) : ar->What[0] == (byte)'m' ? "<main>" : null;
+            ? Intern(thread, ar->Source + 1, (int)ar->SourceLength - 1)
+            : Intern(thread, ar->ShortSource, ShortSourceLength(ar->ShortSource));
+        string? function = ar->Name != null ? Intern(thread, ar->Name, StrLen(ar->Name)) : ar->What[0] == (byte)'m' ? "<main>" : null;
         frame = new Frame(file, ar->CurrentLine, function);
         return true;
     }
@@ -245,10 +287,10 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
     }
 
     /// <summary>The string for the <paramref name="length"/> bytes at <paramref name="text"/>, made once per name.</summary>
-    private static string Intern(byte* text, int length)
+    private static string Intern(PerThread thread, byte* text, int length)
     {
         var bytes = new ReadOnlySpan<byte>(text, length);
-        Interned?[] names = t_names ??= new Interned?[64];
+        Interned?[] names = thread.Names;
         foreach (Interned? entry in names)
         {
             if (entry is not null && (entry.Address == (nint)text || entry.Bytes.Length == length) && bytes.SequenceEqual(entry.Bytes))
@@ -258,8 +300,8 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
         }
 
         var made = new Interned((nint)text, bytes.ToArray(), Encoding.UTF8.GetString(bytes));
-        names[t_next] = made;
-        t_next = (t_next + 1) % names.Length;
+        names[thread.NextName] = made;
+        thread.NextName = (thread.NextName + 1) % names.Length;
         return made.Text;
     }
 }
