@@ -19,8 +19,10 @@ namespace Runtime.Host.Lua;
 /// <c>lua_State</c>, which this provider does not see; its allocations are charged to the <c>coroutine.resume</c> line
 /// of the state that resumed it.</para>
 /// <para>A call costs the frames kept, not the depth of the stack: it examines at most the frames asked for plus
-/// <see cref="IFrameProvider.Lookahead"/> levels (C functions count), each in O(1), and reports a deeper stack's total
-/// as a lower bound (see <see cref="IFrameProvider"/>). A script 100,000 calls deep traces as fast as one 10 deep.</para>
+/// <see cref="IFrameProvider.Lookahead"/> levels, each in O(1), and reports a deeper stack's total as a lower bound
+/// (see <see cref="IFrameProvider"/>). A script 100,000 calls deep traces as fast as one 10 deep. C functions count
+/// against those levels, so a stack that alternates Lua and C functions (recursion through <c>pcall</c>) may give fewer
+/// frames than the tracer keeps, never an unbounded walk.</para>
 /// <para>No managed allocation per call once a script's file and function names are known: names are interned by
 /// their Lua string's address, checked against the bytes (a collected string's address can be reused).</para>
 /// </remarks>
