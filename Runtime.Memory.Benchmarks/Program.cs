@@ -11,6 +11,8 @@ using Runtime.Memory.Benchmarks;
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --footprint
 // The tracing rows of pair16 and churn as Stopwatch loops, each in a fresh process (a quick check, prints a table):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --tracing-loop
+// Tracing a Lua script at recursion depth 10, 1,000 and 100,000 (off, exact, sampled), through the real host:
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --depth-loop
 // The same for the metrics (listened to, collected every 100 ms) and a budget (set, never reached):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --observability-loop
 // The whole comparison in one run, printing one table of ratios against glibc, mimalloc and tcmalloc (optional
@@ -29,6 +31,11 @@ if (args is ["--tracing-loop"])
 if (args is ["--tracing-loop-one", var workload, var mode])
 {
     return TracingLoop.RunOne(workload, mode);
+}
+
+if (args is ["--depth-loop"])
+{
+    return DepthLoop.RunAll();
 }
 
 if (args is ["--observability-loop"])

@@ -33,7 +33,9 @@ internal static unsafe partial class LuaApi
         public ushort FirstTransferred;
         public ushort Transferred;
         public fixed byte ShortSource[60];
-        private nint _activeFunction;
+
+        /// <summary><c>i_ci</c>, the private part: the <c>CallInfo</c> of the level <c>lua_getstack</c> found, which <c>lua_getinfo</c> reads.</summary>
+        public nint CallInfo;
     }
 
     [LibraryImport(Library)]

@@ -15,7 +15,12 @@ internal static class ChildProcess
         RunIn(null, program, environment, args);
 
     /// <summary>As <see cref="Run(string, IReadOnlyDictionary{string, string}, string[])"/>, in <paramref name="workingDirectory"/> (null: this process's).</summary>
-    public static Result RunIn(string? workingDirectory, string program, IReadOnlyDictionary<string, string> environment, params string[] args)
+    public static Result RunIn(string? workingDirectory, string program, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        RunIn(workingDirectory, program, environment, TimeSpan.FromMinutes(1), args);
+
+    /// <summary>As <see cref="RunIn(string?, string, IReadOnlyDictionary{string, string}, string[])"/>, failing (and
+    /// killing the program) when it has not finished within <paramref name="timeout"/>.</summary>
+    public static Result RunIn(string? workingDirectory, string program, IReadOnlyDictionary<string, string> environment, TimeSpan timeout, params string[] args)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, program + ".dll");
         Assert.True(File.Exists(dll), $"{dll} is not built beside the tests");
@@ -41,10 +46,10 @@ internal static class ChildProcess
         using Process process = Process.Start(start)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(1)))
+        if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within a minute");
+            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within {timeout.TotalSeconds:0} s");
         }
 
         return new Result(process.ExitCode, stdout.Result, stderr.Result);

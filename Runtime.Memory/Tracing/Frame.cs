@@ -26,12 +26,14 @@ public sealed class Traceback : IEquatable<Traceback>, IComparable<Traceback>
     private readonly Frame[] _frames; // oldest first
     private readonly int _hash;
 
-    /// <summary>A traceback of <paramref name="oldestFirst"/> (at least one frame), from a stack <paramref name="totalFrames"/> deep.</summary>
-    public Traceback(IReadOnlyList<Frame> oldestFirst, int? totalFrames = null)
+    /// <summary>A traceback of <paramref name="oldestFirst"/> (at least one frame), from a stack <paramref name="totalFrames"/>
+    /// deep, or at least that deep when <paramref name="totalFramesIsLowerBound"/>.</summary>
+    public Traceback(IReadOnlyList<Frame> oldestFirst, int? totalFrames = null, bool totalFramesIsLowerBound = false)
     {
         ArgumentNullException.ThrowIfNull(oldestFirst);
         _frames = oldestFirst.Count == 0 ? [Frame.Unknown] : [.. oldestFirst];
         TotalFrames = Math.Max(totalFrames ?? _frames.Length, _frames.Length);
+        TotalFramesIsLowerBound = totalFramesIsLowerBound;
         var hash = new HashCode();
         foreach (Frame frame in _frames)
         {
@@ -39,6 +41,7 @@ public sealed class Traceback : IEquatable<Traceback>, IComparable<Traceback>
         }
 
         hash.Add(TotalFrames);
+        hash.Add(TotalFramesIsLowerBound);
         _hash = hash.ToHashCode();
     }
 
@@ -48,8 +51,23 @@ public sealed class Traceback : IEquatable<Traceback>, IComparable<Traceback>
     /// <summary>The frame that made the allocation.</summary>
     public Frame MostRecent => _frames[^1];
 
-    /// <summary>How deep the stack was before it was cut to the tracer's limit (tracemalloc's <c>total_nframe</c>).</summary>
+    /// <summary>How deep the stack was before it was cut to the tracer's limit (tracemalloc's <c>total_nframe</c>); a
+    /// lower bound when <see cref="TotalFramesIsLowerBound"/>.</summary>
+    /// <remarks>The frame provider examines at most the frames kept plus <see cref="IFrameProvider.Lookahead"/> levels
+    /// (and one more to see whether the stack goes on), so that a traced allocation costs the same at any depth. The
+    /// figure is exact for a stack up to that deep; a deeper stack reports frames kept + <see cref="IFrameProvider.Lookahead"/>
+    /// + 1 with <see cref="TotalFramesIsLowerBound"/> set: "at least that many". (tracemalloc walks every frame and caps
+    /// the count at 65,535.)</remarks>
     public int TotalFrames { get; }
+
+    /// <summary>Whether the stack was deeper than the frame provider looked: it had at least <see cref="TotalFrames"/>
+    /// frames, not exactly that many (see <see cref="TotalFrames"/>).</summary>
+    public bool TotalFramesIsLowerBound { get; }
+
+    /// <summary><see cref="TotalFrames"/> as text: <c>18</c>, or <c>18+</c> when it is a lower bound.</summary>
+    public string TotalFramesText => TotalFramesIsLowerBound
+        ? TotalFrames.ToString(System.Globalization.CultureInfo.InvariantCulture) + "+"
+        : TotalFrames.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>
     /// The traceback as lines, oldest first unless <paramref name="mostRecentFirst"/>: <c>  File "x.lua", line 3</c>, and
@@ -92,7 +110,8 @@ public sealed class Traceback : IEquatable<Traceback>, IComparable<Traceback>
     /// <remarks>Equal frames from stacks of different depths are different tracebacks, as in CPython's table.</remarks>
     public bool Equals(Traceback? other) =>
         other is not null && (ReferenceEquals(this, other)
-            || (_hash == other._hash && TotalFrames == other.TotalFrames && _frames.AsSpan().SequenceEqual(other._frames)));
+            || (_hash == other._hash && TotalFrames == other.TotalFrames
+                && TotalFramesIsLowerBound == other.TotalFramesIsLowerBound && _frames.AsSpan().SequenceEqual(other._frames)));
 
     /// <inheritdoc/>
     public override bool Equals(object? obj) => Equals(obj as Traceback);

@@ -358,7 +358,8 @@ public sealed unsafe class MemoryTracer
 
     /// <summary>
     /// The blocks traced now, grouped by traceback, largest first: a header line, then for each of the first
-    /// <paramref name="limit"/> groups its statistic line and its traceback (most recent call first).
+    /// <paramref name="limit"/> groups its statistic line and its traceback (most recent call first), and for a stack
+    /// deeper than the provider looked, <c>... from a stack of N+ frames</c> (<see cref="Traceback.TotalFramesIsLowerBound"/>).
     /// </summary>
     /// <exception cref="InvalidOperationException">The tracer is not tracing.</exception>
     public string FormatLeakReport(int limit = 10)
@@ -376,6 +377,11 @@ public sealed unsafe class MemoryTracer
             foreach (string line in group.Traceback.Format(mostRecentFirst: true))
             {
                 text.Append(line).Append('\n');
+            }
+
+            if (group.Traceback.TotalFramesIsLowerBound)
+            {
+                text.Append("  ... from a stack of ").Append(group.Traceback.TotalFramesText).Append(" frames\n");
             }
         }
 
@@ -579,6 +585,15 @@ public sealed unsafe class MemoryTracer
             return TracebackRegistry.Unknown; // a provider must not throw; if it does, the trace still stands
         }
 
+        // The provider looked at most Lookahead levels past the frames kept (IFrameProvider's contract); a deeper stack
+        // is recorded as "at least limit + 1" whatever figure it gave, so the same frames at any great depth are one
+        // traceback (a figure per depth would intern a traceback per depth of a deep recursion).
+        int limit = scratch.Length + IFrameProvider.Lookahead;
+        if (total > limit)
+        {
+            total = limit + 1;
+        }
+
         Span<Frame> frames = scratch.AsSpan(0, count);
         int id = state.LastCount == count && state.LastTotal == total && SameFrames(frames, state.LastFrames.AsSpan(0, count))
             ? state.LastTraceback // LastCount is -1 until a traceback is interned
@@ -649,7 +664,7 @@ public sealed unsafe class MemoryTracer
                 oldestFirst[i] = new Frame(registry.Name(f.File), f.Line, f.Function is null ? null : registry.Name(f.Function));
             }
 
-            id = registry.Intern(new Traceback(oldestFirst, total));
+            id = registry.Intern(new Traceback(oldestFirst, total, totalFramesIsLowerBound: total > state.Scratch.Length + IFrameProvider.Lookahead));
         }
         catch (Exception)
         {

@@ -5,12 +5,14 @@ namespace Runtime.Memory.Tracing;
 /// <summary>
 /// The snapshot file (<see cref="TraceSnapshot.Dump"/>, <see cref="TraceSnapshot.Load"/>). Little-endian throughout:
 /// <code>
-/// header  "RTMTRACE" (8) | version u16 = 1 | reserved u16 = 0 | body length i64 | body FNV-1a 64 u64
+/// header  "RTMTRACE" (8) | version u16 = 2 | reserved u16 = 0 | body length i64 | body FNV-1a 64 u64
 /// body    traceback limit i32 | sample bytes i64
 ///         names:      count i32, then each a length-prefixed UTF-8 string (BinaryWriter)
-///         tracebacks: count i32, then each total frames i32 | frame count i32 | frames (file i32 | line i32 | function i32, −1 = none)
+///         tracebacks: count i32, then each total frames i32 | flags u8 | frame count i32 | frames (file i32 | line i32 | function i32, −1 = none)
 ///         traces:     count i32, then each domain u32 | size i64 | count i64 | traceback i32
 /// </code>
+/// The traceback flags (version 2) have bit 0 for <see cref="Traceback.TotalFramesIsLowerBound"/>, the other bits 0.
+/// Version 1 (no flags byte: every total exact) is still read.
 /// Every index is checked on load; a file that is not a snapshot, of another version, truncated or damaged is refused
 /// with an <see cref="InvalidDataException"/> that says which.
 /// </summary>
@@ -18,8 +20,11 @@ public sealed partial class TraceSnapshot
 {
     private static readonly byte[] Magic = "RTMTRACE"u8.ToArray();
 
-    /// <summary>The file format version this build writes and reads.</summary>
-    public const ushort FileVersion = 1;
+    /// <summary>The file format version this build writes (it reads this one and version 1).</summary>
+    public const ushort FileVersion = 2;
+
+    /// <summary>The first version, without the traceback flags; still read.</summary>
+    private const ushort FileVersion1 = 1;
 
     /// <summary>Writes the snapshot to <paramref name="path"/> (tracemalloc's <c>Snapshot.dump</c>).</summary>
     public void Dump(string path)
@@ -58,6 +63,7 @@ public sealed partial class TraceSnapshot
             foreach (Traceback tb in tracebacks.OrderBy(t => t.Value).Select(t => t.Key))
             {
                 w.Write(tb.TotalFrames);
+                w.Write((byte)(tb.TotalFramesIsLowerBound ? 1 : 0));
                 w.Write(tb.Frames.Count);
                 foreach (Frame frame in tb.Frames)
                 {
@@ -105,9 +111,9 @@ public sealed partial class TraceSnapshot
         }
 
         ushort version = BitConverter.ToUInt16(bytes, 8);
-        if (version != FileVersion)
+        if (version is not (FileVersion or FileVersion1))
         {
-            throw new InvalidDataException($"{path} is a trace snapshot of format version {version}; this build reads version {FileVersion}.");
+            throw new InvalidDataException($"{path} is a trace snapshot of format version {version}; this build reads versions {FileVersion1} and {FileVersion}.");
         }
 
         long length = BitConverter.ToInt64(bytes, 12);
@@ -138,6 +144,12 @@ public sealed partial class TraceSnapshot
             for (int i = 0; i < tracebacks.Length; i++)
             {
                 int total = r.ReadInt32();
+                byte flags = version == FileVersion1 ? (byte)0 : r.ReadByte();
+                if ((flags & ~1) != 0)
+                {
+                    throw new InvalidDataException($"traceback flags 0x{flags:X2}, of which only bit 0 is defined");
+                }
+
                 var frames = new Frame[Count(r, r.ReadInt32(), "frames", 12)];
                 for (int f = 0; f < frames.Length; f++)
                 {
@@ -147,7 +159,7 @@ public sealed partial class TraceSnapshot
                     frames[f] = new Frame(file, line, function == -1 ? null : names[Index(function, names.Length, "name")]);
                 }
 
-                tracebacks[i] = new Traceback(frames, total);
+                tracebacks[i] = new Traceback(frames, total, totalFramesIsLowerBound: (flags & 1) != 0);
             }
 
             var traces = new Trace[Count(r, r.ReadInt32(), "traces", 24)];
