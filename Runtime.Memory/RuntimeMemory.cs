@@ -321,16 +321,32 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     MemoryDebugger IRuntimeMemory.Debugger => Debugger;
 
     /// <summary>
-    /// Releases what the base allocators hold (the small-object allocators' arenas). Arenas with live blocks stay
-    /// mapped, as CPython leaves them at finalisation. The runtime must not be used afterwards.
+    /// Closes the three domains and releases what the runtime holds: the small-object allocators' arenas, the debug
+    /// hooks' shadow map and quarantine, the tracer's tables. Arenas with live blocks stay mapped, as CPython leaves them
+    /// at finalisation. Calling it again does nothing.
     /// </summary>
     /// <remarks>
-    /// A process-global library routed into this runtime (<see cref="Extensions.OpenSslRouting"/>) is closed first, so
-    /// it never calls into the disposed runtime; the blocks it still holds stay valid (they are live) and are left to
-    /// the process's exit.
+    /// <para><b>After Dispose</b>, on every allocator: <c>Malloc</c>, <c>Calloc</c> and <c>Realloc</c> return null (a
+    /// failed realloc leaves its block as it was), and <c>Free</c> does nothing: the block is left where it is, never
+    /// touched, and its memory stays with the process. So an embedding host may shut an interpreter down after the
+    /// runtime, freeing its blocks out of order, without a report or a crash. Changing a domain's chain throws
+    /// <see cref="ObjectDisposedException"/>. The first call into each closed domain is logged (event 4502).</para>
+    /// <para><b>Calls racing with Dispose</b> fail the same way: each domain call is counted in its thread's shard while
+    /// it runs, and Dispose closes the domains, makes every thread's count visible with a process-wide barrier, and waits
+    /// until no call is in flight before it releases anything. If a call does not finish within
+    /// <see cref="DisposeDrainTimeout"/> (a user hook blocked), or Dispose is called from inside an allocator call of this
+    /// runtime, nothing is released (event 4503): memory is left mapped rather than pulled from under a running call.</para>
+    /// <para>A process-global library routed into this runtime (<see cref="Extensions.OpenSslRouting"/>) is closed
+    /// first, so it never calls into the disposed runtime; the blocks it still holds stay valid (they are live) and are
+    /// left to the process's exit.</para>
     /// </remarks>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         Action? close;
         lock (_processGlobalLock)
         {
@@ -341,6 +357,20 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         close?.Invoke();
         _limitsSubscription?.Dispose();
         _metrics?.Dispose(); // before the state it reads goes away
+
+        foreach (MemoryDomain domain in _domains)
+        {
+            domain.Close();
+        }
+
+        Interlocked.MemoryBarrierProcessWide(); // every thread's InCall store is now visible, or its next _top load sees the closed chain
+        if (!Accounting.WaitForCallsToDrain(DisposeDrainTimeout))
+        {
+            Diagnostics.RuntimeMemoryLog.DisposeWithCallsInFlight(_logger,
+                $"a call into a domain was still running after {DisposeDrainTimeout.TotalSeconds:0.#} s, or Dispose was called from inside one");
+            return;
+        }
+
         if (Tracer.IsTracing)
         {
             if (_tracingOptions.LeakReportOnDispose && Tracer.TracedBlocks > 0)
@@ -370,6 +400,11 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
             Interop.NativeApi.Release((Interop.RtMemApi*)Interlocked.Exchange(ref _nativeApi, 0));
         }
     }
+
+    private int _disposed;
+
+    /// <summary>How long <see cref="Dispose"/> waits for calls in flight on other threads before it gives up releasing memory.</summary>
+    public static TimeSpan DisposeDrainTimeout { get; } = TimeSpan.FromSeconds(10);
 
     /// <inheritdoc/>
     public RuntimeMemoryStatistics GetStatistics() => GetStatistics(StatisticsParts.All);

@@ -8,10 +8,11 @@ namespace Runtime.Memory.Tests.Budgets;
 /// </summary>
 public sealed unsafe class DomainBudgetTests
 {
-    [Theory]
+    [SkippableTheory]
     [ClassData(typeof(AllAllocatorsAndDomains))]
     public void Exceed_free_and_allocate_again(string allocator, MemoryDomainKind kind)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         using RuntimeMemory runtime = TestRuntimes.Create(allocator);
         MemoryDomain domain = runtime[kind];
         long block = TestRuntimes.Accounted(domain, 100);
@@ -49,10 +50,11 @@ public sealed unsafe class DomainBudgetTests
         Assert.Equal(0, runtime.Debugger.Violations);
     }
 
-    [Theory]
+    [SkippableTheory]
     [ClassData(typeof(AllAllocatorsAndDomains))]
     public void A_refused_realloc_returns_null_and_leaves_the_block_as_it_was(string allocator, MemoryDomainKind kind)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         using RuntimeMemory runtime = TestRuntimes.Create(allocator);
         MemoryDomain domain = runtime[kind];
         void* p = domain.Malloc(200);

@@ -14,9 +14,12 @@ public sealed unsafe class DomainGuaranteeTests
     /// <summary>
     /// A fresh runtime and the domain under test. With <paramref name="record"/> a recorder sits on top so the test
     /// can see what reached the allocator; without it the domain calls its built-in allocator directly (its fast path).
+    /// Every test here calls it first: on a machine without the allocator's library (mimalloc's) the test is skipped,
+    /// naming the file and the package.
     /// </summary>
     private static (RuntimeMemory Runtime, MemoryDomain Domain, RecordingAllocator Recorder) Setup(string allocator, MemoryDomainKind kind, bool record = false)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         var runtime = TestRuntimes.Create(allocator);
         var recorder = new RecordingAllocator();
         if (record)
@@ -27,7 +30,7 @@ public sealed unsafe class DomainGuaranteeTests
         return (runtime, runtime[kind], recorder);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Malloc_zero_returns_a_distinct_non_null_block(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -41,7 +44,7 @@ public sealed unsafe class DomainGuaranteeTests
         MemoryAssert.NoLiveBlocks(domain);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Malloc_zero_many_times_gives_pairwise_distinct_blocks(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -59,7 +62,7 @@ public sealed unsafe class DomainGuaranteeTests
         MemoryAssert.NoLiveBlocks(domain);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Calloc_zero_count_returns_a_distinct_non_null_block(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -71,7 +74,7 @@ public sealed unsafe class DomainGuaranteeTests
         MemoryAssert.NoLiveBlocks(domain);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Calloc_zero_size_returns_a_distinct_non_null_block(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -83,7 +86,7 @@ public sealed unsafe class DomainGuaranteeTests
         MemoryAssert.NoLiveBlocks(domain);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Calloc_returns_zeroed_memory(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -100,7 +103,7 @@ public sealed unsafe class DomainGuaranteeTests
         domain.Free(p);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Calloc_passes_count_and_size_to_the_allocator_unchanged(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, recorder) = Setup(allocator, kind, record: true);
@@ -110,7 +113,7 @@ public sealed unsafe class DomainGuaranteeTests
         domain.Free(p);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Realloc_of_null_is_malloc(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, recorder) = Setup(allocator, kind, record: true);
@@ -123,7 +126,7 @@ public sealed unsafe class DomainGuaranteeTests
         domain.Free(p);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Realloc_to_zero_resizes_and_returns_non_null(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -136,7 +139,7 @@ public sealed unsafe class DomainGuaranteeTests
         MemoryAssert.NoLiveBlocks(domain);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Realloc_keeps_contents_when_growing(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -149,7 +152,7 @@ public sealed unsafe class DomainGuaranteeTests
         domain.Free(q);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Realloc_keeps_contents_when_shrinking(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -161,7 +164,7 @@ public sealed unsafe class DomainGuaranteeTests
         domain.Free(q);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Failed_realloc_returns_null_and_leaves_the_old_block_valid(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -181,7 +184,7 @@ public sealed unsafe class DomainGuaranteeTests
         MemoryAssert.NoLiveBlocks(domain);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Realloc_above_the_limit_returns_null_and_leaves_the_old_block_valid(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, recorder) = Setup(allocator, kind, record: true);
@@ -198,7 +201,7 @@ public sealed unsafe class DomainGuaranteeTests
         MemoryAssert.NoLiveBlocks(domain);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Realloc_that_the_allocator_cannot_satisfy_returns_null_and_leaves_the_old_block_valid(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -214,7 +217,7 @@ public sealed unsafe class DomainGuaranteeTests
         MemoryAssert.NoLiveBlocks(domain);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void An_allocator_that_throws_gets_a_null_return_and_the_fault_is_recorded(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -241,7 +244,7 @@ public sealed unsafe class DomainGuaranteeTests
         public override void* Calloc(nuint count, nuint size) => throw new InvalidOperationException("a buggy hook");
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Free_of_null_does_nothing(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, recorder) = Setup(allocator, kind, record: true);
@@ -251,7 +254,7 @@ public sealed unsafe class DomainGuaranteeTests
         Assert.Equal((0, 0), (s.Frees, s.LiveBlocks));
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Malloc_above_nint_max_returns_null_without_calling_the_allocator(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, recorder) = Setup(allocator, kind, record: true);
@@ -261,7 +264,7 @@ public sealed unsafe class DomainGuaranteeTests
         Assert.Equal(2, domain.GetStatistics().Failures);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Malloc_of_nint_max_reaches_the_allocator_and_fails_with_null(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, recorder) = Setup(allocator, kind, record: true);
@@ -271,7 +274,7 @@ public sealed unsafe class DomainGuaranteeTests
         Assert.Equal(1, domain.GetStatistics().Failures);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Calloc_whose_product_overflows_returns_null_without_calling_the_allocator(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, recorder) = Setup(allocator, kind, record: true);
@@ -281,7 +284,7 @@ public sealed unsafe class DomainGuaranteeTests
         Assert.Equal(0, recorder.Count);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Calloc_whose_product_exceeds_nint_max_returns_null_without_calling_the_allocator(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, recorder) = Setup(allocator, kind, record: true);
@@ -290,7 +293,7 @@ public sealed unsafe class DomainGuaranteeTests
         Assert.Equal(0, recorder.Count);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Every_block_is_16_byte_aligned(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -316,7 +319,7 @@ public sealed unsafe class DomainGuaranteeTests
         MemoryAssert.NoLiveBlocks(domain);
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void An_allocator_failure_is_a_null_return_not_an_exception(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);
@@ -328,7 +331,7 @@ public sealed unsafe class DomainGuaranteeTests
         Assert.Equal((3, 0, 0), (s.Failures, s.Allocations, s.LiveBlocks));
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsAndDomains))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsAndDomains))]
     public void Malloc_returns_writable_memory_of_the_requested_size(string allocator, MemoryDomainKind kind)
     {
         var (_, domain, _) = Setup(allocator, kind);

@@ -40,9 +40,10 @@ public sealed unsafe class DomainModelTests
         public long Account(bool inPool, long size) => inPool ? (long)SmallObjectAllocator.AccountedSize((nuint)size) : size;
     }
 
-    [Theory, ClassData(typeof(AllAllocatorsDomainsAndTracing))]
+    [SkippableTheory, ClassData(typeof(AllAllocatorsDomainsAndTracing))]
     public void Random_operation_sequences_keep_accounting_and_contents_exact(string allocator, MemoryDomainKind kind, bool traced)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         GenOp.Array[1, 200].Sample(ops =>
         {
             using RuntimeMemory runtime = TestRuntimes.Create(allocator);

@@ -15,8 +15,14 @@ public sealed unsafe partial class OpenSslRoutingTests
     private static readonly string Shim = Path.Combine(AppContext.BaseDirectory, "libruntime_mem.so");
 
     /// <summary>Skips (visibly) where the C part could not be built: not Linux, or no C compiler.</summary>
-    private static void RequireShim() =>
-        Skip.IfNot(File.Exists(Shim), $"{Shim} was not built: Runtime.Memory compiles native/openssl_route.c with gcc on Linux (install gcc).");
+    private static void RequireShim() => OptionalLibraries.SkipUnlessAvailable(OptionalLibrary.RuntimeNative);
+
+    /// <summary>Skips (visibly) where the route cannot run: no C part, or no libcrypto.</summary>
+    private static void RequireRoute()
+    {
+        RequireShim();
+        OptionalLibraries.SkipUnlessAvailable(OptionalLibrary.Crypto);
+    }
 
     [GeneratedRegex(@"^\[(?<stage>[^\]]+)\] allocations (?<allocations>[\d,]+), frees (?<frees>[\d,]+), live (?<live>[\d,]+) blocks / (?<bytes>[\d,]+) bytes, peak [\d,]+ bytes; \w+ domain: (?<domain>[\d,]+) live blocks$", RegexOptions.Multiline)]
     private static partial Regex StageLine();
@@ -38,7 +44,7 @@ public sealed unsafe partial class OpenSslRoutingTests
     [InlineData("pymalloc", "obj")]
     public void Hashing_through_libcrypto_and_through_dotnet_is_routed_and_accounted_and_exiting_threads_free_into_the_runtime(string allocator, string domain)
     {
-        RequireShim();
+        RequireRoute();
         ChildProcess.Result run = ChildProcess.Run("OpenSslRouting", "demo", allocator, domain);
 
         Assert.True(run.ExitCode == 0, $"exit {run.ExitCode}\n{run.Stdout}\n{run.Stderr}");
@@ -80,7 +86,7 @@ public sealed unsafe partial class OpenSslRoutingTests
     [SkippableFact]
     public void A_late_install_is_refused_with_the_reason_and_what_to_do()
     {
-        RequireShim();
+        RequireRoute();
         ChildProcess.Result run = ChildProcess.Run("OpenSslRouting", "late");
 
         Assert.True(run.ExitCode == 0, $"exit {run.ExitCode}\n{run.Stdout}\n{run.Stderr}");
@@ -94,7 +100,7 @@ public sealed unsafe partial class OpenSslRoutingTests
     [InlineData("DOTNET_SYSTEM_NET_SECURITY_OPENSSL_MEMORY_DEBUG")]
     public void An_install_that_dotnet_would_replace_later_is_refused_and_dotnet_crypto_still_works(string variable)
     {
-        RequireShim();
+        RequireRoute();
         ChildProcess.Result run = ChildProcess.Run("OpenSslRouting", new Dictionary<string, string> { [variable] = "1" }, "foreign");
 
         Assert.True(run.ExitCode == 0, $"exit {run.ExitCode}\n{run.Stdout}\n{run.Stderr}");
@@ -107,7 +113,7 @@ public sealed unsafe partial class OpenSslRoutingTests
     [SkippableFact]
     public void Every_allocation_failing_in_turn_gives_OpenSSLs_failure_return_and_leaks_nothing()
     {
-        RequireShim();
+        RequireRoute();
         ChildProcess.Result run = ChildProcess.Run("OpenSslRouting", "nomemory");
 
         Assert.True(run.ExitCode == 0, $"exit {run.ExitCode}\n{run.Stdout}\n{run.Stderr}");

@@ -76,12 +76,13 @@ public sealed unsafe partial class SqliteRoutingTests
         }
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(AllocatorNames.Pymalloc, MemoryDomainKind.Raw)]
     [InlineData(AllocatorNames.Pymalloc, MemoryDomainKind.Mem)]
     [InlineData(AllocatorNames.MallocDebug, MemoryDomainKind.Raw)]
     public void Ten_thousand_rows_are_inserted_and_read_back_with_every_byte_accounted(string allocator, MemoryDomainKind kind)
     {
+        OptionalLibraries.SkipUnlessAvailable(OptionalLibrary.Sqlite);
         using RuntimeMemory runtime = TestRuntimes.Create(allocator);
         runtime.Debugger.OnViolation = ViolationAction.Throw;
         using (var route = SqliteRouting.Install(runtime, kind))
@@ -102,9 +103,10 @@ public sealed unsafe partial class SqliteRoutingTests
         Assert.Equal(0, runtime.Debugger.Violations);
     }
 
-    [Fact]
+    [SkippableFact]
     public void A_second_route_is_refused_naming_the_first()
     {
+        OptionalLibraries.SkipUnlessAvailable(OptionalLibrary.Sqlite);
         using RuntimeMemory first = TestRuntimes.Create();
         using RuntimeMemory second = TestRuntimes.Create();
         using var route = SqliteRouting.Install(first);
@@ -112,9 +114,10 @@ public sealed unsafe partial class SqliteRoutingTests
         Assert.Contains("already routed into the raw domain of another runtime (tag 'sqlite')", error.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Installing_while_a_connection_is_open_is_reported_not_ignored()
     {
+        OptionalLibraries.SkipUnlessAvailable(OptionalLibrary.Sqlite);
         using RuntimeMemory runtime = TestRuntimes.Create();
         nint db;
         Assert.Equal(SqliteOk, sqlite3_open_v2(":memory:", &db, 0x2 | 0x4, null));
@@ -133,9 +136,10 @@ public sealed unsafe partial class SqliteRoutingTests
         Assert.Equal(SqliteOk, Workload(5, out _));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Every_allocation_failing_in_turn_gives_SQLITE_NOMEM_and_leaks_nothing()
     {
+        OptionalLibraries.SkipUnlessAvailable(OptionalLibrary.Sqlite);
         int allocations;
         using (RuntimeMemory probe = TestRuntimes.Create())
         using (var route = SqliteRouting.Install(probe))

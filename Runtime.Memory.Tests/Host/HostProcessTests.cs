@@ -25,9 +25,10 @@ public sealed class HostProcessTests : IDisposable
 
     private ChildProcess.Result Run(params string[] args) => ChildProcess.RunIn(_dir, Host, NoEnvironment, args);
 
-    [Fact]
+    [SkippableFact]
     public void The_demo_runs_and_its_report_matches_the_snapshot()
     {
+        OptionalLibraries.SkipUnlessAvailable(OptionalLibrary.Zlib); // the report has zlib's lines
         ChildProcess.Result run = Run();
         Assert.Equal("", run.Stderr);
         Assert.Equal(HostProgram.ExitOk, run.ExitCode);
@@ -141,10 +142,11 @@ public sealed class HostProcessTests : IDisposable
 
     public static TheoryData<string> AllocatorNames() => ["default", "debug", "malloc", "malloc_debug", "pymalloc", "pymalloc_debug", "mimalloc", "mimalloc_debug"];
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(AllocatorNames))]
     public void Every_allocator_name_works_from_a_switch_and_from_the_environment(string allocator)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         string script = Script("tiny.lua", "local t = {} for i = 1, 1000 do t[i] = tostring(i) end print(#t)");
 
         ChildProcess.Result bySwitch = Run($"--RuntimeMemory:Allocator={allocator}", "--Host:Report=true", script);
@@ -159,9 +161,10 @@ public sealed class HostProcessTests : IDisposable
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void The_demo_compresses_through_zlib_routed_into_raw_and_nothing_stays_live()
     {
+        OptionalLibraries.SkipUnlessAvailable(OptionalLibrary.Zlib);
         ChildProcess.Result run = Run();
         Assert.Equal(0, run.ExitCode);
         Assert.Matches(@"\nzlib: 37000 bytes -> \d+ compressed -> identical\n", run.Stdout);

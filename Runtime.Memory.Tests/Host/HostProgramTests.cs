@@ -72,7 +72,7 @@ public sealed class HostProgramTests : IDisposable
         Assert.StartsWith("RuntimeMem host: allocator 'default'", output);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("default")]
     [InlineData("debug")]
     [InlineData("malloc")]
@@ -83,6 +83,7 @@ public sealed class HostProgramTests : IDisposable
     [InlineData("mimalloc_debug")]
     public async Task Every_allocator_name_is_read_from_appsettings_json_in_the_content_root(string allocator)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         string root = ContentRootWith($$"""{ "RuntimeMemory": { "Allocator": "{{allocator}}" } }""");
         var (exit, output, error) = await Run([], root);
         Assert.True(exit == 0, $"exit {exit}: {error}");
@@ -90,13 +91,14 @@ public sealed class HostProgramTests : IDisposable
         Assert.Contains("after lua_close 0 blocks, 0 bytes live", output);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("debug")]
     [InlineData("malloc_debug")]
     [InlineData("pymalloc_debug")]
     [InlineData("mimalloc_debug")]
     public async Task The_workload_runs_clean_under_the_debug_hooks(string allocator)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         var (exit, output, error) = await Run([$"--RuntimeMemory:Allocator={allocator}", "--RuntimeMemory:Debug:OnViolation=Throw"]);
         Assert.Equal("", error);
         Assert.Equal(HostProgram.ExitOk, exit);

@@ -21,10 +21,11 @@ public sealed unsafe class NativeApiTests
         Assert.True(api == runtime.NativeApi, "one table per runtime");
     }
 
-    [Theory]
+    [SkippableTheory]
     [ClassData(typeof(AllAllocatorsAndDomains))]
     public void Memory_functions_reach_the_domain_with_its_guarantees_and_accounting(string allocator, MemoryDomainKind kind)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         using RuntimeMemory runtime = TestRuntimes.Create(allocator);
         RtMemApi* api = runtime.NativeApi;
         int d = (int)kind;

@@ -12,14 +12,14 @@ public sealed unsafe class NativeExtensionTests
     private static string Library => Path.Combine(AppContext.BaseDirectory, "libcounting_ext.so");
 
     /// <summary>Skips (visibly) where the C extension could not be built: not Linux, or no C compiler.</summary>
-    private static void RequireExtension() =>
-        Skip.IfNot(File.Exists(Library), $"{Library} was not built: the extension is compiled with gcc on Linux (install gcc).");
+    private static void RequireExtension() => OptionalLibraries.SkipUnlessAvailable(OptionalLibrary.CountingExtension);
 
     [SkippableTheory]
     [ClassData(typeof(AllAllocatorsAndDomains))]
     public void A_counting_hook_installed_from_c_sees_every_call_from_c_and_from_csharp(string allocator, MemoryDomainKind kind)
     {
         RequireExtension();
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         using RuntimeMemory runtime = TestRuntimes.Create(allocator);
         using NativeExtension extension = NativeExtension.Load(runtime, Library);
         var install = (delegate* unmanaged<int, int>)extension.GetExport("ext_install_counting_hook");

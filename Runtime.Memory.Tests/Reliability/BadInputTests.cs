@@ -279,9 +279,10 @@ public sealed unsafe class BadInputTests
     /// violation names the misuse, the domain, the pointer and (when there is one) the block it concerns; the memory
     /// is not touched; a refused free is not counted as a free; the real block can still be freed by its owner.
     /// </summary>
-    [Theory, ClassData(typeof(DebugNamesDomainsAndBadPointers))]
+    [SkippableTheory, ClassData(typeof(DebugNamesDomainsAndBadPointers))]
     public void Free_and_realloc_of_a_bad_pointer_are_reported_precisely_and_touch_nothing(string allocator, MemoryDomainKind kind, BadPointer bad)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         byte* stack = stackalloc byte[80];
         using RuntimeMemory runtime = Create(allocator);
         using var scenario = new Scenario(runtime, kind, bad, Aligned16(stack));
@@ -310,9 +311,10 @@ public sealed unsafe class BadInputTests
     /// The same misuses under the Log action: no exception reaches the caller, the free returns, the realloc returns
     /// null and is counted as a failure, and the violation is recorded with the same kind.
     /// </summary>
-    [Theory, ClassData(typeof(DebugNamesDomainsAndBadPointers))]
+    [SkippableTheory, ClassData(typeof(DebugNamesDomainsAndBadPointers))]
     public void Under_log_a_bad_pointer_is_recorded_the_free_returns_and_the_realloc_returns_null(string allocator, MemoryDomainKind kind, BadPointer bad)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         byte* stack = stackalloc byte[80];
         using RuntimeMemory runtime = Create(allocator, ViolationAction.Log);
         using var scenario = new Scenario(runtime, kind, bad, Aligned16(stack));
@@ -340,9 +342,10 @@ public sealed unsafe class BadInputTests
     /// <see cref="MemoryTracer.GetTraceback(MemoryDomainKind, void*)"/>) answer "nothing" for a bad pointer, report
     /// no violation and touch nothing, while answering for the real block (so the lookups are not simply blind).
     /// </summary>
-    [Theory, ClassData(typeof(DebugNamesDomainsAndBadPointers))]
+    [SkippableTheory, ClassData(typeof(DebugNamesDomainsAndBadPointers))]
     public void Lookups_of_a_bad_pointer_answer_nothing_and_report_nothing(string allocator, MemoryDomainKind kind, BadPointer bad)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         byte* stack = stackalloc byte[80];
         using RuntimeMemory runtime = Create(allocator, tracing: true);
         using var scenario = new Scenario(runtime, kind, bad, Aligned16(stack));
@@ -377,9 +380,10 @@ public sealed unsafe class BadInputTests
     /// Null under the debug hooks: free does nothing and reports nothing; realloc is malloc (a fresh block of clean
     /// bytes, counted as an allocation, not a reallocation).
     /// </summary>
-    [Theory, ClassData(typeof(DebugNamesAndDomains))]
+    [SkippableTheory, ClassData(typeof(DebugNamesAndDomains))]
     public void Null_is_a_no_op_for_free_and_malloc_for_realloc_under_the_debug_hooks(string allocator, MemoryDomainKind kind)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         using RuntimeMemory runtime = Create(allocator);
         MemoryDomain domain = runtime[kind];
 
@@ -449,9 +453,10 @@ public sealed unsafe class BadInputTests
     /// domain. Size 0 is a distinct, freeable block (documented on <see cref="MemoryDomain"/>: "as if 1 byte had
     /// been asked for"); sizes above <c>nint.MaxValue</c> are null and change nothing but the failure count.
     /// </summary>
-    [Theory, ClassData(typeof(EveryNameAndDomain))]
+    [SkippableTheory, ClassData(typeof(EveryNameAndDomain))]
     public void Malloc_at_the_size_edges_does_what_the_domain_documents(string allocator, MemoryDomainKind kind)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         using RuntimeMemory runtime = Create(allocator);
         MemoryDomain domain = runtime[kind];
 
@@ -495,9 +500,10 @@ public sealed unsafe class BadInputTests
     /// Calloc of the same sizes, as (1, n) and (n, 1): zeroed blocks for the served sizes, null for the refused ones
     /// with the accounting unchanged.
     /// </summary>
-    [Theory, ClassData(typeof(EveryNameAndDomain))]
+    [SkippableTheory, ClassData(typeof(EveryNameAndDomain))]
     public void Calloc_at_the_size_edges_does_what_the_domain_documents(string allocator, MemoryDomainKind kind)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         using RuntimeMemory runtime = Create(allocator);
         MemoryDomain domain = runtime[kind];
 
@@ -546,9 +552,10 @@ public sealed unsafe class BadInputTests
     /// accounted at its new size; a refused size returns null, and the old block keeps its contents, its accounting
     /// and its usability (it is then freed normally).
     /// </summary>
-    [Theory, ClassData(typeof(EveryNameAndDomain))]
+    [SkippableTheory, ClassData(typeof(EveryNameAndDomain))]
     public void Realloc_at_the_size_edges_keeps_the_data_or_leaves_the_old_block_intact(string allocator, MemoryDomainKind kind)
     {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         using RuntimeMemory runtime = Create(allocator);
         MemoryDomain domain = runtime[kind];
         const byte Seed = 0x40;
@@ -608,76 +615,102 @@ public sealed unsafe class BadInputTests
     // ---- calloc products -------------------------------------------------------------------------------------
 
     /// <summary>(count, size) pairs whose product does not fit 64 bits, or exceeds <c>nint.MaxValue</c>.</summary>
-    public static TheoryData<ulong, ulong> OverflowingProducts => new()
-    {
-        { ulong.MaxValue, 2 },
-        { 2, ulong.MaxValue },
-        { 1UL << 32, 1UL << 32 },
-        { 1UL << 63, 2 },
-        { ulong.MaxValue, ulong.MaxValue },
-        { 1UL << 62, 2 }, // 2^63 exactly: fits in nuint, one above nint.MaxValue
-    };
+    private static readonly (ulong Count, ulong Size)[] OverflowingPairs =
+    [
+        (ulong.MaxValue, 2),
+        (2, ulong.MaxValue),
+        (1UL << 32, 1UL << 32),
+        (1UL << 63, 2),
+        (ulong.MaxValue, ulong.MaxValue),
+        (1UL << 62, 2), // 2^63 exactly: fits in nuint, one above nint.MaxValue
+    ];
 
     /// <summary>
-    /// Calloc whose count × size overflows (or exceeds the limit) is null on every name and domain, counted as a
-    /// failure and nothing else, including on a runtime that already holds a block.
+    /// Every allocator name × every overflowing pair: one row per name, so that a name whose library is missing
+    /// (mimalloc's) is its own row, skipped with the reason, while the other names run.
     /// </summary>
-    [Theory, MemberData(nameof(OverflowingProducts))]
-    public void Calloc_with_an_overflowing_product_is_null_everywhere(ulong count64, ulong size64)
+    public static TheoryData<string, ulong, ulong> OverflowingProducts()
     {
-        (nuint count, nuint size) = ((nuint)count64, (nuint)size64);
+        var data = new TheoryData<string, ulong, ulong>();
         foreach (string allocator in AllocatorNames.All)
         {
-            using RuntimeMemory runtime = Create(allocator);
-            foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+            foreach ((ulong count, ulong size) in OverflowingPairs)
             {
-                MemoryDomain domain = runtime[kind];
-                void* held = domain.Malloc(24);
-                var before = Figures(domain);
-                long failures = domain.GetStatistics().Failures;
-
-                Assert.True(domain.Calloc(count, size) == null, $"{allocator}/{kind.ToName()}: Calloc({count}, {size}) must be null");
-
-                Assert.Equal(before, Figures(domain));
-                Assert.Equal(failures + 1, domain.GetStatistics().Failures);
-                domain.Free(held);
+                data.Add(allocator, count, size);
             }
-
-            MemoryAssert.NoLiveBlocks(runtime);
         }
+
+        return data;
+    }
+
+    /// <summary>
+    /// Calloc whose count × size overflows (or exceeds the limit) is null on every name (a row each) and domain,
+    /// counted as a failure and nothing else, including on a runtime that already holds a block.
+    /// </summary>
+    [SkippableTheory, MemberData(nameof(OverflowingProducts))]
+    public void Calloc_with_an_overflowing_product_is_null_everywhere(string allocator, ulong count64, ulong size64)
+    {
+        OptionalLibraries.SkipUnlessAvailable(allocator);
+        (nuint count, nuint size) = ((nuint)count64, (nuint)size64);
+        using RuntimeMemory runtime = Create(allocator);
+        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+        {
+            MemoryDomain domain = runtime[kind];
+            void* held = domain.Malloc(24);
+            var before = Figures(domain);
+            long failures = domain.GetStatistics().Failures;
+
+            Assert.True(domain.Calloc(count, size) == null, $"{allocator}/{kind.ToName()}: Calloc({count}, {size}) must be null");
+
+            Assert.Equal(before, Figures(domain));
+            Assert.Equal(failures + 1, domain.GetStatistics().Failures);
+            domain.Free(held);
+        }
+
+        MemoryAssert.NoLiveBlocks(runtime);
+    }
+
+    /// <summary>Every allocator name × (0, max), (max, 0), (0, 0).</summary>
+    public static TheoryData<string, ulong, ulong> ZeroFactors()
+    {
+        var data = new TheoryData<string, ulong, ulong>();
+        foreach (string allocator in AllocatorNames.All)
+        {
+            foreach ((ulong count, ulong size) in new[] { (0UL, ulong.MaxValue), (ulong.MaxValue, 0UL), (0UL, 0UL) })
+            {
+                data.Add(allocator, count, size);
+            }
+        }
+
+        return data;
     }
 
     /// <summary>
     /// Calloc with a zero count or size, whatever the other factor (nuint.MaxValue included: 0 × anything does not
     /// overflow), is a distinct non-null block accounted as a zero-byte request and freeable (documented on
-    /// <see cref="MemoryDomain"/>).
+    /// <see cref="MemoryDomain"/>). One row per name, as for the overflowing products.
     /// </summary>
-    [Theory]
-    [InlineData(0, ulong.MaxValue)]
-    [InlineData(ulong.MaxValue, 0)]
-    [InlineData(0, 0)]
-    public void Calloc_with_a_zero_factor_is_a_distinct_block_everywhere(ulong count, ulong size)
+    [SkippableTheory, MemberData(nameof(ZeroFactors))]
+    public void Calloc_with_a_zero_factor_is_a_distinct_block_everywhere(string allocator, ulong count, ulong size)
     {
-        foreach (string allocator in AllocatorNames.All)
+        OptionalLibraries.SkipUnlessAvailable(allocator);
+        using RuntimeMemory runtime = Create(allocator);
+        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
         {
-            using RuntimeMemory runtime = Create(allocator);
-            foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
-            {
-                MemoryDomain domain = runtime[kind];
-                void* a = domain.Calloc((nuint)count, (nuint)size);
-                void* b = domain.Calloc((nuint)count, (nuint)size);
-                string what = $"{allocator}/{kind.ToName()}: Calloc({count}, {size})";
-                Assert.True(a != null && b != null && a != b, $"{what} must give distinct non-null blocks");
-                Assert.True(Blocks.IsAligned(a) && Blocks.IsAligned(b), $"{what}: not 16-byte aligned");
-                Assert.Equal(2 * TestRuntimes.Accounted(domain, 0), domain.LiveBytes);
-                Assert.Equal(0, domain.GetStatistics().Failures);
-                domain.Free(a);
-                domain.Free(b);
-            }
-
-            Assert.Equal(0, runtime.Debugger.Violations);
-            MemoryAssert.NoLiveBlocks(runtime);
+            MemoryDomain domain = runtime[kind];
+            void* a = domain.Calloc((nuint)count, (nuint)size);
+            void* b = domain.Calloc((nuint)count, (nuint)size);
+            string what = $"{allocator}/{kind.ToName()}: Calloc({count}, {size})";
+            Assert.True(a != null && b != null && a != b, $"{what} must give distinct non-null blocks");
+            Assert.True(Blocks.IsAligned(a) && Blocks.IsAligned(b), $"{what}: not 16-byte aligned");
+            Assert.Equal(2 * TestRuntimes.Accounted(domain, 0), domain.LiveBytes);
+            Assert.Equal(0, domain.GetStatistics().Failures);
+            domain.Free(a);
+            domain.Free(b);
         }
+
+        Assert.Equal(0, runtime.Debugger.Violations);
+        MemoryAssert.NoLiveBlocks(runtime);
     }
 
     // ---- snapshot files cut short or damaged -----------------------------------------------------------------

@@ -532,6 +532,51 @@ internal sealed class MemoryAccounting
     }
 
     /// <summary>
+    /// Waits until no thread but the caller is inside a front-door call of this runtime's domains (after the domains
+    /// were closed and a process-wide barrier made every thread's count visible). False when the caller itself is inside
+    /// one (Dispose from an allocator or hook) or when <paramref name="timeout"/> passes first: then nothing may be
+    /// released. A thread that is not in a call is never waited for; one that ended is not in a call.
+    /// </summary>
+    public bool WaitForCallsToDrain(TimeSpan timeout)
+    {
+        ThreadShard? mine = _shardOfThread.Value;
+        if (mine is not null && Volatile.Read(ref mine.InCall) != 0)
+        {
+            return false;
+        }
+
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        var spin = new SpinWait();
+        while (true)
+        {
+            bool busy = false;
+            lock (_lock)
+            {
+                foreach (ThreadShard shard in _shards)
+                {
+                    if (shard != mine && shard.Thread.IsAlive && Volatile.Read(ref shard.InCall) != 0)
+                    {
+                        busy = true;
+                        break;
+                    }
+                }
+            }
+
+            if (!busy)
+            {
+                return true;
+            }
+
+            if (Environment.TickCount64 > deadline)
+            {
+                return false;
+            }
+
+            spin.SpinOnce();
+        }
+    }
+
+    /// <summary>
     /// The traced bytes every live thread holds unpublished for <paramref name="epoch"/> (threads that have ended are
     /// folded into it first). Each shard is read at some recent moment, so the sum is exact when no thread is tracing.
     /// </summary>

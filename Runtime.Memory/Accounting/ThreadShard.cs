@@ -16,6 +16,13 @@ internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
     public DomainCountersByKind Counters;
 
     /// <summary>
+    /// Front-door calls of this runtime's domains the thread is inside right now (nested calls count each). Written
+    /// only by <see cref="Thread"/>, with volatile stores; read by the runtime's Dispose, which waits for it to be 0 on
+    /// every thread before it releases anything (see the lifetime notes in <c>MemoryDomain.cs</c>).
+    /// </summary>
+    public int InCall;
+
+    /// <summary>
     /// Per domain, this thread's registration with the domain's small-object allocator, so that the one thread-static
     /// lookup of the shard serves both the accounting and the allocator. Valid while <see cref="HeapSlot.Allocator"/>
     /// is the domain's allocator; a registration without a heap means this thread has only freed there so far.

@@ -87,10 +87,37 @@ public abstract unsafe class MemoryAllocator
     /// Free of a non-null block and its <see cref="BlockSize"/>; false when the allocator refused to free it (a
     /// misuse the debug hooks reported), in which case it is still live.
     /// </summary>
+    /// <remarks>The default asks <see cref="BlockSize"/>, frees, and then asks whether a built-in hook below refused the
+    /// free (<see cref="NoteRefusedFree"/>): a user hook that forwards <see cref="Free"/> cannot say so itself, and a
+    /// refused block must be counted nowhere, whatever sits above the hook that refused it.</remarks>
     internal virtual bool FreeCounted(void* ptr, out nuint blockSize)
     {
         blockSize = BlockSize(ptr);
+        t_refusedFree = 0;
         Free(ptr);
+        return !TakeRefusedFree(ptr);
+    }
+
+    /// <summary>The last block whose free a built-in hook refused on this thread through the public <see cref="Free"/> (0: none).</summary>
+    [ThreadStatic]
+    private static nint t_refusedFree;
+
+    /// <summary>
+    /// Called by a built-in hook whose public <see cref="Free"/> refused <paramref name="ptr"/> (the debug hooks found a
+    /// misuse and keep the block): the <see cref="FreeCounted"/> of whatever called it, a user hook's default included,
+    /// then reports the free as refused.
+    /// </summary>
+    internal static void NoteRefusedFree(void* ptr) => t_refusedFree = (nint)ptr;
+
+    /// <summary>Whether <paramref name="ptr"/>'s free was refused since the last <see cref="FreeCounted"/> began; clears the note.</summary>
+    private static bool TakeRefusedFree(void* ptr)
+    {
+        if (t_refusedFree != (nint)ptr)
+        {
+            return false;
+        }
+
+        t_refusedFree = 0;
         return true;
     }
 

@@ -32,7 +32,7 @@ namespace Runtime.Memory;
 /// that many unknown pointers to the allocator below unchecked, since they may be those blocks; pointer checks are
 /// complete once they are gone. Installed at start (a <c>*_debug</c> name), every pointer is checked.</para>
 /// <para><b>Accounting.</b> <see cref="BlockSize"/> is the size requested, so a domain accounts the same bytes with
-/// the hooks on or off. With other hooks above this one, a refused free is still counted as a free by the domain.</para>
+/// the hooks on or off. A refused free is counted nowhere, whatever hooks sit above this one (see <see cref="MemoryAllocator.NoteRefusedFree"/>).</para>
 /// </remarks>
 public sealed unsafe class DebugHook : MemoryHook
 {
@@ -91,11 +91,13 @@ public sealed unsafe class DebugHook : MemoryHook
         ptr == null ? Allocate(newSize, zeroed: false) : ReallocCounted(ptr, newSize, out _, out _);
 
     /// <inheritdoc/>
+    /// <remarks>A free this hook refuses (a misuse it reported under <see cref="ViolationAction.Log"/>) is remembered on
+    /// the calling thread, so that the domain does not count it even when other hooks sit above this one.</remarks>
     public override void Free(void* ptr)
     {
-        if (ptr != null)
+        if (ptr != null && !FreeCounted(ptr, out _))
         {
-            FreeCounted(ptr, out _);
+            NoteRefusedFree(ptr);
         }
     }
 

@@ -140,11 +140,27 @@ public sealed partial class MemoryDebugger : IDisposable
     /// Hands a violation to the configured action. Under <see cref="ViolationAction.Throw"/> it throws, unless the
     /// call came from native code (<see cref="NativeCallScope"/>), where it logs instead.
     /// </summary>
-    internal void Report(MemoryViolation violation)
+    internal void Report(MemoryViolation violation) => Report(violation, _onViolation);
+
+    /// <summary>
+    /// Hands memory corruption a built-in allocator found (or a fault it raised) to the configured action when the
+    /// debug hooks are installed on <paramref name="domain"/>'s domain, and stops the process otherwise: corruption is
+    /// never turned into a null return, and only a user who set the hooks up has chosen what happens instead.
+    /// </summary>
+    internal void ReportCorruption(MemoryViolation violation, MemoryDomain? domain) =>
+        Report(violation, domain?.DebugHook is not null ? _onViolation : ViolationAction.FailFast);
+
+    /// <summary>Reports a corruption found by an allocator that no runtime owns: the report goes to stderr and the process stops.</summary>
+    internal static void FailFastOnCorruption(MemoryViolation violation)
+    {
+        WriteToStderr(violation.Report);
+        Environment.FailFast($"RuntimeMemory: {violation.Summary}");
+    }
+
+    private void Report(MemoryViolation violation, ViolationAction action)
     {
         Interlocked.Increment(ref _violations);
         _lastViolation = violation;
-        ViolationAction action = _onViolation;
         if (action == ViolationAction.Throw && NativeCallScope.IsActive)
         {
             action = ViolationAction.Log;
@@ -175,7 +191,9 @@ public sealed partial class MemoryDebugger : IDisposable
                     LogFatalViolation(_logger, violation.Kind, violation.Report);
                 }
 
-                Environment.FailFast($"RuntimeMemory debug hooks: {violation.Summary}");
+                Environment.FailFast(violation.Kind is MemoryViolationKind.HeapCorruption or MemoryViolationKind.AllocatorFault
+                    ? $"RuntimeMemory: {violation.Summary}"
+                    : $"RuntimeMemory debug hooks: {violation.Summary}");
                 return;
         }
     }

@@ -29,6 +29,19 @@ public enum MemoryViolationKind
 
     /// <summary>No debug hook of this runtime returned the pointer (a foreign pointer, or a long-freed block).</summary>
     UnknownPointer,
+
+    /// <summary>
+    /// A built-in allocator found its own bookkeeping damaged: a free-list link that leaves its pool (a write after
+    /// free, or an overrun from the block before). Found with or without the debug hooks; <see cref="MemoryViolation.Address"/>
+    /// is the free block whose link is damaged.
+    /// </summary>
+    HeapCorruption,
+
+    /// <summary>
+    /// A built-in allocator raised an exception (a fault reading its own bookkeeping): memory corruption, not an
+    /// allocation failure. The report names the exception.
+    /// </summary>
+    AllocatorFault,
 }
 
 /// <summary>The call in which a violation was found.</summary>
@@ -39,6 +52,12 @@ public enum MemoryOperation
 
     /// <summary>Realloc.</summary>
     Realloc,
+
+    /// <summary>Malloc.</summary>
+    Malloc,
+
+    /// <summary>Calloc.</summary>
+    Calloc,
 }
 
 /// <summary>
@@ -127,7 +146,7 @@ internal static unsafe class ViolationReport
         nuint address, BlockRecord? block, string? traceback)
     {
         var text = new StringBuilder();
-        string op = operation == MemoryOperation.Free ? "free" : "realloc";
+        string op = OperationName(operation);
         text.Append(CultureInfo.InvariantCulture, $"Memory violation in {op} through the {domain.ToName()} domain: {Headline(kind, operation, domain, address, block)}.\n");
 
         ulong? serial = null;
@@ -176,6 +195,39 @@ internal static unsafe class ViolationReport
             $"interior pointer ({DescribeOffset(address, block!.Value.Address)} a block, not its start)",
         _ => "a pointer this runtime's debug hooks never returned (a foreign pointer, or one into memory that is not a live block)",
     };
+
+    /// <summary>The call as reports name it: <c>malloc</c>, <c>calloc</c>, <c>realloc</c>, <c>free</c>.</summary>
+    internal static string OperationName(MemoryOperation operation) => operation switch
+    {
+        MemoryOperation.Free => "free",
+        MemoryOperation.Realloc => "realloc",
+        MemoryOperation.Malloc => "malloc",
+        _ => "calloc",
+    };
+
+    /// <summary>
+    /// A report of corruption a built-in allocator found in its own bookkeeping (<see cref="MemoryViolationKind.HeapCorruption"/>)
+    /// or of a fault it raised (<see cref="MemoryViolationKind.AllocatorFault"/>): the first line names the call, the
+    /// domain and what was found; the lines after it say what it means.
+    /// </summary>
+    public static MemoryViolation Corruption(MemoryViolationKind kind, MemoryOperation operation, MemoryDomainKind? domain,
+        string allocator, nuint address, string headline, string details)
+    {
+        string where = domain is { } d ? $"the {d.ToName()} domain's allocator '{allocator}'" : $"allocator '{allocator}'";
+        string title = kind == MemoryViolationKind.AllocatorFault ? "Memory corruption (allocator fault)" : "Memory corruption (heap corruption)";
+        var text = new StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"{title} in {OperationName(operation)} through {where}: {headline}.\n");
+        text.Append(details);
+        if (details.Length > 0 && details[^1] != '\n')
+        {
+            text.Append('\n');
+        }
+
+        text.Append("    This is not an allocation failure: the allocator's own bookkeeping is damaged, and nothing it hands out\n");
+        text.Append("    can be trusted. With the debug hooks on (RuntimeMemory:Allocator=pymalloc_debug) and tracing, the misuse\n");
+        text.Append("    that caused it is usually reported where it happens.\n");
+        return new MemoryViolation(kind, operation, domain ?? default, address, null, null, null, text.ToString());
+    }
 
     private static string DescribeOffset(nuint address, nuint start) => address >= start
         ? $"{Bytes(address - start)} after the start of"

@@ -20,6 +20,9 @@ namespace Runtime.Memory.Diagnostics;
 ///   4302  LimitChanged             Information  Runtime.Memory            a budget was set, changed or removed
 ///   4303  LimitChangeRejected      Error        Runtime.Memory            a configuration reload had invalid limits; the old ones stay
 ///   4401  BackendMissing           Error        Runtime.Memory            a native library a route needs could not be loaded
+///   4501  AllocatorFaulted         Error        Runtime.Memory            a user allocator or hook threw (once per allocator; the call got null)
+///   4502  UsedAfterDispose         Warning      Runtime.Memory            a domain was called after its runtime was disposed (once per domain)
+///   4503  DisposeWithCallsInFlight Error        Runtime.Memory            Dispose could not wait out the calls in flight: nothing was released
 /// </code>
 /// Structured fields are named as in the messages (<c>Domain</c>, <c>Chain</c>, <c>Hook</c>, <c>Budget</c>,
 /// <c>LimitBytes</c>, …), so a log pipeline can filter on them.
@@ -28,6 +31,65 @@ public static partial class RuntimeMemoryLog
 {
     /// <summary>The category of the service's own events (the debug hooks and the tracer log under sub-categories).</summary>
     public const string Category = "Runtime.Memory";
+
+    [LoggerMessage(EventId = 4501, EventName = "AllocatorFaulted", Level = LogLevel.Error,
+        Message = "Allocator '{Allocator}' of the {Domain} domain threw {Exception} ({Detail}); the call returned null. Allocators must return null instead of throwing. Further faults of this allocator are counted (Failures, LastFault) but not logged.")]
+    private static partial void LogAllocatorFaulted(ILogger logger, string allocator, string domain, string exception, string detail, Exception fault);
+
+    /// <summary>A user allocator's first fault: logged, or written to stderr without a logger.</summary>
+    internal static void AllocatorFaulted(ILogger? logger, string allocator, string domain, string exception, string detail, Exception fault)
+    {
+        if (logger is not null)
+        {
+            LogAllocatorFaulted(logger, allocator, domain, exception, detail, fault);
+        }
+        else
+        {
+            WriteToStderr($"RuntimeMemory: allocator '{allocator}' of the {domain} domain threw {exception} ({detail}); the call returned null (logged once per allocator).");
+        }
+    }
+
+    [LoggerMessage(EventId = 4502, EventName = "UsedAfterDispose", Level = LogLevel.Warning,
+        Message = "The {Domain} domain was called ({Operation} 0x{Address:x}) after its runtime was disposed: allocations return null and frees do nothing (the block is left untouched). Logged once per domain.")]
+    private static partial void LogUsedAfterDispose(ILogger logger, string domain, string operation, nuint address);
+
+    /// <summary>The first call into a closed domain: logged when there is a logger (it is documented behaviour, not a fault).</summary>
+    internal static void UsedAfterDispose(ILogger? logger, string domain, string operation, nuint address)
+    {
+        if (logger is not null)
+        {
+            LogUsedAfterDispose(logger, domain, operation, address);
+        }
+    }
+
+    [LoggerMessage(EventId = 4503, EventName = "DisposeWithCallsInFlight", Level = LogLevel.Error,
+        Message = "Dispose: {Reason}; the runtime's memory (arenas, debug and tracing tables) is left mapped rather than released under a running call.")]
+    private static partial void LogDisposeWithCallsInFlight(ILogger logger, string reason);
+
+    /// <summary>Dispose could not release the runtime's memory: logged, or written to stderr without a logger.</summary>
+    internal static void DisposeWithCallsInFlight(ILogger? logger, string reason)
+    {
+        if (logger is not null)
+        {
+            LogDisposeWithCallsInFlight(logger, reason);
+        }
+        else
+        {
+            WriteToStderr($"RuntimeMemory: Dispose: {reason}; the runtime's memory is left mapped rather than released under a running call.");
+        }
+    }
+
+    private static void WriteToStderr(string line)
+    {
+        try
+        {
+            Console.Error.WriteLine(line);
+        }
+        catch (IOException)
+        {
+            // stderr closed: the fault is still counted and kept in LastFault.
+        }
+    }
 
     [LoggerMessage(EventId = 4201, EventName = "AllocatorsConfigured", Level = LogLevel.Information,
         Message = "Memory service started with allocator '{Allocator}': raw {RawChain}, mem {MemChain}, obj {ObjChain}.")]

@@ -80,6 +80,7 @@ public sealed unsafe partial class MemoryDomain
         ArgumentNullException.ThrowIfNull(allocator);
         lock (_chainLock)
         {
+            ThrowIfClosed();
             if (ReferenceEquals(allocator, _top))
             {
                 return;
@@ -117,6 +118,7 @@ public sealed unsafe partial class MemoryDomain
         ArgumentNullException.ThrowIfNull(hook);
         lock (_chainLock)
         {
+            ThrowIfClosed();
             if (hook.Domain is { } domain)
             {
                 throw AlreadyInstalled(hook, domain);
@@ -186,6 +188,7 @@ public sealed unsafe partial class MemoryDomain
     {
         lock (_chainLock)
         {
+            ThrowIfClosed();
             for (MemoryAllocator? a = _top; a is not null; a = (a as MemoryHook)?.InnerOrNull)
             {
                 if (a is DebugHook existing)
@@ -307,7 +310,7 @@ public sealed unsafe partial class MemoryDomain
 
         MemoryAllocator oldTop = _top;
         string previous = _logger is null ? "" : DescribeChain();
-        _base = bottom;
+        AdoptBase(bottom);
         _top = allocator;
         ReleaseHooks(oldTop, stopAt: null, keep: claimed);
         if (_logger is { } logger)
@@ -330,7 +333,17 @@ public sealed unsafe partial class MemoryDomain
             a = hook.Inner;
         }
 
-        _base = a;
+        AdoptBase(a);
+    }
+
+    /// <summary>Makes <paramref name="allocator"/> the base; a small-object allocator reports the corruption it finds to this domain.</summary>
+    private void AdoptBase(MemoryAllocator allocator)
+    {
+        _base = allocator;
+        if (allocator is SmallObjectAllocator small)
+        {
+            small.ReportingDomain = this;
+        }
     }
 
     private void ReleaseHooks(MemoryAllocator from, MemoryAllocator? stopAt, List<MemoryHook>? keep = null)

@@ -22,12 +22,18 @@ namespace Runtime.Memory;
 /// <item>Every block is <see cref="Alignment"/>-byte aligned. Failure is a <see langword="null"/> return, never an exception.</item>
 /// </list>
 /// <para>A block must be freed through the domain that allocated it (PEP 445's domain rule).</para>
-/// <para><b>Hot path.</b> One size compare, one volatile load of the top allocator, a type check that calls the
-/// built-in allocator directly (no virtual dispatch) or the contract otherwise, and the accounting update
-/// described on <see cref="MemoryAccounting"/>: no lock, no managed allocation. Calls through the contract run
-/// behind an exception barrier: an allocator that throws gets a null return (see <see cref="LastFault"/>). The one
-/// exception that passes is <see cref="MemoryViolationException"/>, which the debug hooks throw on purpose under
-/// <see cref="ViolationAction.Throw"/> (never into native code: see <see cref="NativeCallScope"/>).</para>
+/// <para><b>Hot path.</b> One size compare, the thread's shard (one thread-static load), the call counted in flight in
+/// it, one volatile load of the top allocator, a type check that calls the built-in allocator directly (no virtual
+/// dispatch) or the contract otherwise, and the accounting update described on <see cref="MemoryAccounting"/>: no lock,
+/// no managed allocation.</para>
+/// <para><b>Faults.</b> Every call runs behind an exception barrier. An exception raised by the runtime's own code (a
+/// built-in allocator or hook) is memory corruption: it is reported (<see cref="MemoryViolationKind.AllocatorFault"/>)
+/// and the process stops, unless the debug hooks are installed on the domain with another
+/// <see cref="ViolationAction"/>. An exception from a user-supplied allocator or hook becomes a null return, recorded in
+/// <see cref="LastFault"/> and logged once per allocator (event 4501). <see cref="MemoryViolationException"/>, which the
+/// debug hooks throw on purpose under <see cref="ViolationAction.Throw"/>, passes (never into native code: see
+/// <see cref="NativeCallScope"/>).</para>
+/// <para><b>After the runtime is disposed</b> allocations return null and frees do nothing (see <see cref="RuntimeMemory.Dispose"/>).</para>
 /// </remarks>
 public sealed unsafe partial class MemoryDomain
 {
@@ -86,36 +92,48 @@ public sealed unsafe partial class MemoryDomain
             return Rejected();
         }
 
-        MemoryAllocator top = _top;
-        if (top is SmallObjectAllocator small)
+        ThreadShard shard = _accounting.CurrentShard();
+        Enter(shard);
+        try
         {
-            ThreadShard shard = _accounting.CurrentShard();
-            void* block = small.MallocFrom(HeapFor(shard, small), size);
-            if (block == null)
+            MemoryAllocator top = _top;
+            if (top is SmallObjectAllocator small)
             {
-                return Rejected();
+                void* block = small.MallocFrom(HeapFor(shard, small), size);
+                if (block == null)
+                {
+                    return Rejected();
+                }
+
+                return _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size)) ? block : RefusedByLimit(small, block);
             }
 
-            return _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size)) ? block : RefusedByLimit(small, block);
-        }
-
-        if (top is SystemAllocator system)
-        {
-            void* p = system.Malloc(size);
-            if (p == null)
+            if (top is SystemAllocator system)
             {
-                return Rejected();
+                void* p = system.Malloc(size);
+                if (p == null)
+                {
+                    return Rejected();
+                }
+
+                return _accounting.OnAllocated(shard, _index, size) ? p : RefusedByLimit(system, p);
             }
 
-            return _accounting.OnAllocated(_index, size) ? p : RefusedByLimit(system, p);
-        }
+            if (top is TracingHook { Inner: SmallObjectAllocator tracedSmall } traced)
+            {
+                return traced.Sampling ? MallocSampled(shard, traced, tracedSmall, size) : MallocTraced(shard, traced, tracedSmall, size);
+            }
 
-        if (top is TracingHook { Inner: SmallObjectAllocator tracedSmall } traced)
+            return MallocThroughContract(top, size);
+        }
+        catch (Exception ex) when (ex is not MemoryViolationException)
         {
-            return traced.Sampling ? MallocSampled(traced, tracedSmall, size) : MallocTraced(traced, tracedSmall, size);
+            return Faulted(_top, ex, MemoryOperation.Malloc); // a fault inside a built-in allocator: corruption, reported
         }
-
-        return MallocThroughContract(top, size);
+        finally
+        {
+            Leave(shard);
+        }
     }
 
     // ---- tracing over the small-object allocator: the built-in hook on the built-in allocator, without the contract --
@@ -133,9 +151,8 @@ public sealed unsafe partial class MemoryDomain
     // register-allocated as one piece (exact pair16 in the tracing loop: 37.8 -> 34.3-34.9 ns).
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void* MallocSampled(TracingHook traced, SmallObjectAllocator small, nuint size)
+    private void* MallocSampled(ThreadShard shard, TracingHook traced, SmallObjectAllocator small, nuint size)
     {
-        ThreadShard shard = _accounting.CurrentShard();
         void* block = small.MallocFrom(HeapFor(shard, small), size);
         if (block == null)
         {
@@ -152,9 +169,8 @@ public sealed unsafe partial class MemoryDomain
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void* MallocTraced(TracingHook traced, SmallObjectAllocator small, nuint size)
+    private void* MallocTraced(ThreadShard shard, TracingHook traced, SmallObjectAllocator small, nuint size)
     {
-        ThreadShard shard = _accounting.CurrentShard();
         void* block = small.MallocFrom(HeapFor(shard, small), size);
         if (block == null)
         {
@@ -171,9 +187,8 @@ public sealed unsafe partial class MemoryDomain
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void FreeTraced(TracingHook traced, SmallObjectAllocator small, void* ptr, int freeWork)
+    private void FreeTraced(ThreadShard shard, TracingHook traced, SmallObjectAllocator small, void* ptr, int freeWork)
     {
-        ThreadShard shard = _accounting.CurrentShard();
         int poolClass = small.PoolClassIfInPool(ptr); // one ownership lookup for the trace's key and the free
         traced.Untraced(shard, ptr, poolClass, freeWork); // before the free: the address must not be reused and traced elsewhere while we hold it
         FreeSmall(shard, small, ptr, poolClass >= 0);
@@ -187,22 +202,28 @@ public sealed unsafe partial class MemoryDomain
             return Rejected();
         }
 
+        ThreadShard shard = _accounting.CurrentShard();
+        Enter(shard);
         MemoryAllocator top = _top;
         void* p;
         try
         {
             p = top.CallocCounted(count, size, out nuint blockSize);
-            if (p != null && !_accounting.OnAllocated(_index, blockSize))
+            if (p != null && !_accounting.OnAllocated(shard, _index, blockSize))
             {
                 return RefusedByLimit(top, p);
             }
         }
         catch (Exception ex) when (ex is not MemoryViolationException)
         {
-            return Faulted(top, ex);
+            return Faulted(top, ex, MemoryOperation.Calloc);
+        }
+        finally
+        {
+            Leave(shard);
         }
 
-        return p == null ? Rejected() : p;
+        return p != null ? p : top is ClosedAllocator ? UsedAfterDispose(MemoryOperation.Calloc, null) : Rejected();
     }
 
     /// <summary>
@@ -221,50 +242,50 @@ public sealed unsafe partial class MemoryDomain
             return Rejected();
         }
 
+        ThreadShard shard = _accounting.CurrentShard();
+        Enter(shard);
         MemoryAllocator top = _top;
         long reserved = 0; // with a budget: the growth, reserved before the resize (BudgetReservesResize)
-        if (_accounting.IsLimited(_index) && !BudgetReservesResize(top, ptr, newSize, out reserved))
-        {
-            _accounting.OnRefused(_index);
-            return null;
-        }
-
-        if (top is SmallObjectAllocator small)
-        {
-            ThreadShard shard = _accounting.CurrentShard();
-            void* moved = small.ReallocFrom(HeapFor(shard, small), ptr, newSize, out nuint before, out nuint after);
-            if (moved == null)
-            {
-                _accounting.Unreserve(_index, reserved);
-                return Rejected();
-            }
-
-            _accounting.OnReallocated(shard, _index, before, after, reserved);
-            return moved;
-        }
-
-        void* p;
         try
         {
-            p = top.ReallocCounted(ptr, newSize, out nuint oldSize, out nuint blockSize);
-            if (p != null)
+            if (_accounting.IsLimited(_index) && !BudgetReservesResize(top, ptr, newSize, out reserved))
             {
-                _accounting.OnReallocated(_index, oldSize, blockSize, reserved);
+                _accounting.OnRefused(_index);
+                return null;
             }
+
+            if (top is SmallObjectAllocator small)
+            {
+                void* moved = small.ReallocFrom(HeapFor(shard, small), ptr, newSize, out nuint before, out nuint after);
+                if (moved == null)
+                {
+                    _accounting.Unreserve(_index, reserved);
+                    return Rejected();
+                }
+
+                _accounting.OnReallocated(shard, _index, before, after, reserved);
+                return moved;
+            }
+
+            void* p = top.ReallocCounted(ptr, newSize, out nuint oldSize, out nuint blockSize);
+            if (p == null)
+            {
+                _accounting.Unreserve(_index, reserved);
+                return top is ClosedAllocator ? UsedAfterDispose(MemoryOperation.Realloc, ptr) : Rejected();
+            }
+
+            _accounting.OnReallocated(shard, _index, oldSize, blockSize, reserved);
+            return p;
         }
         catch (Exception ex) when (ex is not MemoryViolationException)
         {
             _accounting.Unreserve(_index, reserved);
-            return Faulted(top, ex);
+            return Faulted(top, ex, MemoryOperation.Realloc);
         }
-
-        if (p == null)
+        finally
         {
-            _accounting.Unreserve(_index, reserved);
-            return Rejected();
+            Leave(shard);
         }
-
-        return p;
     }
 
     /// <summary>Releases a block allocated by this domain (PyMem_Free). Null does nothing.</summary>
@@ -276,44 +297,58 @@ public sealed unsafe partial class MemoryDomain
             return;
         }
 
-        MemoryAllocator top = _top;
-        if (top is SmallObjectAllocator small)
+        ThreadShard shard = _accounting.CurrentShard();
+        Enter(shard);
+        try
         {
-            FreeSmall(_accounting.CurrentShard(), small, ptr, small.InPool(ptr));
-            return;
-        }
-
-        if (top is SystemAllocator system)
-        {
-            nuint size = system.BlockSize(ptr);
-            system.Free(ptr);
-            _accounting.OnFreed(_index, size);
-            return;
-        }
-
-        if (top is TracingHook { Inner: SmallObjectAllocator tracedSmall } traced)
-        {
-            int work = traced.FreeWork;
-            if (work != 0 && (!TraceTable.IsStripesOnly(work) || traced.MayHoldTrace(ptr)))
+            MemoryAllocator top = _top;
+            if (top is SmallObjectAllocator small)
             {
-                FreeTraced(traced, tracedSmall, ptr, work);
-            }
-            else
-            {
-                // Sampling, and no sample live, or none that can be this block (its bucket is empty).
-                FreeSmall(_accounting.CurrentShard(), tracedSmall, ptr, tracedSmall.InPool(ptr));
+                FreeSmall(shard, small, ptr, small.InPool(ptr));
+                return;
             }
 
-            return;
-        }
+            if (top is SystemAllocator system)
+            {
+                nuint size = system.BlockSize(ptr);
+                system.Free(ptr);
+                _accounting.OnFreed(shard, _index, size);
+                return;
+            }
 
-        FreeThroughContract(top, ptr);
+            if (top is TracingHook { Inner: SmallObjectAllocator tracedSmall } traced)
+            {
+                int work = traced.FreeWork;
+                if (work != 0 && (!TraceTable.IsStripesOnly(work) || traced.MayHoldTrace(ptr)))
+                {
+                    FreeTraced(shard, traced, tracedSmall, ptr, work);
+                }
+                else
+                {
+                    // Sampling, and no sample live, or none that can be this block (its bucket is empty).
+                    FreeSmall(shard, tracedSmall, ptr, tracedSmall.InPool(ptr));
+                }
+
+                return;
+            }
+
+            FreeThroughContract(shard, top, ptr);
+        }
+        catch (Exception ex) when (ex is not MemoryViolationException)
+        {
+            Faulted(_top, ex, MemoryOperation.Free); // a fault inside a built-in allocator: corruption, reported
+        }
+        finally
+        {
+            Leave(shard);
+        }
     }
 
     /// <summary>
-    /// The last exception an allocator or hook threw into this domain, which the domain turned into a null return
-    /// (allocations) or swallowed (free), as the contract requires; <see langword="null"/> when none has.
-    /// Such a fault is also counted in <see cref="DomainStatistics.Failures"/>.
+    /// The last exception a user-supplied allocator or hook threw into this domain, which the domain turned into a null
+    /// return (allocations) or ignored (free), as the contract requires; <see langword="null"/> when none has. Such a
+    /// fault is also counted in <see cref="DomainStatistics.Failures"/>, and each allocator's first is logged (event 4501).
+    /// A fault of the runtime's own allocators is never recorded here: it is memory corruption and is reported as such.
     /// </summary>
     public Exception? LastFault => _lastFault;
 
@@ -334,26 +369,33 @@ public sealed unsafe partial class MemoryDomain
         }
         catch (Exception ex) when (ex is not MemoryViolationException)
         {
-            return Faulted(top, ex);
+            return Faulted(top, ex, MemoryOperation.Malloc);
         }
 
-        return p == null ? Rejected() : p;
+        return p != null ? p : top is ClosedAllocator ? UsedAfterDispose(MemoryOperation.Malloc, null) : Rejected();
     }
 
-    /// <summary>Free through the allocator contract, behind an exception barrier.</summary>
+    /// <summary>
+    /// Free through the allocator contract, behind an exception barrier. A free the chain refused (the debug hooks
+    /// found a misuse and kept the block, whatever hooks sit above them) is counted nowhere.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void FreeThroughContract(MemoryAllocator top, void* ptr)
+    private void FreeThroughContract(ThreadShard shard, MemoryAllocator top, void* ptr)
     {
         try
         {
             if (top.FreeCounted(ptr, out nuint size))
             {
-                _accounting.OnFreed(_index, size);
+                _accounting.OnFreed(shard, _index, size);
+            }
+            else if (top is ClosedAllocator)
+            {
+                UsedAfterDispose(MemoryOperation.Free, ptr);
             }
         }
         catch (Exception ex) when (ex is not MemoryViolationException)
         {
-            Faulted(top, ex);
+            Faulted(top, ex, MemoryOperation.Free);
         }
     }
 
@@ -399,6 +441,60 @@ public sealed unsafe partial class MemoryDomain
         return heap;
     }
 
+    // ---- lifetime: calls in flight, and the closed state after Dispose ------------------------------------------
+    //
+    // Every front-door call counts itself in its thread's shard (ThreadShard.InCall) before it loads _top, and uncounts
+    // itself when it returns, however it returns. Close() swaps _top for the ClosedAllocator; the runtime's Dispose then
+    // issues a process-wide barrier and waits until no shard counts a call in flight before it releases anything. So a
+    // call either loaded the real chain and is waited for, or loads the closed one and touches nothing: a call racing
+    // with Dispose fails cleanly (null, or a free that does nothing), and no call ever runs on released memory.
+    // Cost on the hot path: two stores to the thread's own shard line (already in cache for the accounting).
+
+    /// <summary>Counts a call in flight on this thread; the store is ordered before the load of <see cref="_top"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Enter(ThreadShard shard) => Volatile.Write(ref shard.InCall, shard.InCall + 1);
+
+    /// <summary>Uncounts the call; every access the call made is ordered before this store.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Leave(ThreadShard shard) => Volatile.Write(ref shard.InCall, shard.InCall - 1);
+
+    /// <summary>Whether the runtime that owns this domain has been disposed (the domain then refuses every request).</summary>
+    public bool IsClosed => _top is ClosedAllocator;
+
+    /// <summary>
+    /// Closes the domain (the runtime's Dispose): from the next call on, allocations return null and frees do nothing,
+    /// whatever the chain was. Calls already in flight finish on the old chain; the runtime waits for them.
+    /// </summary>
+    internal void Close()
+    {
+        lock (_chainLock)
+        {
+            _top = ClosedAllocator.Instance;
+        }
+    }
+
+    private int _usedAfterDisposeLogged;
+
+    /// <summary>A call after <see cref="Close"/>: logged once per domain (the block of a free stays where it is, untouched).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void* UsedAfterDispose(MemoryOperation operation, void* ptr)
+    {
+        if (Interlocked.Exchange(ref _usedAfterDisposeLogged, 1) == 0)
+        {
+            Diagnostics.RuntimeMemoryLog.UsedAfterDispose(_logger, Name, ViolationReport.OperationName(operation), (nuint)ptr);
+        }
+
+        return null;
+    }
+
+    private void ThrowIfClosed()
+    {
+        if (_top is ClosedAllocator)
+        {
+            throw new ObjectDisposedException($"{Name} domain", $"The runtime that owns the {Name} domain has been disposed: its allocator chain cannot be changed.");
+        }
+    }
+
     /// <summary>Counts a null return; the cold tail of every front-door method.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void* Rejected()
@@ -420,7 +516,7 @@ public sealed unsafe partial class MemoryDomain
         }
         catch (Exception ex) when (ex is not MemoryViolationException)
         {
-            Faulted(allocator, ex); // counted as a failure too; the refusal below is the reason the caller sees
+            Faulted(allocator, ex, MemoryOperation.Free); // counted as a failure too; the refusal below is the reason the caller sees
         }
 
         _accounting.OnRefused(_index);
@@ -472,15 +568,46 @@ public sealed unsafe partial class MemoryDomain
         return false;
     }
 
-    /// <summary>Records an exception thrown by an allocator and turns it into a counted failure.</summary>
+    /// <summary>
+    /// An exception reached the domain's barrier. Raised by the runtime's own code (a built-in allocator or hook), it is
+    /// memory corruption: reported, and the process stops unless the debug hooks are installed on this domain with
+    /// another <see cref="ViolationAction"/> (under <see cref="ViolationAction.Log"/> the call then fails with null).
+    /// Raised by a user-supplied allocator or hook, it becomes a counted failure (a null return), recorded in
+    /// <see cref="LastFault"/> and logged once per allocator.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void* Faulted(MemoryAllocator allocator, Exception ex)
+    private void* Faulted(MemoryAllocator allocator, Exception ex, MemoryOperation operation)
     {
-        _lastFault = new AllocatorFaultException(
+        if (AllocatorFaults.RaisedByRuntime(ex))
+        {
+            string chain = DescribeChain();
+            MemoryViolation violation = ViolationReport.Corruption(MemoryViolationKind.AllocatorFault, operation, Kind, chain, 0,
+                $"{ex.GetType().FullName}: {ex.Message}",
+                $"    Raised inside the runtime's own allocator code, at:\n{Indent(ex.StackTrace)}");
+            _debugger.ReportCorruption(violation, this); // returns only under the debug hooks' Log
+            return Rejected();
+        }
+
+        var fault = new AllocatorFaultException(
             $"Allocator '{allocator.Name}' of the {Name} domain threw {ex.GetType().Name}: {ex.Message}. Allocators must return null instead of throwing; the domain did so for it.",
             ex);
+        _lastFault = fault;
+        if (_faultsLogged.TryAdd(allocator, fault))
+        {
+            Diagnostics.RuntimeMemoryLog.AllocatorFaulted(_logger, allocator.Name, Name, ex.GetType().Name, ex.Message, ex);
+        }
+
         return Rejected();
     }
+
+    /// <summary>The user allocators whose first fault has been logged (once each).</summary>
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<MemoryAllocator, AllocatorFaultException> _faultsLogged = new();
+
+    private static string Indent(string? stackTrace) =>
+        string.Concat((stackTrace ?? "").Split('\n').Where(l => l.Trim().Length > 0).Take(12).Select(l => $"      {l.Trim()}\n"));
+
+    /// <summary>Memory corruption a built-in allocator of this domain found in its own bookkeeping (see <see cref="MemoryDebugger.ReportCorruption"/>).</summary>
+    internal void ReportCorruption(MemoryViolation violation) => _debugger.ReportCorruption(violation, this);
 
     // ---- statistics -----------------------------------------------------------------------------------------
 

@@ -49,7 +49,13 @@ internal sealed unsafe class TracingHook : MemoryHook
 
     public override void* Realloc(void* ptr, nuint newSize) => ReallocCounted(ptr, newSize, out _, out _);
 
-    public override void Free(void* ptr) => FreeCounted(ptr, out _);
+    public override void Free(void* ptr)
+    {
+        if (!FreeCounted(ptr, out _))
+        {
+            NoteRefusedFree(ptr); // refused below (the debug hooks): a hook above this one must not count it either
+        }
+    }
 
     public override nuint BlockSize(void* ptr) => Inner.BlockSize(ptr);
 

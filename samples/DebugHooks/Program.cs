@@ -63,12 +63,13 @@ return mode switch
     "tour" => Tour(runtime),
     "overrun" => Overrun(runtime),
     "use-after-free" => UseAfterFree(runtime),
+    "write-after-free" => WriteAfterFree(runtime, configuration.GetValue<bool>("Sample:PassThroughHook")),
     _ => Usage(mode),
 };
 
 static int Usage(string mode)
 {
-    Console.Error.WriteLine($"DebugHooks: unknown mode '{mode}'. Modes: (none) for the tour, overrun, use-after-free.");
+    Console.Error.WriteLine($"DebugHooks: unknown mode '{mode}'. Modes: (none) for the tour, overrun, use-after-free, write-after-free.");
     return 2;
 }
 
@@ -81,6 +82,32 @@ static unsafe int UseAfterFree(IRuntimeMemory runtime)
     Console.WriteLine("freed a 64-byte block; reading its first byte");
     byte value = p[0];
     Console.WriteLine($"read 0x{value:x2} from the freed block");
+    return 0;
+}
+
+static unsafe int WriteAfterFree(IRuntimeMemory runtime, bool passThroughHook)
+{
+    if (passThroughHook)
+    {
+        runtime.Obj.InstallHook(new PassThroughHook());
+    }
+
+    Console.WriteLine($"obj chain: {runtime.Obj.DescribeChain()}");
+    byte* p = (byte*)runtime.Obj.Malloc(48);
+    runtime.Obj.Free(p);
+    Console.WriteLine($"freed 0x{(nuint)p:x16}");
+    *(ulong*)p = 0x28; // a stale pointer's write: the first word of a free pymalloc block is its free-list link
+    Console.WriteLine("wrote into the freed block; allocating again");
+    for (int i = 0; i < 1000; i++)
+    {
+        if (runtime.Obj.Malloc(48) == null)
+        {
+            Console.WriteLine($"allocation {i} returned null");
+            return 1;
+        }
+    }
+
+    Console.WriteLine("1000 allocations succeeded: the corruption went unnoticed");
     return 0;
 }
 
@@ -167,6 +194,16 @@ static int Expect(MemoryViolationKind expected, string what, Action misuse)
         Console.WriteLine();
         return ex.Violation.Kind == expected ? 1 : 0;
     }
+}
+
+/// <summary>A user hook that forwards every call, as samples/HookChain's does.</summary>
+internal sealed unsafe class PassThroughHook : MemoryHook
+{
+    public override string Name => "pass-through";
+
+    public override void* Malloc(nuint size) => Inner.Malloc(size);
+
+    public override void Free(void* ptr) => Inner.Free(ptr);
 }
 
 /// <summary>Writes each event's level, id, name and category to stderr at once: <c>log: Critical 4002 FatalMemoryViolation Runtime.Memory.Debug</c>.</summary>

@@ -127,11 +127,31 @@ internal unsafe struct Pool
     }
 
     /// <summary>
-    /// Moves every block of <see cref="ThreadFree"/> to <see cref="LocalFree"/>. Only the owner thread, or the
-    /// arena-lock holder for a pool without an owner, may call this. Returns the number of blocks collected.
+    /// Whether <paramref name="link"/>, read from a free block of <paramref name="pool"/>, can be the next free block:
+    /// null (the end of the list) or an address inside the same pool. Anything else is a link a write after free (or an
+    /// overrun of the block before) has overwritten; following it would read or write memory the pool does not own.
     /// </summary>
-    public static int CollectThreadFree(Pool* pool)
+    /// <remarks>Cost: an xor and a compare (the null test only runs for links that leave the pool). The check keeps every
+    /// dereference of a list inside mapped pool memory; it does not prove the link is a block boundary.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool LinkStaysInPool(Pool* pool, byte* link) => ((nuint)link ^ (nuint)pool) < SizeClasses.PoolSize || link == null;
+
+    /// <summary>Whether <paramref name="block"/> is a non-null address inside <paramref name="pool"/> (one xor and compare).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool InPool(Pool* pool, byte* block) => ((nuint)block ^ (nuint)pool) < SizeClasses.PoolSize;
+
+    /// <summary>
+    /// Moves every block of <see cref="ThreadFree"/> to <see cref="LocalFree"/>. Only the owner thread, or the
+    /// arena-lock holder for a pool without an owner, may call this. Returns the number of blocks collected, or −1 when
+    /// the list is damaged: a link leaves the pool, or the list holds more blocks than the pool (a cycle). Then the
+    /// blocks up to the damaged one are collected, the rest are dropped (never handed out again; they stay counted in
+    /// <see cref="Used"/>, so the pool is never returned), and <paramref name="damaged"/> and <paramref name="link"/>
+    /// say where.
+    /// </summary>
+    public static int CollectThreadFree(Pool* pool, out byte* damaged, out byte* link)
     {
+        damaged = null;
+        link = null;
         nint list = Interlocked.Exchange(ref pool->ThreadFree, 0);
         if (list == 0)
         {
@@ -140,9 +160,25 @@ internal unsafe struct Pool
 
         int n = 1;
         byte* tail = (byte*)list;
-        while (*(nint*)tail != 0)
+        if (!InPool(pool, tail))
         {
-            tail = (byte*)*(nint*)tail;
+            damaged = (byte*)pool; // the list head is stored in the pool header: the header was overwritten
+            link = tail;
+            return -1;
+        }
+
+        while (*(byte**)tail != null)
+        {
+            byte* next = *(byte**)tail;
+            if (!InPool(pool, next) || n >= pool->Capacity)
+            {
+                damaged = tail;
+                link = next;
+                *(byte**)tail = null; // keep what was collected up to here; drop the rest
+                break;
+            }
+
+            tail = next;
             n++;
         }
 
@@ -150,8 +186,8 @@ internal unsafe struct Pool
         pool->LocalFree = (byte*)list;
         Interlocked.Add(ref pool->ThreadFreeCount, -n); // before Used: readers never see too few blocks in use
         pool->Used -= n;
-        Debug.Assert(pool->Used >= 0, "more blocks collected than were handed out: a double free or a foreign block");
-        return n;
+        Debug.Assert(damaged != null || pool->Used >= 0, "more blocks collected than were handed out: a double free or a foreign block");
+        return damaged == null ? n : -1;
     }
 
     /// <summary>

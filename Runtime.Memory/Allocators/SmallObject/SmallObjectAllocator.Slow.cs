@@ -109,14 +109,99 @@ public sealed unsafe partial class SmallObjectAllocator
         }
     }
 
-    /// <summary>Pops the head of a pool's local free list, which the caller has checked is not empty.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void* Pop(Pool* pool)
+    /// <summary>
+    /// Pops the head of a pool's local free list, which the caller has checked is not empty, checking both links as the
+    /// fast path does; null when the list was damaged (reported, and the rest of the list dropped).
+    /// </summary>
+    private void* Pop(Pool* pool)
     {
         byte* block = pool->LocalFree;
-        pool->LocalFree = *(byte**)block;
+        if (!Pool.InPool(pool, block))
+        {
+            return FreeListDamaged(pool, (byte*)pool, block); // the header's own pointer was overwritten
+        }
+
+        byte* next = *(byte**)block;
+        if (!Pool.LinkStaysInPool(pool, next))
+        {
+            return FreeListDamaged(pool, block, next);
+        }
+
+        pool->LocalFree = next;
         pool->Used++;
         return block;
+    }
+
+    /// <summary>
+    /// Where a corruption this allocator finds is reported: set by the domain whose base allocator this is (the report
+    /// then names the domain, and the domain's debug hooks decide what happens); without one the process stops.
+    /// </summary>
+    internal MemoryDomain? ReportingDomain { get; set; }
+
+    /// <summary>
+    /// A free-list link of <paramref name="pool"/> leaves the pool: <paramref name="damaged"/> is the free block holding
+    /// it (or the pool itself, when the header's list head was overwritten). Drops the rest of the list first, so that
+    /// nothing follows the link whatever happens next, then reports. When the report returns (the debug hooks under
+    /// <see cref="ViolationAction.Log"/>), a damaged block's own memory is still a block of the pool and is handed out;
+    /// otherwise the request goes on through the slow path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void* FreeListDamaged(Pool* pool, byte* damaged, byte* link)
+    {
+        pool->LocalFree = null; // the dropped blocks are never handed out; the pool keeps counting only what it handed out
+        ReportDamage(pool, damaged, link, MemoryOperation.Malloc, "free list");
+        if (damaged != (byte*)pool)
+        {
+            pool->Used++;
+            return damaged;
+        }
+
+        return null;
+    }
+
+    /// <summary>Collects a pool's remote frees, reporting a damaged list (<see cref="Pool.CollectThreadFree"/>).</summary>
+    private int CollectRemoteFrees(Pool* pool)
+    {
+        int n = Pool.CollectThreadFree(pool, out byte* damaged, out byte* link);
+        if (n < 0)
+        {
+            ReportDamage(pool, damaged, link, MemoryOperation.Malloc, "list of blocks freed by other threads");
+            return 0;
+        }
+
+        return n;
+    }
+
+    /// <summary>Builds the report of a damaged list and hands it to the domain (or stops the process without one).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReportDamage(Pool* pool, byte* damaged, byte* link, MemoryOperation operation, string list)
+    {
+        int size = pool->BlockSize;
+        string headline, details;
+        if (damaged == (byte*)pool)
+        {
+            headline = $"the header of the pool at {ViolationReport.Address((nuint)pool)} (size class {size} bytes) is damaged: its {list} starts at {ViolationReport.Address((nuint)link)}, outside the pool";
+            details = $"    The header sits at the start of the pool, right after the last block of the pool before it in the arena:\n" +
+                      $"    an overrun of that block is the usual cause.\n";
+        }
+        else
+        {
+            nuint offset = (nuint)damaged - (nuint)pool;
+            headline = $"the free block at {ViolationReport.Address((nuint)damaged)} (size class {size} bytes) was written after it was freed: its {list} link holds {ViolationReport.Address((nuint)link)}, outside its pool";
+            details = $"    The block lies {offset} bytes into the pool at {ViolationReport.Address((nuint)pool)}. Its first 8 bytes are the link to the next\n" +
+                      $"    free block; something wrote there after the block was freed (a stale pointer), or an overrun of the\n" +
+                      $"    block before it ran into it. The rest of the pool's {list} is dropped: those blocks are never handed out.\n";
+        }
+
+        MemoryDomain? domain = ReportingDomain;
+        MemoryViolation violation = ViolationReport.Corruption(MemoryViolationKind.HeapCorruption, operation, domain?.Kind, Name, (nuint)damaged, headline, details);
+        if (domain is null)
+        {
+            MemoryDebugger.FailFastOnCorruption(violation);
+            return;
+        }
+
+        domain.ReportCorruption(violation);
     }
 
     /// <summary>
@@ -137,9 +222,15 @@ public sealed unsafe partial class SmallObjectAllocator
             Pool* pool = (Pool*)heap->Available[cls];
             while (pool != null)
             {
-                if (pool->LocalFree != null || (pool->ThreadFree != 0 && Pool.CollectThreadFree(pool) > 0) || Pool.ExtendFromVirgin(pool))
+                if (pool->LocalFree != null || (pool->ThreadFree != 0 && CollectRemoteFrees(pool) > 0) || Pool.ExtendFromVirgin(pool))
                 {
-                    return Pop(pool);
+                    void* block = Pop(pool);
+                    if (block != null)
+                    {
+                        return block;
+                    }
+
+                    continue; // the list was damaged (reported) and dropped: this pool again, without it
                 }
 
                 Pool* next = pool->Next;
@@ -176,7 +267,7 @@ public sealed unsafe partial class SmallObjectAllocator
             Pool* next = pool->Next;
             if (pool->ThreadFree != 0)
             {
-                Pool.CollectThreadFree(pool);
+                CollectRemoteFrees(pool);
             }
 
             if (pool->LocalFree != null)
@@ -405,7 +496,7 @@ public sealed unsafe partial class SmallObjectAllocator
         while (pool != null)
         {
             Pool* next = pool->Next;
-            Pool.CollectThreadFree(pool);
+            CollectRemoteFrees(pool);
             if (pool->Used == 0)
             {
                 UnlinkAbandonedLocked(pool);
@@ -454,7 +545,7 @@ public sealed unsafe partial class SmallObjectAllocator
         {
             Pool* next = pool->Next;
             Heap.Unlink(heap, pool);
-            Pool.CollectThreadFree(pool);
+            CollectRemoteFrees(pool);
             if (pool->Used == 0)
             {
                 ReleasePoolLocked(pool);
@@ -536,7 +627,7 @@ public sealed unsafe partial class SmallObjectAllocator
         while (pool != null)
         {
             Pool* next = pool->Next;
-            Pool.CollectThreadFree(pool);
+            CollectRemoteFrees(pool);
             if (pool->Used == 0)
             {
                 Heap.Unlink(heap, pool);

@@ -99,12 +99,21 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
             Pool* pool = (Pool*)heap->Available[cls];
             if (pool != null)
             {
+                // Every link followed is checked to stay in the pool (Pool.LinkStaysInPool): the head's check doubles as
+                // the null test, the next link's costs an xor and a compare. A write after free or an overrun that
+                // overwrote a link is reported here, naming the block, instead of faulting somewhere later.
                 byte* block = pool->LocalFree;
-                if (block != null)
+                if (Pool.InPool(pool, block))
                 {
-                    pool->LocalFree = *(byte**)block;
-                    pool->Used++;
-                    return block;
+                    byte* next = *(byte**)block;
+                    if (Pool.LinkStaysInPool(pool, next))
+                    {
+                        pool->LocalFree = next;
+                        pool->Used++;
+                        return block;
+                    }
+
+                    return FreeListDamaged(pool, block, next);
                 }
             }
 

@@ -1,0 +1,56 @@
+namespace Runtime.Memory;
+
+/// <summary>
+/// The chain of a domain whose runtime has been disposed: every allocation fails with null and every free does
+/// nothing. A block freed after <see cref="RuntimeMemory.Dispose"/> is left where it is, never touched (its memory
+/// stays with the process): that is what an embedding host that shuts an interpreter down after the runtime gets, on
+/// every allocator, and nothing is reported as a misuse. The domain logs the first such call.
+/// </summary>
+internal sealed unsafe class ClosedAllocator : MemoryAllocator
+{
+    public static readonly ClosedAllocator Instance = new();
+
+    private ClosedAllocator()
+    {
+    }
+
+    public override string Name => "closed";
+
+    public override void* Malloc(nuint size) => null;
+
+    public override void* Calloc(nuint count, nuint size) => null;
+
+    public override void* Realloc(void* ptr, nuint newSize) => null;
+
+    public override void Free(void* ptr)
+    {
+    }
+
+    public override nuint BlockSize(void* ptr) => 0;
+
+    internal override void* MallocCounted(nuint size, out nuint blockSize)
+    {
+        blockSize = 0;
+        return null;
+    }
+
+    internal override void* CallocCounted(nuint count, nuint size, out nuint blockSize)
+    {
+        blockSize = 0;
+        return null;
+    }
+
+    internal override void* ReallocCounted(void* ptr, nuint newSize, out nuint oldBlockSize, out nuint newBlockSize)
+    {
+        oldBlockSize = 0;
+        newBlockSize = 0;
+        return null;
+    }
+
+    /// <summary>Does nothing, and says the block was not freed (it is not counted).</summary>
+    internal override bool FreeCounted(void* ptr, out nuint blockSize)
+    {
+        blockSize = 0;
+        return false;
+    }
+}
