@@ -95,29 +95,18 @@ public sealed class LibraryAccount
         }
 
         long limit = Interlocked.Read(ref _limit);
-        long live = Interlocked.Read(ref _liveBytes);
-        while (true)
+        if (!Accounting.AtomicLimit.TryAdd(ref _liveBytes, growth, limit, out long live))
         {
-            long next = live + growth;
-            if (next > limit || next < live)
-            {
-                Refused(live, growth, limit);
-                return false;
-            }
-
-            long seen = Interlocked.CompareExchange(ref _liveBytes, next, live);
-            if (seen == live)
-            {
-                if (Volatile.Read(ref _episodeOpen) != 0)
-                {
-                    Interlocked.Exchange(ref _episodeOpen, 0);
-                }
-
-                return true;
-            }
-
-            live = seen;
+            Refused(live, growth, limit);
+            return false;
         }
+
+        if (Volatile.Read(ref _episodeOpen) != 0)
+        {
+            Interlocked.Exchange(ref _episodeOpen, 0);
+        }
+
+        return true;
     }
 
     /// <summary>Gives back bytes <see cref="TryReserve"/> reserved for an allocation that then failed.</summary>

@@ -17,19 +17,29 @@ namespace Runtime.Memory.Accounting;
 /// A read taken while other threads allocate sees each counter at some recent moment.</para>
 /// <para><b>Peak.</b> On each growth the allocating thread compares <c>published + its own pending delta</c> with the
 /// peak. While one thread is the only one that has used the domain, that estimate is the exact live size, so the
-/// peak is exact. Every other thread that has allocated or freed in the domain may hold up to
-/// <see cref="PublishThreshold"/> bytes of unpublished change (until it publishes, or has ended and is folded in),
-/// so with T threads the peak is within <c>(T − 1) × PublishThreshold</c> bytes of the true high-water mark.
-/// A read reports at least the live size it summed, without storing it, so reading never skews the peak.</para>
+/// peak is exact. A thread's pending delta always stays below <see cref="PublishThreshold"/>: growth that would bring
+/// it to the threshold (any block of 64 KiB or more, or the one that crosses it) is published at once, and the peak
+/// is raised from the published total that addition made. Every other thread that has used the domain may hold less
+/// than <see cref="PublishThreshold"/> bytes of unpublished change (until it publishes, or has ended and is folded
+/// in), so with T threads the peak is within <c>(T − 1) × PublishThreshold</c> bytes of the true high-water mark, for
+/// blocks of any size. A read reports at least the live size it summed, without storing it, so reading never skews
+/// the peak.</para>
 /// <para><b>Threads that end</b> leave their shard behind; the next read or the next thread to register folds it into
 /// <see cref="_retired"/>, so nothing is lost and the shard list does not grow without bound.</para>
-/// <para><b>Budgets.</b> The growth check compares the estimate with one value, the gate (<see cref="PeakTracker"/>):
-/// <c>min(peak, budget)</c>. So a budget costs the fast path nothing; only growth above the peak or the budget takes
-/// the slow path, which sums the live bytes exactly (under the shard lock) before it refuses. A refused allocation is
-/// not counted; the domain frees the block and returns null. A budget is exact while one thread allocates; with T
-/// threads allocating at once the live total can pass it by at most the other threads' unpublished growth,
-/// <c>(T − 1) × PublishThreshold</c>, the same bound as the peak's. A resize is checked before it is made
-/// (<see cref="Admits"/>), because a refused realloc must leave the old block as it was.</para>
+/// <para><b>Budgets.</b> Growth that stays pending is checked against one value, the gate (<see cref="PeakTracker"/>):
+/// <c>min(peak, budget)</c>. So a budget costs the small-block path nothing; only growth above the peak or the budget
+/// takes the slow path, which sums the live bytes exactly (under the shard lock) before it refuses. Growth that is
+/// published is admitted by a compare-exchange that adds it to the published total only if that total stays within
+/// the budget, the check and the addition in one step (<see cref="GrowPublished"/>): an atomic per block of 64 KiB or
+/// more, which costs far more than that anyway. So no two threads can both be admitted into the same room with
+/// bytes neither has published: every admitted growth left <c>published + that thread's pending ≤ budget</c> (or
+/// the exact sum within it), and the live total can pass the budget only by the other threads' pending growth, less
+/// than <c>(T − 1) × PublishThreshold</c> with T threads, for blocks of any size. Exact while one thread uses the
+/// domain. The price of the atomic step: a growth that is published does not count other threads' unpublished frees
+/// (each less than <see cref="PublishThreshold"/>), so while other threads hold such frees it can be refused up to
+/// that much below the budget. A refused allocation is not counted; the domain frees the block and returns null. A
+/// resize reserves its growth before it is made (<see cref="TryReserve"/>), because a refused realloc must leave the
+/// old block as it was, and a growth checked before and counted after could be admitted on two threads at once.</para>
 /// <para><b>Episodes.</b> A refusal opens an episode and lowers the gate to <see cref="long.MinValue"/>, so the next
 /// growth takes the slow path once, and closes it if the budget admits it. An episode is logged once, when it opens
 /// (<see cref="BudgetLog"/> also limits that to one event per second per budget).</para>
@@ -37,8 +47,9 @@ namespace Runtime.Memory.Accounting;
 internal sealed class MemoryAccounting
 {
     /// <summary>
-    /// Net live-byte change a thread accumulates before publishing it with one Interlocked add.
-    /// 64 KiB: about a thousand small allocations between shared writes, and a small error bound on the peak.
+    /// Net live-byte change a thread accumulates before publishing it with one atomic add: a thread's pending change
+    /// always stays strictly between <c>−PublishThreshold</c> and <c>PublishThreshold</c>. 64 KiB: about a thousand
+    /// small allocations between shared writes, and a small error bound on the peak and the budget.
     /// </summary>
     internal const long PublishThreshold = 64 * 1024;
 
@@ -117,31 +128,50 @@ internal sealed class MemoryAccounting
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void OnFreed(int domain, nuint size) => OnFreed(CurrentShard(), domain, size);
 
-    /// <summary>Records a block resized from <paramref name="oldSize"/> to <paramref name="newSize"/> bytes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnReallocated(int domain, nuint oldSize, nuint newSize) => OnReallocated(CurrentShard(), domain, oldSize, newSize);
-
     /// <summary>
-    /// Records a resized block, on a shard the caller already holds. Never refused: a resize is checked against the
-    /// budget before it is made (<see cref="Admits"/>), because after it the old block may be gone.
+    /// Records a block resized from <paramref name="oldSize"/> to <paramref name="newSize"/> bytes, of which
+    /// <paramref name="reserved"/> bytes were reserved before the resize (<see cref="TryReserve"/>; 0: none).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnReallocated(ThreadShard shard, int domain, nuint oldSize, nuint newSize)
+    public void OnReallocated(int domain, nuint oldSize, nuint newSize, long reserved) =>
+        OnReallocated(CurrentShard(), domain, oldSize, newSize, reserved);
+
+    /// <summary>
+    /// Records a resized block, on a shard the caller already holds. Never refused: with a budget, the growth was
+    /// reserved before the resize was made (<see cref="TryReserve"/>), because after it the old block may be gone; what
+    /// the resize changed beyond the reservation (the old block's size, when the reservation was the new size) is
+    /// settled here, and the peak raised once the block is real.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void OnReallocated(ThreadShard shard, int domain, nuint oldSize, nuint newSize, long reserved)
     {
         ref DomainCounters c = ref shard.Counters[domain];
         c.Reallocations++;
+        long change;
         if (newSize >= oldSize)
         {
-            long growth = (long)(newSize - oldSize);
-            c.BytesAllocated += growth;
-            Grow(domain, ref c, growth, refusable: false);
+            change = (long)(newSize - oldSize);
+            c.BytesAllocated += change;
         }
         else
         {
-            long shrinkage = (long)(oldSize - newSize);
-            c.BytesFreed += shrinkage;
-            Shrink(domain, ref c, shrinkage);
+            change = -(long)(oldSize - newSize);
+            c.BytesFreed -= change;
         }
+
+        long unreserved = change - reserved;
+        if (unreserved < 0)
+        {
+            Shrink(domain, ref c, -unreserved);
+            if (reserved == 0)
+            {
+                return;
+            }
+
+            unreserved = 0; // the reservation's growth still raises the peak
+        }
+
+        Grow(domain, ref c, unreserved, refusable: false);
     }
 
     /// <summary>Records a request that returned null. Cold: kept out of line.</summary>
@@ -160,35 +190,36 @@ internal sealed class MemoryAccounting
     /// <summary>
     /// Adds <paramref name="bytes"/> to this thread's pending live bytes and, when the estimate passes the gate, takes
     /// the slow path (<see cref="PassGate"/>): one load and one compare more than the counters themselves, whether or
-    /// not a budget is set.
+    /// not a budget is set. Growth that would bring the pending bytes to <see cref="PublishThreshold"/> is never left
+    /// pending: it is published at once, checked against the budget in the same atomic step (<see cref="GrowPublished"/>),
+    /// so every thread's pending bytes stay below the threshold.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Grow(int domain, ref DomainCounters c, long bytes, bool refusable)
     {
-        long pending = c.PendingLive += bytes;
-        ref PeakTracker tracker = ref _peaks[domain];
-        long estimate = Volatile.Read(ref tracker.Published) + pending;
-        if (estimate > Volatile.Read(ref tracker.Gate) && !PassGate(domain, ref c, estimate, bytes, refusable))
-        {
-            return false;
-        }
-
+        long pending = c.PendingLive + bytes;
         if (pending >= PublishThreshold)
         {
-            Publish(ref tracker, ref c);
+            return GrowPublished(domain, ref c, pending, bytes, refusable ? Admission.Checked : Admission.Unchecked);
         }
 
-        return true;
+        c.PendingLive = pending;
+        ref PeakTracker tracker = ref _peaks[domain];
+        long estimate = Volatile.Read(ref tracker.Published) + pending;
+        return estimate <= Volatile.Read(ref tracker.Gate) || PassGate(domain, ref c, estimate, bytes, refusable);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Shrink(int domain, ref DomainCounters c, long bytes)
     {
-        long pending = c.PendingLive -= bytes;
+        long pending = c.PendingLive - bytes;
         if (pending <= -PublishThreshold)
         {
-            Publish(ref _peaks[domain], ref c);
+            PublishShrink(ref _peaks[domain], ref c, pending);
+            return;
         }
+
+        c.PendingLive = pending;
     }
 
     // ---- slow paths -----------------------------------------------------------------------------------------
@@ -216,6 +247,14 @@ internal sealed class MemoryAccounting
             estimate = Math.Min(estimate, exact);
         }
 
+        Admitted(ref tracker, estimate);
+        return true;
+    }
+
+    /// <summary>Growth past the gate was admitted with <paramref name="estimate"/> live bytes: raises the peak, closes
+    /// an open refusal episode, and brings the gate up to date.</summary>
+    private static void Admitted(ref PeakTracker tracker, long estimate)
+    {
         AtomicMax.Raise(ref tracker.Peak, estimate);
         if (Volatile.Read(ref tracker.EpisodeOpen) != 0)
         {
@@ -223,7 +262,6 @@ internal sealed class MemoryAccounting
         }
 
         RefreshGate(ref tracker);
-        return true;
     }
 
     /// <summary>
@@ -279,11 +317,77 @@ internal sealed class MemoryAccounting
         }
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Publish(ref PeakTracker tracker, ref DomainCounters c)
+    /// <summary>How <see cref="GrowPublished"/> admits growth.</summary>
+    private enum Admission
     {
-        Interlocked.Add(ref tracker.Published, c.PendingLive);
+        /// <summary>Not refusable (a resize already made): published whatever the budget says.</summary>
+        Unchecked,
+
+        /// <summary>A new block: refused (an episode opens) when it would pass the budget; raises the peak.</summary>
+        Checked,
+
+        /// <summary>A reservation before a resize (<see cref="TryReserve"/>): refused quietly, the peak left alone.</summary>
+        Reserved,
+    }
+
+    /// <summary>
+    /// Publishes this thread's pending bytes with <paramref name="bytes"/> of growth, <paramref name="pending"/> in all
+    /// (at least <see cref="PublishThreshold"/>): with a budget, a compare-exchange that adds them only while the
+    /// published total stays within the budget, so that the check and the addition are one step and two threads can
+    /// never both pass the check with bytes the other has not published yet. Cold: one atomic per 64 KiB of growth at
+    /// least, and only large blocks (or the block that crosses the threshold) come here.
+    /// </summary>
+    /// <remarks>
+    /// Other threads' unpublished frees (each less than <see cref="PublishThreshold"/>) do not make room here: counting
+    /// them would let this thread publish past the budget while they allocate the room back on their fast paths, which
+    /// compare with the published total only. Threads that have ended are folded in before a refusal.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool GrowPublished(int domain, ref DomainCounters c, long pending, long bytes, Admission admission)
+    {
+        ref PeakTracker tracker = ref _peaks[domain];
+        long limit = admission == Admission.Unchecked ? long.MaxValue : Volatile.Read(ref tracker.Limit);
+        long before = c.PendingLive;
+        if (before < 0)
+        {
+            c.PendingLive = 0; // until the total below includes them, a reader sees these frees not yet made: conservative
+        }
+
+        if (!AtomicLimit.TryAdd(ref tracker.Published, pending, limit, out long published))
+        {
+            long live = ExactLiveBytes(domain); // folds ended threads' pending bytes into the published total
+            if (!AtomicLimit.TryAdd(ref tracker.Published, pending, limit, out published))
+            {
+                c.PendingLive = before;
+                if (admission == Admission.Checked)
+                {
+                    OpenEpisode(domain, live, bytes, limit);
+                }
+
+                return false;
+            }
+        }
+
+        c.PendingLive = 0; // a reader meanwhile counted the positive part twice: conservative
+        long total = published + pending;
+        if (admission != Admission.Reserved && total > Volatile.Read(ref tracker.Gate))
+        {
+            Admitted(ref tracker, total);
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Publishes this thread's pending change, a net free of at least <see cref="PublishThreshold"/>. The pending
+    /// bytes are cleared first, so that a reader summing meanwhile (published, then pending) counts the frees at most
+    /// once: it may see them not yet made, never made twice.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void PublishShrink(ref PeakTracker tracker, ref DomainCounters c, long pending)
+    {
         c.PendingLive = 0;
+        Interlocked.Add(ref tracker.Published, pending);
     }
 
     // ---- budgets --------------------------------------------------------------------------------------------
@@ -313,19 +417,47 @@ internal sealed class MemoryAccounting
     public void SetBudgetLog(int domain, BudgetLog? log) => _budgetLogs[domain] = log;
 
     /// <summary>
-    /// Whether the budget admits <paramref name="growth"/> more live bytes in <paramref name="domain"/> now: the
-    /// estimate first, the exact sum when the estimate is over. No side effect; see <see cref="RefuseGrowth"/>.
+    /// Reserves <paramref name="growth"/> more live bytes in <paramref name="domain"/> before a resize that will make
+    /// them, if the budget admits them: counted as live at once (so that no other thread can be admitted into the same
+    /// room), the peak left alone until the resize is recorded (<see cref="OnReallocated(int, nuint, nuint, long)"/>),
+    /// or given back with <see cref="Unreserve"/> if it fails. Like an allocation: growth that reaches
+    /// <see cref="PublishThreshold"/> is published and checked in one atomic step; smaller growth is checked against
+    /// the estimate, then the exact sum. False, with nothing counted and no episode opened, when the budget refuses it
+    /// (see <see cref="RefuseGrowth"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public bool Admits(int domain, long growth)
+    public bool TryReserve(int domain, long growth)
     {
+        ref DomainCounters c = ref CountersOf(domain);
+        long pending = c.PendingLive + growth;
+        if (pending >= PublishThreshold)
+        {
+            return GrowPublished(domain, ref c, pending, growth, Admission.Reserved);
+        }
+
+        c.PendingLive = pending; // before the check, as on the allocation path: an exact sum elsewhere sees it
         ref PeakTracker tracker = ref _peaks[domain];
         long limit = Volatile.Read(ref tracker.Limit);
-        long estimate = Volatile.Read(ref tracker.Published) + CountersOf(domain).PendingLive;
-        return estimate + growth <= limit || ExactLiveBytes(domain) + growth <= limit;
+        if (Volatile.Read(ref tracker.Published) + pending > limit && ExactLiveBytes(domain) > limit)
+        {
+            c.PendingLive -= growth;
+            return false;
+        }
+
+        return true;
     }
 
-    /// <summary>Opens (or continues) a refusal episode for a growth <see cref="Admits"/> refused.</summary>
+    /// <summary>Gives back bytes <see cref="TryReserve"/> reserved for a resize that then failed.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public void Unreserve(int domain, long reserved)
+    {
+        if (reserved != 0)
+        {
+            Shrink(domain, ref CountersOf(domain), reserved);
+        }
+    }
+
+    /// <summary>Opens (or continues) a refusal episode for a growth <see cref="TryReserve"/> refused.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     public void RefuseGrowth(int domain, long growth) =>
         OpenEpisode(domain, ExactLiveBytes(domain), growth, Volatile.Read(ref _peaks[domain].Limit));

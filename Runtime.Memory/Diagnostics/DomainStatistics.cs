@@ -8,7 +8,8 @@ namespace Runtime.Memory;
 /// All figures are exact when no thread is allocating in the domain, including when blocks were freed on other
 /// threads than the ones that allocated them. Read while other threads allocate, each figure is a recent value and
 /// the figures may be from slightly different moments. <see cref="PeakBytes"/> is exact while a single thread has
-/// used the domain; once T threads have, it is within (T − 1) × 64 KiB of the true high-water mark, and it is never
+/// used the domain; once T threads have, it is within (T − 1) × 64 KiB of the true high-water mark whatever the block
+/// sizes (a thread's unpublished change stays below 64 KiB: larger growth is published at once), and it is never
 /// below the <see cref="LiveBytes"/> of the same read.
 /// </remarks>
 /// <param name="Domain">Which domain.</param>

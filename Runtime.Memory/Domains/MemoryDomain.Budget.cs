@@ -7,7 +7,8 @@ namespace Runtime.Memory;
 // a domain with a budget allocates as fast as one without; see MemoryAccounting's remarks for exactness under threads.
 //
 //   malloc / calloc   allocate, then account: over the budget, the block is freed again and null returned
-//   realloc           checked before resizing (a refused realloc leaves the block as it was); a shrink always passes
+//   realloc           its growth reserved before resizing (a refused realloc leaves the block as it was), given back
+//                     if the resize fails; a shrink always passes
 //   free              never refused
 //
 // A refusal counts as a failure (DomainStatistics.Failures) of reason limit (DomainStatistics.LimitRefusals), and
@@ -22,8 +23,14 @@ public sealed partial class MemoryDomain
     /// <see langword="null"/>, as out of memory does. Can be changed at any time, from any thread; a budget set below
     /// the live size refuses every growth until enough is freed, and frees blocks of nobody.
     /// </summary>
-    /// <remarks>Hosts set it from <c>RuntimeMemory:Limits:{Raw|Mem|Obj}:MaxBytes</c>, and again whenever the
-    /// configuration changes (<see cref="Hosting.RuntimeMemoryLimitsOptions"/>).</remarks>
+    /// <remarks>
+    /// <para>Exact while one thread uses the domain. With T threads using it, the live bytes can pass the budget by
+    /// less than (T − 1) × 64 KiB whatever the block sizes (the growth other threads have not published yet); a block
+    /// of 64 KiB or more, or a resize growing by that much, is checked and published in one atomic step, and does not
+    /// count other threads' unpublished frees, so it can be refused up to that much below the budget.</para>
+    /// <para>Hosts set it from <c>RuntimeMemory:Limits:{Raw|Mem|Obj}:MaxBytes</c>, and again whenever the
+    /// configuration changes (<see cref="Hosting.RuntimeMemoryLimitsOptions"/>).</para>
+    /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException">A negative value.</exception>
     public long? MaxBytes
     {

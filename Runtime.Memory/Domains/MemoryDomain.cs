@@ -245,9 +245,10 @@ public sealed unsafe partial class MemoryDomain
         ThreadShard shard = _accounting.CurrentShard();
         Enter(shard);
         MemoryAllocator top = _top;
+        long reserved = 0; // with a budget: the growth, reserved before the resize (BudgetReservesResize)
         try
         {
-            if (_accounting.IsLimited(_index) && !BudgetAdmitsResize(top, ptr, newSize))
+            if (_accounting.IsLimited(_index) && !BudgetReservesResize(top, ptr, newSize, out reserved))
             {
                 _accounting.OnRefused(_index);
                 return null;
@@ -258,24 +259,27 @@ public sealed unsafe partial class MemoryDomain
                 void* moved = small.ReallocFrom(HeapFor(shard, small), ptr, newSize, out nuint before, out nuint after);
                 if (moved == null)
                 {
+                    _accounting.Unreserve(_index, reserved);
                     return Rejected();
                 }
 
-                _accounting.OnReallocated(shard, _index, before, after);
+                _accounting.OnReallocated(shard, _index, before, after, reserved);
                 return moved;
             }
 
             void* p = top.ReallocCounted(ptr, newSize, out nuint oldSize, out nuint blockSize);
             if (p == null)
             {
+                _accounting.Unreserve(_index, reserved);
                 return top is ClosedAllocator ? UsedAfterDispose(MemoryOperation.Realloc, ptr) : Rejected();
             }
 
-            _accounting.OnReallocated(shard, _index, oldSize, blockSize);
+            _accounting.OnReallocated(shard, _index, oldSize, blockSize, reserved);
             return p;
         }
         catch (Exception ex) when (ex is not MemoryViolationException)
         {
+            _accounting.Unreserve(_index, reserved);
             return Faulted(top, ex, MemoryOperation.Realloc);
         }
         finally
@@ -520,20 +524,24 @@ public sealed unsafe partial class MemoryDomain
     }
 
     /// <summary>
-    /// Whether the budget admits resizing <paramref name="ptr"/> to <paramref name="newSize"/>, checked before the
-    /// resize because a refused realloc must leave the block as it was. Growth is reckoned from the new size the
-    /// allocator will account (the size requested, rounded as the small-object allocator rounds it) less the block's
-    /// size now, which is looked up only when the new size alone would not fit. A shrink is always admitted.
+    /// Reserves in the budget what resizing <paramref name="ptr"/> to <paramref name="newSize"/> will add, before the
+    /// resize, because a refused realloc must leave the block as it was and two threads must not both be admitted into
+    /// the same room (<see cref="MemoryAccounting.TryReserve"/>). First the whole new size the allocator will account
+    /// (the size requested, rounded as the small-object allocator rounds it), which needs no lookup: the old block is
+    /// given back once the resize is recorded. If that does not fit, the growth alone (new size less the block's size
+    /// now); a shrink reserves nothing and is always admitted. <paramref name="reserved"/>: what was reserved.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool BudgetAdmitsResize(MemoryAllocator top, void* ptr, nuint newSize)
+    private bool BudgetReservesResize(MemoryAllocator top, void* ptr, nuint newSize, out long reserved)
     {
         long after = (long)(top is SmallObjectAllocator ? SmallObjectAllocator.AccountedSize(newSize) : newSize);
-        if (_accounting.Admits(_index, after))
+        if (_accounting.TryReserve(_index, after))
         {
+            reserved = after;
             return true;
         }
 
+        reserved = 0;
         long before;
         try
         {
@@ -545,8 +553,14 @@ public sealed unsafe partial class MemoryDomain
         }
 
         long growth = after - before;
-        if (growth <= 0 || _accounting.Admits(_index, growth))
+        if (growth <= 0)
         {
+            return true;
+        }
+
+        if (_accounting.TryReserve(_index, growth))
+        {
+            reserved = growth;
             return true;
         }
 
