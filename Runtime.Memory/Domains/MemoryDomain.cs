@@ -26,10 +26,14 @@ namespace Runtime.Memory;
 /// it, one volatile load of the top allocator, a type check that calls the built-in allocator directly (no virtual
 /// dispatch) or the contract otherwise, and the accounting update described on <see cref="MemoryAccounting"/>: no lock,
 /// no managed allocation.</para>
-/// <para><b>Faults.</b> Every call runs behind an exception barrier. An exception raised by the runtime's own code (a
-/// built-in allocator or hook) is memory corruption: it is reported (<see cref="MemoryViolationKind.AllocatorFault"/>)
-/// and the process stops, unless the debug hooks are installed on the domain with another
-/// <see cref="ViolationAction"/>. An exception from a user-supplied allocator or hook becomes a null return, recorded in
+/// <para><b>Faults.</b> Calls through the allocator contract (any chain with a hook or a user allocator on it) run
+/// behind an exception barrier. An exception raised by the runtime's own code (a built-in allocator or hook) is memory
+/// corruption: it is reported (<see cref="MemoryViolationKind.AllocatorFault"/>) and the process stops, unless the debug
+/// hooks are installed on the domain with another <see cref="ViolationAction"/>. The fast paths (a built-in allocator
+/// alone on the chain) carry no barrier, for cost (a catch there costs 1.5–2.5 ns per malloc/free pair, see
+/// <c>docs/BENCHMARKS.md</c>): the allocator checks what it follows instead (the small-object allocator's free-list
+/// links, <see cref="MemoryViolationKind.HeapCorruption"/>), and anything else that faults there propagates to the
+/// caller as the exception it is. An exception from a user-supplied allocator or hook becomes a null return, recorded in
 /// <see cref="LastFault"/> and logged once per allocator (event 4501). <see cref="MemoryViolationException"/>, which the
 /// debug hooks throw on purpose under <see cref="ViolationAction.Throw"/>, passes (never into native code: see
 /// <see cref="NativeCallScope"/>).</para>
@@ -125,10 +129,6 @@ public sealed unsafe partial class MemoryDomain
             }
 
             return MallocThroughContract(top, size);
-        }
-        catch (Exception ex) when (ex is not MemoryViolationException)
-        {
-            return Faulted(_top, ex, MemoryOperation.Malloc); // a fault inside a built-in allocator: corruption, reported
         }
         finally
         {
@@ -333,10 +333,6 @@ public sealed unsafe partial class MemoryDomain
             }
 
             FreeThroughContract(shard, top, ptr);
-        }
-        catch (Exception ex) when (ex is not MemoryViolationException)
-        {
-            Faulted(_top, ex, MemoryOperation.Free); // a fault inside a built-in allocator: corruption, reported
         }
         finally
         {
