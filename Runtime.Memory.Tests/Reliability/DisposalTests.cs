@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using Runtime.Memory.Tests.Infrastructure;
 
 namespace Runtime.Memory.Tests.Reliability;
@@ -48,6 +50,40 @@ public sealed unsafe class DisposalTests
 
         Assert.Equal(0, runtime.Debugger.Violations);
         runtime.Dispose(); // twice is allowed
+    }
+
+    /// <summary>
+    /// Dispose from inside an allocator call of the same runtime (a hook that shuts the runtime down): the call in flight
+    /// is the caller's own, so nothing is released under it; the hook's own allocation still completes on live memory,
+    /// and the runtime is closed from then on.
+    /// </summary>
+    [Fact]
+    public void Dispose_from_inside_a_call_releases_nothing_under_that_call()
+    {
+        using var logs = new FakeLoggerProvider();
+        using ILoggerFactory factory = LoggerFactory.Create(b => b.AddProvider(logs));
+        var options = new Runtime.Memory.Hosting.RuntimeMemoryOptions();
+        var runtime = new RuntimeMemory(new DefaultAllocatorProvider(options), options, factory);
+        var hook = new DisposingHook(runtime);
+        runtime.Obj.InstallHook(hook);
+
+        byte* p = (byte*)runtime.Obj.Malloc(48);
+
+        Assert.True(p != null); // allocated by pymalloc after Dispose began: its arenas were not released
+        new Span<byte>(p, 48).Fill(7); // and the memory is ours to write
+        Assert.True(runtime.Obj.IsClosed);
+        Assert.True(runtime.Obj.Malloc(16) == null);
+        runtime.Obj.Free(p); // a free after Dispose: nothing
+        Assert.Contains(logs.Collector.GetSnapshot(), r => r.Id.Id == 4503);
+    }
+
+    private sealed class DisposingHook(RuntimeMemory runtime) : MemoryHook
+    {
+        public override void* Malloc(nuint size)
+        {
+            runtime.Dispose();
+            return Inner.Malloc(size);
+        }
     }
 
     /// <summary>Dispose while other threads allocate, reallocate and free in every domain: they see null and no-ops, nothing crashes.</summary>
