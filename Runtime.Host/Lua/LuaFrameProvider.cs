@@ -5,7 +5,7 @@ namespace Runtime.Host.Lua;
 
 /// <summary>
 /// The tracer's frames in Lua terms: the Lua call stack of the state this thread is running, read with
-/// <c>lua_getstack</c> and <c>lua_getinfo(L, "Sln")</c> at each traced allocation, so statistics and leak reports
+/// <c>lua_getstack</c> and <c>lua_getinfo(L, "Sl")</c> at each traced allocation, so statistics and leak reports
 /// group by script file and line.
 /// </summary>
 /// <remarks>
@@ -23,6 +23,12 @@ namespace Runtime.Host.Lua;
 /// (see <see cref="IFrameProvider"/>). A script 100,000 calls deep traces as fast as one 10 deep. C functions count
 /// against those levels, so a stack that alternates Lua and C functions (recursion through <c>pcall</c>) may give fewer
 /// frames than the tracer keeps, never an unbounded walk.</para>
+/// <para>A frame's function is named by where it is defined, as Lua's own tracebacks name a function they have no
+/// global name for: <c>function &lt;demo.lua:12&gt;</c> (the main chunk is <c>&lt;main&gt;</c>). Not by how it was
+/// called (<c>lua_getinfo</c>'s <c>n</c>): that name depends on the call site (the same function is "local 'f'" here
+/// and "field 'g'" there), so it would split one site into several, and finding it costs a symbolic execution of the
+/// caller's bytecode on every traced allocation (about a quarter of exact tracing's cost, see
+/// <c>docs/BENCHMARKS.md</c>).</para>
 /// <para>No managed allocation per call once a script's file and function names are known: names are interned by
 /// their Lua string's address, checked against the bytes (a collected string's address can be reused).</para>
 /// </remarks>
@@ -58,6 +64,10 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
         // Each thread's names (a state runs on one thread at a time): no lock on the traced allocation path.
         public readonly Interned?[] Names = new Interned?[64];
         public int NextName;
+
+        // Each thread's function names, "function <file:line>", by the interned file and the line of definition.
+        public readonly (string File, int Line, string Name)[] Functions = new (string, int, string)[64];
+        public int NextFunction;
     }
 
     private sealed class Interned(nint address, byte[] bytes, string text)
@@ -121,7 +131,7 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
         // frames kept, never by the depth. Each step to the caller's level is O(1) (Next, or the link itself).
         int written = 0;
         LuaApi.Debug ar;
-        byte* what = stackalloc byte[] { (byte)'S', (byte)'l', (byte)'n', 0 };
+        byte* what = stackalloc byte[] { (byte)'S', (byte)'l', 0 };
         if (LuaApi.lua_getstack(state, 0, &ar) == 0)
         {
             return 0;
@@ -214,7 +224,7 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
         string file = ar->Source != null && ar->SourceLength > 0 && (ar->Source[0] == (byte)'@' || ar->Source[0] == (byte)'=')
             ? Intern(thread, ar->Source + 1, (int)ar->SourceLength - 1)
             : Intern(thread, ar->ShortSource, ShortSourceLength(ar->ShortSource));
-        string? function = ar->Name != null ? Intern(thread, ar->Name, StrLen(ar->Name)) : ar->What[0] == (byte)'m' ? "<main>" : null;
+        string function = ar->What[0] == (byte)'m' ? "<main>" : DefinedAt(thread, file, ar->LineDefined);
         frame = new Frame(file, ar->CurrentLine, function);
         return true;
     }
@@ -277,15 +287,23 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
         return n;
     }
 
-    private static int StrLen(byte* s)
+    /// <summary><c>function &lt;file:line&gt;</c> for a function defined at <paramref name="line"/> of <paramref name="file"/>
+    /// (an interned string, compared by reference), made once per function.</summary>
+    private static string DefinedAt(PerThread thread, string file, int line)
     {
-        int n = 0;
-        while (s[n] != 0)
+        (string File, int Line, string Name)[] functions = thread.Functions;
+        foreach ((string File, int Line, string Name) entry in functions)
         {
-            n++;
+            if (entry.Line == line && ReferenceEquals(entry.File, file))
+            {
+                return entry.Name;
+            }
         }
 
-        return n;
+        string name = $"function <{file}:{line}>";
+        functions[thread.NextFunction] = (file, line, name);
+        thread.NextFunction = (thread.NextFunction + 1) % functions.Length;
+        return name;
     }
 
     /// <summary>The string for the <paramref name="length"/> bytes at <paramref name="text"/>, made once per name.</summary>

@@ -72,6 +72,37 @@ public sealed class LuaFrameProviderDepthTests : IDisposable
         Assert.Equal(1, LuaFrameProvider.Layout); // this Lua's CallInfo layout was checked, so each level costs O(1)
     }
 
+    /// <summary>
+    /// A frame's function is named by where it is defined (<c>function &lt;file:line&gt;</c>, the main chunk
+    /// <c>&lt;main&gt;</c>), not by how it was called: one function called through two names is one site.
+    /// </summary>
+    [Fact]
+    public void A_function_is_named_where_it_is_defined_so_one_function_is_one_site_whatever_it_is_called()
+    {
+        const string TwoNames = """
+            keep = {}
+            local function make(i)
+              keep[#keep + 1] = { i }
+            end
+            local alias = { field = make }
+            for i = 1, 50 do make(i) end
+            for i = 1, 50 do alias.field(i) end
+            """;
+        string path = Path.Combine(_dir, "names.lua");
+        File.WriteAllText(path, TwoNames);
+        using RuntimeMemory runtime = TestRuntimes.Create(AllocatorNames.Default);
+        runtime.Tracer.FrameProvider = new LuaFrameProvider();
+        runtime.Tracer.Start(2);
+        LuaScript.Outcome outcome = LuaScript.Run(runtime, path, "names.lua", []);
+        Assert.True(outcome.Succeeded, outcome.Error);
+
+        List<Traceback> found = [.. outcome.Sites!.Traces.Select(t => t.Traceback).Where(tb => tb.MostRecent is { File: "names.lua", Line: 3 }).Distinct()];
+        Assert.Equal(2, found.Count); // two call sites (lines 6 and 7) of one function
+        Assert.All(found, tb => Assert.Equal("function <names.lua:2>", tb.MostRecent.Function));
+        Assert.Equal(["<main>", "<main>"], found.Select(tb => tb.Frames[0].Function));
+        Assert.Equal([6, 7], found.Select(tb => tb.Frames[0].Line).Order());
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(3)]
@@ -86,8 +117,8 @@ public sealed class LuaFrameProviderDepthTests : IDisposable
             Assert.Equal(cap, tb.TotalFrames);
             Assert.True(tb.TotalFramesIsLowerBound);
             Assert.Equal($"{cap}+", tb.TotalFramesText);
-            Assert.Equal(new Frame("deep.lua", 5, "rec"), tb.MostRecent);
-            Assert.All(tb.Frames.Take(frames - 1), f => Assert.Equal(new Frame("deep.lua", 8, "rec"), f));
+            Assert.Equal(new Frame("deep.lua", 5, "function <deep.lua:3>"), tb.MostRecent);
+            Assert.All(tb.Frames.Take(frames - 1), f => Assert.Equal(new Frame("deep.lua", 8, "function <deep.lua:3>"), f));
         }
 
         Assert.Equal(atDepth[0], atDepth[1]); // the same frames 1,000 and 100,000 deep: one traceback
