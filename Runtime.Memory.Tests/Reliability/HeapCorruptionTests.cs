@@ -44,6 +44,8 @@ public sealed unsafe class HeapCorruptionTests
         Assert.Contains($"0x{corrupted:x16}", violation.Report);
         Assert.Contains("0x4141414141414141", violation.Report);
         Assert.Contains("obj domain", violation.Report);
+        Assert.Contains($"The live block before it, p=0x{(nuint)first:x16} (48 bytes requested)", violation.Report); // the overrun that did it
+        Assert.Contains("an overrun of that block ran into this one", violation.Report);
 
         // The corrupted list is dropped, not followed: the domain goes on allocating good blocks.
         for (int i = 0; i < 600; i++)

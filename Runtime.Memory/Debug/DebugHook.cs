@@ -447,6 +447,32 @@ public sealed unsafe class DebugHook : MemoryHook
         };
     }
 
+    /// <summary>
+    /// For a report of damage the allocator below found at <paramref name="address"/> (a block of its own, as a free
+    /// list's link): the live debug block that ends just before it, when that block's trailer is damaged too, so the
+    /// report can name the overrun that ran into it (with its traceback while tracing); null otherwise. Cold.
+    /// </summary>
+    internal string? DescribeOverrunInto(nuint address)
+    {
+        if (_guardPages || !_shadow.TryFindMarkBelow(address, 1 << 16, out nuint below, out byte code)
+            || DebugShadowMap.StateOf(code) == BlockState.Freed)
+        {
+            return null;
+        }
+
+        BlockRecord record = Describe((byte*)below, code);
+        nuint end = record.Address + record.Size + DebugLayout.TrailerSize;
+        if (end > address || address - end >= MemoryDomain.Alignment || DebugLayout.TrailerIntact((byte*)record.Address, record.Size))
+        {
+            return null;
+        }
+
+        string where = address == end ? "ends where it starts" : $"ends {address - end} bytes before it";
+        string text = $"    The live block before it, p={ViolationReport.Address(record.Address)} ({record.Size} bytes requested), {where},\n" +
+                      "    and its trailer is damaged: an overrun of that block ran into this one.\n";
+        return _debugger.TracebackOf?.Invoke(record.Address) is { } traceback ? text + traceback : text;
+    }
+
     /// <summary>The live block whose guard bytes or data contain <paramref name="ptr"/>, if any.</summary>
     private BlockRecord? FindContaining(byte* ptr)
     {

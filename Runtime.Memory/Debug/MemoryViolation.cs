@@ -211,7 +211,7 @@ internal static unsafe class ViolationReport
     /// domain and what was found; the lines after it say what it means.
     /// </summary>
     public static MemoryViolation Corruption(MemoryViolationKind kind, MemoryOperation operation, MemoryDomainKind? domain,
-        string allocator, nuint address, string headline, string details)
+        string allocator, nuint address, string headline, string details, bool hooked)
     {
         string where = domain is { } d ? $"the {d.ToName()} domain's allocator '{allocator}'" : $"allocator '{allocator}'";
         string title = kind == MemoryViolationKind.AllocatorFault ? "Memory corruption (allocator fault)" : "Memory corruption (heap corruption)";
@@ -224,8 +224,10 @@ internal static unsafe class ViolationReport
         }
 
         text.Append("    This is not an allocation failure: the allocator's own bookkeeping is damaged, and nothing it hands out\n");
-        text.Append("    can be trusted. With the debug hooks on (RuntimeMemory:Allocator=pymalloc_debug) and tracing, the misuse\n");
-        text.Append("    that caused it is usually reported where it happens.\n");
+        text.Append("    can be trusted.");
+        text.Append(hooked
+            ? "\n"
+            : " With the debug hooks on (RuntimeMemory:Allocator=pymalloc_debug) and tracing, the misuse\n    that caused it is usually reported where it happens, or named here.\n");
         return new MemoryViolation(kind, operation, domain ?? default, address, null, null, null, text.ToString());
     }
 

@@ -579,7 +579,7 @@ public sealed unsafe partial class MemoryDomain
             string chain = DescribeChain();
             MemoryViolation violation = ViolationReport.Corruption(MemoryViolationKind.AllocatorFault, operation, Kind, chain, 0,
                 $"{ex.GetType().FullName}: {ex.Message}",
-                $"    Raised inside the runtime's own allocator code, at:\n{Indent(ex.StackTrace)}");
+                $"    Raised inside the runtime's own allocator code, at:\n{Indent(ex.StackTrace)}", DebugHook is not null);
             _debugger.ReportCorruption(violation, this); // returns only under the debug hooks' Log
             return Rejected();
         }

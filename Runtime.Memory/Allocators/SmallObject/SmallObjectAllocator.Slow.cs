@@ -194,7 +194,13 @@ public sealed unsafe partial class SmallObjectAllocator
         }
 
         MemoryDomain? domain = ReportingDomain;
-        MemoryViolation violation = ViolationReport.Corruption(MemoryViolationKind.HeapCorruption, operation, domain?.Kind, Name, (nuint)damaged, headline, details);
+        DebugHook? hooks = domain?.DebugHook;
+        if (damaged != (byte*)pool && hooks?.DescribeOverrunInto((nuint)damaged) is { } overrun)
+        {
+            details += overrun; // under the debug hooks: the block whose overrun did it
+        }
+
+        MemoryViolation violation = ViolationReport.Corruption(MemoryViolationKind.HeapCorruption, operation, domain?.Kind, Name, (nuint)damaged, headline, details, hooks is not null);
         if (domain is null)
         {
             MemoryDebugger.FailFastOnCorruption(violation);
