@@ -36,6 +36,27 @@ public sealed class HostProcessTests : IDisposable
         TextSnapshot.Verify(ScrubZlib(run.Stdout));
     }
 
+    /// <summary>The README's copy of the demo's output is the output itself (zlib's figures aside, as in the snapshot).</summary>
+    [SkippableFact]
+    public void The_readme_shows_the_demo_output_as_it_is()
+    {
+        OptionalLibraries.SkipUnlessAvailable(OptionalLibrary.Zlib);
+        string? root = AppContext.BaseDirectory;
+        while (root is not null && !File.Exists(Path.Combine(root, "RuntimeMem.sln")))
+        {
+            root = Path.GetDirectoryName(root.TrimEnd(Path.DirectorySeparatorChar));
+        }
+
+        Assert.True(root is not null, "the repository root (RuntimeMem.sln) is not above the test binaries");
+        string readme = File.ReadAllText(Path.Combine(root, "README.md")).ReplaceLineEndings("\n");
+        int start = readme.IndexOf("\ntables: ", StringComparison.Ordinal) + 1;
+        int end = readme.IndexOf("\n```", start, StringComparison.Ordinal);
+        Assert.True(start > 0 && end > start, "README.md has no block with the demo's output");
+
+        ChildProcess.Result run = Run();
+        Assert.Equal(ScrubZlib(run.Stdout.ReplaceLineEndings("\n")).TrimEnd(), ScrubZlib(readme[start..end]).TrimEnd());
+    }
+
     /// <summary>The figures that depend on the system's zlib version (its compressed size, what it allocates in raw,
     /// and so the raw and total rows), as <c>#</c>; the rest of the demo's report is the same on every machine. Checked by pattern in
     /// <see cref="The_demo_compresses_through_zlib_routed_into_raw_and_nothing_stays_live"/>.</summary>
