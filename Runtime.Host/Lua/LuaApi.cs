@@ -38,10 +38,16 @@ internal static unsafe partial class LuaApi
         public nint CallInfo;
     }
 
+    // The frame provider's two calls, made on every traced allocation from inside Lua's allocation callback: both are
+    // short, never block, never allocate and never call back (lua_getinfo is only asked for "Sl", which writes into the
+    // lua_Debug record and pushes nothing), so they run without the GC transition a P/Invoke otherwise makes.
+
     [LibraryImport(Library)]
+    [SuppressGCTransition]
     public static partial int lua_getstack(nint state, int level, Debug* ar);
 
     [LibraryImport(Library)]
+    [SuppressGCTransition]
     public static partial int lua_getinfo(nint state, byte* what, Debug* ar);
 
     [LibraryImport(Library)]

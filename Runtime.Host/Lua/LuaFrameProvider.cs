@@ -306,6 +306,45 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
         return name;
     }
 
+    /// <summary>
+    /// Whether two names are the same bytes, compared eight at a time in general-purpose registers, not with
+    /// <c>SequenceEqual</c>: this runs inside Lua's allocation callback, and <c>SequenceEqual</c> compares 32 bytes or
+    /// more in 256-bit registers, after which nothing on the way back to Lua clears their upper halves (the JIT puts
+    /// <c>vzeroupper</c> before its own native calls, not at the return of a method that inlined such a compare). Lua's
+    /// code, built for plain SSE, then runs with the upper halves dirty and pays a transition penalty on every SSE
+    /// instruction: measured, exact tracing of a script whose path was 32 characters or more took 730–780 ns per table
+    /// instead of 350–390 (<c>docs/BENCHMARKS.md</c>, <c>DOTNET_EnableAVX2=0</c> made the difference vanish).
+    /// </summary>
+    private static bool SameBytes(ReadOnlySpan<byte> a, byte[] b)
+    {
+        if (a.Length != b.Length)
+        {
+            return false;
+        }
+
+        ref byte x = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(a);
+        ref byte y = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(b);
+        int i = 0;
+        for (; i + sizeof(ulong) <= a.Length; i += sizeof(ulong))
+        {
+            if (System.Runtime.CompilerServices.Unsafe.ReadUnaligned<ulong>(ref System.Runtime.CompilerServices.Unsafe.Add(ref x, i))
+                != System.Runtime.CompilerServices.Unsafe.ReadUnaligned<ulong>(ref System.Runtime.CompilerServices.Unsafe.Add(ref y, i)))
+            {
+                return false;
+            }
+        }
+
+        for (; i < a.Length; i++)
+        {
+            if (System.Runtime.CompilerServices.Unsafe.Add(ref x, i) != System.Runtime.CompilerServices.Unsafe.Add(ref y, i))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     /// <summary>The string for the <paramref name="length"/> bytes at <paramref name="text"/>, made once per name.</summary>
     private static string Intern(PerThread thread, byte* text, int length)
     {
@@ -313,7 +352,7 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
         Interned?[] names = thread.Names;
         foreach (Interned? entry in names)
         {
-            if (entry is not null && (entry.Address == (nint)text || entry.Bytes.Length == length) && bytes.SequenceEqual(entry.Bytes))
+            if (entry is not null && (entry.Address == (nint)text || entry.Bytes.Length == length) && SameBytes(bytes, entry.Bytes))
             {
                 return entry.Text;
             }
