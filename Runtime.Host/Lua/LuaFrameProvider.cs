@@ -308,12 +308,12 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
 
     /// <summary>
     /// Whether two names are the same bytes, compared eight at a time in general-purpose registers, not with
-    /// <c>SequenceEqual</c>: this runs inside Lua's allocation callback, and <c>SequenceEqual</c> compares 32 bytes or
-    /// more in 256-bit registers, after which nothing on the way back to Lua clears their upper halves (the JIT puts
-    /// <c>vzeroupper</c> before its own native calls, not at the return of a method that inlined such a compare). Lua's
-    /// code, built for plain SSE, then runs with the upper halves dirty and pays a transition penalty on every SSE
-    /// instruction: measured, exact tracing of a script whose path was 32 characters or more took 730–780 ns per table
-    /// instead of 350–390 (<c>docs/BENCHMARKS.md</c>, <c>DOTNET_EnableAVX2=0</c> made the difference vanish).
+    /// <c>SequenceEqual</c>, which compares 32 bytes or more in 256-bit vector registers. This runs inside Lua's
+    /// allocation callback on every traced allocation, and with that wide compare on the path exact tracing of a script
+    /// whose path was 32 characters or more took 730–780 ns per table instead of 350–390, in every process on this VM
+    /// (<c>DOTNET_EnableAVX2=0</c> made the difference vanish; the JIT does put <c>vzeroupper</c> at the returns, so it
+    /// is not the classic dirty-upper-state penalty, and the exact mechanism was not established): see
+    /// <c>docs/BENCHMARKS.md</c>. Keep wide vector code off the per-allocation path of native callbacks.
     /// </summary>
     private static bool SameBytes(ReadOnlySpan<byte> a, byte[] b)
     {
