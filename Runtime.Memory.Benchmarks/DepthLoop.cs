@@ -7,8 +7,8 @@ namespace Runtime.Memory.Benchmarks;
 /// <c>--depth-loop</c>: what tracing costs a Lua script at recursion depth 10, 1,000 and 100,000 (issue 26, point 2),
 /// untraced, exact and sampled, through the real host (<c>Runtime.Host</c>, built beside this program), each run in a
 /// fresh process. The script recurses to the depth (no tail calls), builds small tables there for two seconds untimed
-/// (tiered compilation rejits the traced path with its profile after about a second: timing before that measured the
-/// JIT, and made exact tracing look 3.5-4x in one process and 1.8x in the next), then in a timed loop (<c>os.clock</c>,
+/// (tiered compilation rejits the traced path with its profile after about a second: timing before that measures the
+/// JIT), then in a timed loop (<c>os.clock</c>,
 /// best of its repetitions); the figure is ns per table, each table two allocations (the table and its array part)
 /// and, once the collector has run, their frees.
 /// </summary>

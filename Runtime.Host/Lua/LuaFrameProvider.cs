@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text;
 using Runtime.Memory.Tracing;
 
@@ -27,8 +29,7 @@ namespace Runtime.Host.Lua;
 /// global name for: <c>function &lt;demo.lua:12&gt;</c> (the main chunk is <c>&lt;main&gt;</c>). Not by how it was
 /// called (<c>lua_getinfo</c>'s <c>n</c>): that name depends on the call site (the same function is "local 'f'" here
 /// and "field 'g'" there), so it would split one site into several, and finding it costs a symbolic execution of the
-/// caller's bytecode on every traced allocation (about a quarter of exact tracing's cost, see
-/// <c>docs/BENCHMARKS.md</c>).</para>
+/// caller's bytecode on every traced allocation.</para>
 /// <para>No managed allocation per call once a script's file and function names are known: names are interned by
 /// their Lua string's address, checked against the bytes (a collected string's address can be reused).</para>
 /// </remarks>
@@ -310,9 +311,8 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
     /// Whether two names are the same bytes, compared eight at a time in general-purpose registers, not with
     /// <c>SequenceEqual</c>, which compares 32 bytes or more in 256-bit vector registers. This runs inside Lua's
     /// allocation callback on every traced allocation, and with that wide compare on the path exact tracing of a script
-    /// whose path was 32 characters or more took 730–780 ns per table instead of 350–390, in every process on this VM
-    /// (<c>DOTNET_EnableAVX2=0</c> made the difference vanish; the JIT does put <c>vzeroupper</c> at the returns, so it
-    /// is not the classic dirty-upper-state penalty, and the exact mechanism was not established): see
+    /// whose path was 32 characters or more ran about twice as slow in every process on the benchmark VM
+    /// (<c>DOTNET_EnableAVX2=0</c> made the difference vanish; the mechanism was not established): see
     /// <c>docs/BENCHMARKS.md</c>. Keep wide vector code off the per-allocation path of native callbacks.
     /// </summary>
     private static bool SameBytes(ReadOnlySpan<byte> a, byte[] b)
@@ -322,13 +322,13 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
             return false;
         }
 
-        ref byte x = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(a);
-        ref byte y = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(b);
+        ref byte x = ref MemoryMarshal.GetReference(a);
+        ref byte y = ref MemoryMarshal.GetArrayDataReference(b);
         int i = 0;
         for (; i + sizeof(ulong) <= a.Length; i += sizeof(ulong))
         {
-            if (System.Runtime.CompilerServices.Unsafe.ReadUnaligned<ulong>(ref System.Runtime.CompilerServices.Unsafe.Add(ref x, i))
-                != System.Runtime.CompilerServices.Unsafe.ReadUnaligned<ulong>(ref System.Runtime.CompilerServices.Unsafe.Add(ref y, i)))
+            if (Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref x, i))
+                != Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref y, i)))
             {
                 return false;
             }
@@ -336,7 +336,7 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
 
         for (; i < a.Length; i++)
         {
-            if (System.Runtime.CompilerServices.Unsafe.Add(ref x, i) != System.Runtime.CompilerServices.Unsafe.Add(ref y, i))
+            if (Unsafe.Add(ref x, i) != Unsafe.Add(ref y, i))
             {
                 return false;
             }

@@ -26,19 +26,7 @@ public sealed class LuaFrameProviderDepthTests : IDisposable
         """;
 
     // The same through pcall: every other level is a C function (pcall), which is counted but is not a frame.
-    private const string ThroughPcall = """
-        local depth = tonumber(...)
-        keep = {}
-        local function rec(d)
-          if d == 0 then
-            for i = 1, 100 do keep[i] = { i } end
-            return 0
-          end
-          local _, n = pcall(rec, d - 1)
-          return n
-        end
-        rec(depth)
-        """;
+    private static readonly string ThroughPcall = Recursion.Replace("local n = rec(d - 1)", "local _, n = pcall(rec, d - 1)", StringComparison.Ordinal);
 
     private readonly string _dir = Directory.CreateTempSubdirectory("runtimemem-luaframes-").FullName;
 

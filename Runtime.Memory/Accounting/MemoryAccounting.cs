@@ -129,15 +129,9 @@ internal sealed class MemoryAccounting
     public void OnFreed(int domain, nuint size) => OnFreed(CurrentShard(), domain, size);
 
     /// <summary>
-    /// Records a block resized from <paramref name="oldSize"/> to <paramref name="newSize"/> bytes, of which
-    /// <paramref name="reserved"/> bytes were reserved before the resize (<see cref="TryReserve"/>; 0: none).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnReallocated(int domain, nuint oldSize, nuint newSize, long reserved) =>
-        OnReallocated(CurrentShard(), domain, oldSize, newSize, reserved);
-
-    /// <summary>
-    /// Records a resized block, on a shard the caller already holds. Never refused: with a budget, the growth was
+    /// Records a block resized from <paramref name="oldSize"/> to <paramref name="newSize"/> bytes, on a shard the caller
+    /// already holds; <paramref name="reserved"/> bytes of it were reserved before the resize (<see cref="TryReserve"/>;
+    /// 0: none). Never refused: with a budget, the growth was
     /// reserved before the resize was made (<see cref="TryReserve"/>), because after it the old block may be gone; what
     /// the resize changed beyond the reservation (the old block's size, when the reservation was the new size) is
     /// settled here, and the peak raised once the block is real.
@@ -419,7 +413,7 @@ internal sealed class MemoryAccounting
     /// <summary>
     /// Reserves <paramref name="growth"/> more live bytes in <paramref name="domain"/> before a resize that will make
     /// them, if the budget admits them: counted as live at once (so that no other thread can be admitted into the same
-    /// room), the peak left alone until the resize is recorded (<see cref="OnReallocated(int, nuint, nuint, long)"/>),
+    /// room), the peak left alone until the resize is recorded (<see cref="OnReallocated"/>),
     /// or given back with <see cref="Unreserve"/> if it fails. Like an allocation: growth that reaches
     /// <see cref="PublishThreshold"/> is published and checked in one atomic step; smaller growth is checked against
     /// the estimate, then the exact sum. False, with nothing counted and no episode opened, when the budget refuses it

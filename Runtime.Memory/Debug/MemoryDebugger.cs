@@ -153,7 +153,7 @@ public sealed partial class MemoryDebugger : IDisposable
     /// <summary>Reports a corruption found by an allocator that no runtime owns: the report goes to stderr and the process stops.</summary>
     internal static void FailFastOnCorruption(MemoryViolation violation)
     {
-        WriteToStderr(violation.Report);
+        Diagnostics.RuntimeMemoryLog.WriteToStderr(violation.Report);
         Environment.FailFast($"RuntimeMemory: {violation.Summary}");
     }
 
@@ -178,14 +178,14 @@ public sealed partial class MemoryDebugger : IDisposable
                 }
                 else
                 {
-                    WriteToStderr(violation.Report);
+                    Diagnostics.RuntimeMemoryLog.WriteToStderr(violation.Report);
                 }
 
                 return;
 
             default:
                 // The report goes to stderr synchronously first: a logger may queue, and nothing runs after FailFast.
-                WriteToStderr(violation.Report);
+                Diagnostics.RuntimeMemoryLog.WriteToStderr(violation.Report);
                 if (_logger is not null)
                 {
                     LogFatalViolation(_logger, violation.Kind, violation.Report);
@@ -195,19 +195,6 @@ public sealed partial class MemoryDebugger : IDisposable
                     ? $"RuntimeMemory: {violation.Summary}"
                     : $"RuntimeMemory debug hooks: {violation.Summary}");
                 return;
-        }
-    }
-
-    private static void WriteToStderr(string report)
-    {
-        try
-        {
-            Console.Error.Write(report);
-            Console.Error.Flush();
-        }
-        catch (IOException)
-        {
-            // stderr closed: the violation is still counted and kept in LastViolation.
         }
     }
 

@@ -45,7 +45,7 @@ public static partial class RuntimeMemoryLog
         }
         else
         {
-            WriteToStderr($"RuntimeMemory: allocator '{allocator}' of the {domain} domain threw {exception} ({detail}); the call returned null (logged once per allocator).");
+            WriteToStderr($"RuntimeMemory: allocator '{allocator}' of the {domain} domain threw {exception} ({detail}); the call returned null (logged once per allocator).\n");
         }
     }
 
@@ -75,19 +75,24 @@ public static partial class RuntimeMemoryLog
         }
         else
         {
-            WriteToStderr($"RuntimeMemory: Dispose: {reason}; the runtime's memory is left mapped rather than released under a running call.");
+            WriteToStderr($"RuntimeMemory: Dispose: {reason}; the runtime's memory is left mapped rather than released under a running call.\n");
         }
     }
 
-    private static void WriteToStderr(string line)
+    /// <summary>
+    /// Writes <paramref name="text"/> to stderr at once (the events of a runtime without a logger, and every report
+    /// before a FailFast, after which nothing runs): never throws.
+    /// </summary>
+    internal static void WriteToStderr(string text)
     {
         try
         {
-            Console.Error.WriteLine(line);
+            Console.Error.Write(text);
+            Console.Error.Flush();
         }
         catch (IOException)
         {
-            // stderr closed: the fault is still counted and kept in LastFault.
+            // stderr closed: what was to be written is still counted (violations, failures, LastFault).
         }
     }
 

@@ -30,8 +30,7 @@ namespace Runtime.Memory;
 /// behind an exception barrier. An exception raised by the runtime's own code (a built-in allocator or hook) is memory
 /// corruption: it is reported (<see cref="MemoryViolationKind.AllocatorFault"/>) and the process stops, unless the debug
 /// hooks are installed on the domain with another <see cref="ViolationAction"/>. The fast paths (a built-in allocator
-/// alone on the chain) carry no barrier, for cost (a catch there costs 1.5–2.5 ns per malloc/free pair, see
-/// <c>docs/BENCHMARKS.md</c>): the allocator checks what it follows instead (the small-object allocator's free-list
+/// alone on the chain) carry no barrier, for cost (what a catch there cost is in <c>docs/BENCHMARKS.md</c>): the allocator checks what it follows instead (the small-object allocator's free-list
 /// links, <see cref="MemoryViolationKind.HeapCorruption"/>), and anything else that faults there propagates to the
 /// caller as the exception it is. An exception from a user-supplied allocator or hook becomes a null return, recorded in
 /// <see cref="LastFault"/> and logged once per allocator (event 4501). <see cref="MemoryViolationException"/>, which the
@@ -128,7 +127,7 @@ public sealed unsafe partial class MemoryDomain
                 return traced.Sampling ? MallocSampled(shard, traced, tracedSmall, size) : MallocTraced(shard, traced, tracedSmall, size);
             }
 
-            return MallocThroughContract(top, size);
+            return MallocThroughContract(shard, top, size);
         }
         finally
         {
@@ -352,13 +351,13 @@ public sealed unsafe partial class MemoryDomain
 
     /// <summary>Malloc through the allocator contract: user allocators and hooks, behind an exception barrier.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void* MallocThroughContract(MemoryAllocator top, nuint size)
+    private void* MallocThroughContract(ThreadShard shard, MemoryAllocator top, nuint size)
     {
         void* p;
         try
         {
             p = top.MallocCounted(size, out nuint blockSize);
-            if (p != null && !_accounting.OnAllocated(_index, blockSize))
+            if (p != null && !_accounting.OnAllocated(shard, _index, blockSize))
             {
                 return RefusedByLimit(top, p);
             }
@@ -444,7 +443,8 @@ public sealed unsafe partial class MemoryDomain
     // issues a process-wide barrier and waits until no shard counts a call in flight before it releases anything. So a
     // call either loaded the real chain and is waited for, or loads the closed one and touches nothing: a call racing
     // with Dispose fails cleanly (null, or a free that does nothing), and no call ever runs on released memory.
-    // Cost on the hot path: two stores to the thread's own shard line (already in cache for the accounting).
+    // Cost on the hot path: two stores to a field of the thread's own shard, which no other thread writes, and a
+    // try/finally; measured in docs/BENCHMARKS.md (issue 26's fast-path section).
 
     /// <summary>Counts a call in flight on this thread; the store is ordered before the load of <see cref="_top"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

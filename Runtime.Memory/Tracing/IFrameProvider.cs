@@ -134,10 +134,8 @@ public sealed class ThreadFrameStack : IFrameProvider
 /// <para><b>Not bounded by the frames kept: its cost grows with the depth of the .NET stack.</b> .NET has no API that
 /// walks only the top n frames: <c>new StackTrace(skip, …)</c> captures the whole stack, and so does
 /// <c>new StackFrame(skip, …)</c> (it builds the same whole-stack capture and keeps one frame); with file information
-/// both also look up the source line of every frame captured, not only of the frames kept. Measured on the 2-core
-/// benchmark machine (.NET 10, Release, per call): <c>StackTrace(1, true)</c> about 46 µs 10 frames deep, 1.8 ms
-/// 1,000 deep and 13 ms 10,000 deep; <c>StackTrace(1, false)</c> 20 µs, 0.43 ms, 3.7 ms (no file and line);
-/// <c>StackFrame(1, true)</c> 63 µs, 1.4 ms, 8.3 ms (for one frame). So this provider keeps the whole-stack capture
+/// both also look up the source line of every frame captured, not only of the frames kept (the measured costs at
+/// depths 10, 1,000 and 10,000 are in <c>docs/BENCHMARKS.md</c>). So this provider keeps the whole-stack capture
 /// with file information (the only one that gives file and line), and bounds what it does with it: it reads at most
 /// the frames kept plus <see cref="IFrameProvider.Lookahead"/> of them and reports a deeper stack's total as a lower
 /// bound, as the contract says. For deep managed stacks, push frames with <see cref="ThreadFrameStack"/> instead.</para>
