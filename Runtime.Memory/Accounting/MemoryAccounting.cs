@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Runtime.Memory.Diagnostics;
+using Runtime.Memory.Threading;
 
 namespace Runtime.Memory.Accounting;
 
@@ -44,7 +46,7 @@ namespace Runtime.Memory.Accounting;
 /// growth takes the slow path once, and closes it if the budget admits it. An episode is logged once, when it opens
 /// (<see cref="BudgetLog"/> also limits that to one event per second per budget).</para>
 /// </remarks>
-internal sealed class MemoryAccounting
+internal sealed unsafe class MemoryAccounting
 {
     /// <summary>
     /// Net live-byte change a thread accumulates before publishing it with one atomic add: a thread's pending change
@@ -53,12 +55,15 @@ internal sealed class MemoryAccounting
     /// </summary>
     internal const long PublishThreshold = 64 * 1024;
 
-    /// <summary>The last shard this thread used, of whichever accounting instance: the one-load fast path.</summary>
-    [ThreadStatic]
-    private static ThreadShard? t_lastShard;
+    /// <summary>This runtime's id: a thread's table entry (<see cref="ThreadContexts"/>) is its context only when it matches.</summary>
+    internal readonly long Owner = ThreadContexts.NewOwner();
 
-    /// <summary>This instance's shard per thread, consulted when <see cref="t_lastShard"/> belongs to another instance.</summary>
-    private readonly ThreadLocal<ThreadShard?> _shardOfThread = new();
+    /// <summary>This runtime's slot in every thread's table of contexts.</summary>
+    internal readonly int Slot = ThreadContexts.TakeSlot();
+
+    /// <summary>Set once the contexts have been let go (<see cref="ReleaseContexts"/>): a thread that registers after that
+    /// gets a context the runtime has already let go of, so it frees it itself.</summary>
+    private bool _released;
 
     /// <summary>Every live thread's shard, for summing. Guarded by <see cref="_lock"/>.</summary>
     private readonly List<ThreadShard> _shards = [];
@@ -80,26 +85,33 @@ internal sealed class MemoryAccounting
 
     // ---- hot path -------------------------------------------------------------------------------------------
 
-    /// <summary>This thread's shard of this accounting: one thread-static load and a compare.</summary>
+    /// <summary>This thread's context of this runtime: one thread-static load, the entry of the runtime's slot and a
+    /// compare of its id (<see cref="ThreadContexts.Find"/>); created on the thread's first call.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ThreadShard CurrentShard()
+    public ThreadContext* CurrentContext()
     {
-        ThreadShard? shard = t_lastShard;
-        return shard is not null && shard.Owner == this ? shard : ShardOfCurrentThreadSlow();
+        ThreadContext* context = ThreadContexts.Find(Slot, Owner);
+        return context != null ? context : ContextOfCurrentThreadSlow();
     }
+
+    /// <summary>This runtime's managed record of the calling thread (the tracer's per-thread state).</summary>
+    public ThreadShard CurrentShard() => ThreadShard.Of(CurrentContext());
 
     /// <summary>This thread's counters for <paramref name="domain"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref DomainCounters CountersOf(int domain) => ref CurrentShard().Counters[domain];
+    private ref DomainCounters CountersOf(int domain) => ref CurrentContext()->Domains[domain].Counters;
 
     /// <summary>
     /// Records a new block, on a shard the caller already holds; false when the domain's budget refuses it, in which case
     /// nothing is counted and the caller frees the block and returns null (<see cref="OnRefused"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool OnAllocated(ThreadShard shard, int domain, nuint size)
+    public bool OnAllocated(ThreadContext* context, int domain, nuint size) => OnAllocated(ref context->Domains[domain].Counters, domain, size);
+
+    /// <summary>Records a new block in this thread's counters <paramref name="c"/> of <paramref name="domain"/>; false when the budget refuses it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool OnAllocated(ref DomainCounters c, int domain, nuint size)
     {
-        ref DomainCounters c = ref shard.Counters[domain];
         if (!Grow(domain, ref c, (long)size, refusable: true))
         {
             return false;
@@ -112,9 +124,12 @@ internal sealed class MemoryAccounting
 
     /// <summary>Records a freed block, on a shard the caller already holds.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnFreed(ThreadShard shard, int domain, nuint size)
+    public void OnFreed(ThreadContext* context, int domain, nuint size) => OnFreed(ref context->Domains[domain].Counters, domain, size);
+
+    /// <summary>Records a freed block in this thread's counters <paramref name="c"/> of <paramref name="domain"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void OnFreed(ref DomainCounters c, int domain, nuint size)
     {
-        ref DomainCounters c = ref shard.Counters[domain];
         c.Frees++;
         c.BytesFreed += (long)size;
         Shrink(domain, ref c, (long)size);
@@ -122,11 +137,11 @@ internal sealed class MemoryAccounting
 
     /// <summary>Records a new block of <paramref name="size"/> accounted bytes; false when the budget refuses it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool OnAllocated(int domain, nuint size) => OnAllocated(CurrentShard(), domain, size);
+    public bool OnAllocated(int domain, nuint size) => OnAllocated(CurrentContext(), domain, size);
 
     /// <summary>Records a freed block of <paramref name="size"/> accounted bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnFreed(int domain, nuint size) => OnFreed(CurrentShard(), domain, size);
+    public void OnFreed(int domain, nuint size) => OnFreed(CurrentContext(), domain, size);
 
     /// <summary>
     /// Records a block resized from <paramref name="oldSize"/> to <paramref name="newSize"/> bytes, on a shard the caller
@@ -137,9 +152,9 @@ internal sealed class MemoryAccounting
     /// settled here, and the peak raised once the block is real.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnReallocated(ThreadShard shard, int domain, nuint oldSize, nuint newSize, long reserved)
+    public void OnReallocated(ThreadContext* context, int domain, nuint oldSize, nuint newSize, long reserved)
     {
-        ref DomainCounters c = ref shard.Counters[domain];
+        ref DomainCounters c = ref context->Domains[domain].Counters;
         c.Reallocations++;
         long change;
         if (newSize >= oldSize)
@@ -304,7 +319,7 @@ internal sealed class MemoryAccounting
             long live = Volatile.Read(ref _peaks[domain].Published);
             foreach (ThreadShard shard in _shards)
             {
-                live += Volatile.Read(ref shard.Counters[domain].PendingLive);
+                live += Volatile.Read(ref shard.Context->Domains[domain].Counters.PendingLive);
             }
 
             return live;
@@ -456,24 +471,93 @@ internal sealed class MemoryAccounting
     public void RefuseGrowth(int domain, long growth) =>
         OpenEpisode(domain, ExactLiveBytes(domain), growth, Volatile.Read(ref _peaks[domain].Limit));
 
+    /// <summary>
+    /// The calling thread's context when its table entry did not match: found in the thread's list (the slot was shared
+    /// or reused meanwhile), or created and registered (cold: once per thread and runtime).
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private ThreadShard ShardOfCurrentThreadSlow()
+    private ThreadContext* ContextOfCurrentThreadSlow()
     {
-        ThreadShard? shard = _shardOfThread.Value;
-        if (shard is null)
+        ThreadContext* context = ThreadContexts.FindListed(Slot, Owner);
+        if (context != null)
         {
-            shard = new ThreadShard(this, Thread.CurrentThread);
-            lock (_lock)
-            {
-                FoldEndedThreadsUnsynchronized();
-                _shards.Add(shard);
-            }
-
-            _shardOfThread.Value = shard;
+            return context;
         }
 
-        t_lastShard = shard;
-        return shard;
+        context = ThreadContext.Create(Owner, Slot);
+        if (context == null || !ThreadContexts.Adopt(context))
+        {
+            Environment.FailFast("RuntimeMem: no memory for a thread's context (a few hundred bytes); the process cannot go on allocating.");
+        }
+
+        var shard = new ThreadShard(this, Thread.CurrentThread, context);
+        context->Shard = GCHandle.ToIntPtr(GCHandle.Alloc(shard, GCHandleType.Weak));
+        lock (_lock)
+        {
+            if (_released)
+            {
+                ReleaseUnsynchronized(shard); // a call into a disposed runtime: the thread frees it on its next slow path
+                return context;
+            }
+
+            FoldEndedThreadsUnsynchronized();
+            _shards.Add(shard);
+        }
+
+        return context;
+    }
+
+    /// <summary>The runtime lets go of <paramref name="shard"/>'s context (its counters already folded, or no longer read).</summary>
+    private static void ReleaseUnsynchronized(ThreadShard shard)
+    {
+        GCHandle.FromIntPtr(shard.Context->Shard).Free();
+        ThreadContext.Release(shard.Context, ThreadContext.RuntimeParty);
+        shard.Context = null;
+    }
+
+    /// <summary>
+    /// Folds every thread's counters into the retired totals and lets go of every context, then gives the slot back:
+    /// the runtime's Dispose, once no call is in flight (or its finalizer). Reads afterwards see the totals; calls into
+    /// the closed domains still find their thread's context, which the thread then frees.
+    /// </summary>
+    public void ReleaseContexts()
+    {
+        lock (_lock)
+        {
+            if (_released)
+            {
+                return;
+            }
+
+            _released = true;
+            foreach (ThreadShard shard in _shards)
+            {
+                Retire(shard);
+            }
+
+            _shards.Clear();
+        }
+
+        ThreadContexts.ReturnSlot(Slot);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>A runtime that was never disposed lets go of its contexts when it is collected.</summary>
+    ~MemoryAccounting() => ReleaseContexts();
+
+    /// <summary>Moves one thread's counters (and traced bytes) into the totals and lets go of its context. Caller holds <see cref="_lock"/>.</summary>
+    private void Retire(ThreadShard shard)
+    {
+        shard.PublishTracePending();
+        for (int d = 0; d < MemoryDomainKindExtensions.Count; d++)
+        {
+            ref DomainCounters c = ref shard.Context->Domains[d].Counters;
+            Interlocked.Add(ref _peaks[d].Published, c.PendingLive);
+            c.PendingLive = 0;
+            _retired[d].Add(c);
+        }
+
+        ReleaseUnsynchronized(shard);
     }
 
     /// <summary>Moves the counters of ended threads into <see cref="_retired"/>. Caller holds <see cref="_lock"/>.</summary>
@@ -487,15 +571,7 @@ internal sealed class MemoryAccounting
                 continue;
             }
 
-            shard.PublishTracePending(); // read by other threads only when the thread has ended
-            for (int d = 0; d < MemoryDomainKindExtensions.Count; d++)
-            {
-                ref DomainCounters c = ref shard.Counters[d];
-                Interlocked.Add(ref _peaks[d].Published, c.PendingLive);
-                c.PendingLive = 0;
-                _retired[d].Add(c);
-            }
-
+            Retire(shard); // its tracer state is read by other threads only now that the thread has ended
             _shards.RemoveAt(i);
         }
     }
@@ -515,7 +591,7 @@ internal sealed class MemoryAccounting
             sum = _retired[domain];
             foreach (ThreadShard shard in _shards)
             {
-                sum.Add(shard.Counters[domain]);
+                sum.Add(shard.Context->Domains[domain].Counters);
             }
         }
 
@@ -533,8 +609,13 @@ internal sealed class MemoryAccounting
     /// </summary>
     public bool WaitForCallsToDrain(TimeSpan timeout)
     {
-        ThreadShard? mine = _shardOfThread.Value;
-        if (mine is not null && Volatile.Read(ref mine.InCall) != 0)
+        ThreadContext* mine = ThreadContexts.Find(Slot, Owner);
+        if (mine == null)
+        {
+            mine = ThreadContexts.FindListed(Slot, Owner);
+        }
+
+        if (mine != null && Volatile.Read(ref mine->InCall) != 0)
         {
             return false;
         }
@@ -548,7 +629,7 @@ internal sealed class MemoryAccounting
             {
                 foreach (ThreadShard shard in _shards)
                 {
-                    if (shard != mine && shard.Thread.IsAlive && Volatile.Read(ref shard.InCall) != 0)
+                    if (shard.Context != mine && shard.Thread.IsAlive && Volatile.Read(ref shard.Context->InCall) != 0)
                     {
                         busy = true;
                         break;

@@ -1,33 +1,28 @@
+using Runtime.Memory.Threading;
+
 namespace Runtime.Memory.Accounting;
 
 /// <summary>
-/// The counters one thread keeps for one <see cref="MemoryAccounting"/> (one runtime instance).
-/// Only <see cref="Thread"/> writes <see cref="Counters"/>; readers sum all shards.
+/// The runtime's managed record of one thread that has used it: the thread (to find out when it has ended), its
+/// <see cref="ThreadContext"/> (the unmanaged block the fast path uses: counters, heaps, calls in flight), and the
+/// tracer's per-thread state, which holds managed references and so cannot live in the context. Reached from the
+/// context through a weak handle (<see cref="Of"/>), by the traced paths only.
 /// </summary>
-internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
+internal sealed unsafe class ThreadShard(MemoryAccounting owner, Thread thread, ThreadContext* context)
 {
-    /// <summary>The accounting this shard belongs to: the per-thread cache is valid only when it matches.</summary>
+    /// <summary>The accounting this shard belongs to.</summary>
     public readonly MemoryAccounting Owner = owner;
 
-    /// <summary>The thread that writes this shard; once it has ended the shard is folded into the retired totals.</summary>
+    /// <summary>The thread; once it has ended the context's counters are folded into the retired totals.</summary>
     public readonly Thread Thread = thread;
 
-    /// <summary>Per-domain counters, indexed by <see cref="MemoryDomainKind"/>.</summary>
-    public DomainCountersByKind Counters;
+    /// <summary>The thread's context of this runtime; null once the runtime has let go of it.</summary>
+    public ThreadContext* Context = context;
 
-    /// <summary>
-    /// Front-door calls of this runtime's domains the thread is inside right now (nested calls count each). Written
-    /// only by <see cref="Thread"/>, with volatile stores; read by the runtime's Dispose, which waits for it to be 0 on
-    /// every thread before it releases anything (see the lifetime notes in <c>MemoryDomain.cs</c>).
-    /// </summary>
-    public int InCall;
-
-    /// <summary>
-    /// Per domain, this thread's registration with the domain's small-object allocator, so that the one thread-static
-    /// lookup of the shard serves both the accounting and the allocator. Valid while <see cref="HeapSlot.Allocator"/>
-    /// is the domain's allocator; a registration without a heap means this thread has only freed there so far.
-    /// </summary>
-    public HeapSlotsByKind Heaps;
+    /// <summary>The shard of <paramref name="context"/>.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static ThreadShard Of(ThreadContext* context) =>
+        System.Runtime.CompilerServices.Unsafe.As<ThreadShard>(System.Runtime.InteropServices.GCHandle.FromIntPtr(context->Shard).Target!);
 
     /// <summary>
     /// The tracer's state of this shard's thread (<see cref="Tracing.TraceThread.Current"/>), cached here on first use so
@@ -91,15 +86,3 @@ internal sealed class ThreadShard(MemoryAccounting owner, Thread thread)
     }
 }
 
-/// <summary>A cached per-thread registration with one small-object allocator (it holds the thread's heap).</summary>
-internal struct HeapSlot
-{
-    public SmallObjectAllocator? Allocator;
-    public SmallObjectAllocator.ThreadHeap? Registration;
-}
-
-[System.Runtime.CompilerServices.InlineArray(MemoryDomainKindExtensions.Count)]
-internal struct HeapSlotsByKind
-{
-    private HeapSlot _element;
-}

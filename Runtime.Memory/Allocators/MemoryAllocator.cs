@@ -98,6 +98,32 @@ public abstract unsafe class MemoryAllocator
         return !TakeRefusedFree(ptr);
     }
 
+    /// <summary>
+    /// The pipeline a domain runs when this allocator is on top of its chain (built under the chain lock, once per chain
+    /// change). The default, for any allocator or hook, calls the contract above behind the domain's exception barrier;
+    /// a built-in allocator or hook returns a pipeline specialised for itself (see <see cref="Pipeline.DomainPipeline"/>).
+    /// </summary>
+    internal virtual Pipeline.DomainPipeline CreatePipeline(in Pipeline.PipelineSite site) =>
+        site.Limited ? new Pipeline.ContractPipeline<Pipeline.WithBudget>(this, site) : new Pipeline.ContractPipeline<Pipeline.NoBudget>(this, site);
+
+    /// <summary>
+    /// The bytes a domain will account for a request of <paramref name="size"/> bytes, before the allocator is asked
+    /// (a budget reserves a resize's growth with it): the request itself unless the allocator rounds it.
+    /// </summary>
+    internal virtual nuint AccountedSizeOf(nuint size) => size;
+
+    /// <summary>The pool statistics of an allocator that keeps pools (the small-object allocator); null for others.</summary>
+    internal virtual SmallObjectStatistics? GetPoolStatistics() => null;
+
+    /// <summary>Called when a domain makes this allocator the base of its chain (the small-object allocator reports the
+    /// corruption it finds to that domain).</summary>
+    internal virtual void AdoptedBy(MemoryDomain domain)
+    {
+    }
+
+    /// <summary>This allocator as the domain's debug hook, when it is one (a domain installs one at most).</summary>
+    internal virtual DebugHook? AsDebugHook => null;
+
     /// <summary>The last block whose free a built-in hook refused on this thread through the public <see cref="Free"/> (0: none).</summary>
     [ThreadStatic]
     private static nint t_refusedFree;

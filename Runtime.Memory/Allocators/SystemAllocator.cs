@@ -36,6 +36,10 @@ public sealed unsafe class SystemAllocator : MemoryAllocator
     public override string Name => "malloc";
 
     /// <inheritdoc/>
+    internal override Pipeline.DomainPipeline CreatePipeline(in Pipeline.PipelineSite site) =>
+        site.Limited ? new Pipeline.SystemPipeline<Pipeline.WithBudget>(this, site) : new Pipeline.SystemPipeline<Pipeline.NoBudget>(this, site);
+
+    /// <inheritdoc/>
     public override void* Malloc(nuint size)
     {
         if (size > MaxSize)

@@ -66,6 +66,9 @@ public sealed unsafe class DebugHook : MemoryHook
     /// <inheritdoc/>
     public override string Name => _guardPages ? "debug(guard pages)" : "debug";
 
+    /// <inheritdoc/>
+    internal override DebugHook? AsDebugHook => this;
+
     /// <summary>Always true: blocks carry guard bytes the allocator below does not know about.</summary>
     public override bool ChangesBlockLayout => true;
 

@@ -16,6 +16,9 @@ internal sealed unsafe class ClosedAllocator : MemoryAllocator
 
     public override string Name => "closed";
 
+    /// <inheritdoc/>
+    internal override Pipeline.DomainPipeline CreatePipeline(in Pipeline.PipelineSite site) => new Pipeline.ClosedPipeline(site);
+
     public override void* Malloc(nuint size) => null;
 
     public override void* Calloc(nuint count, nuint size) => null;

@@ -38,8 +38,17 @@ public sealed partial class MemoryDomain
         set
         {
             long limit = Budget.FromMaxBytes(value);
-            long previous = _accounting.LimitOf(_index);
-            _accounting.SetLimit(_index, limit);
+            long previous;
+            lock (_chainLock)
+            {
+                previous = _accounting.LimitOf(_index);
+                _accounting.SetLimit(_index, limit);
+                if ((previous == Budget.None) != (limit == Budget.None))
+                {
+                    RebuildPipelineUnsynchronized(); // the realloc path reserves only under a budget
+                }
+            }
+
             RuntimeMemoryLog.LimitChangedIf(_logger, $"{Name} domain", previous, limit);
         }
     }

@@ -154,11 +154,12 @@ public sealed unsafe partial class MemoryDomain
 
                     if (above is null)
                     {
-                        _top = hook.Inner;
+                        SetTopUnsynchronized(hook.Inner);
                     }
                     else
                     {
                         above.Bind(hook.Inner);
+                        RebuildPipelineUnsynchronized(); // the chain's shape below the top changed
                     }
 
                     hook.Release(this);
@@ -191,7 +192,7 @@ public sealed unsafe partial class MemoryDomain
             ThrowIfClosed();
             for (MemoryAllocator? a = _top; a is not null; a = (a as MemoryHook)?.InnerOrNull)
             {
-                if (a is DebugHook existing)
+                if (a.AsDebugHook is { } existing)
                 {
                     return existing;
                 }
@@ -212,7 +213,7 @@ public sealed unsafe partial class MemoryDomain
         {
             for (MemoryAllocator? a = _top; a is not null; a = (a as MemoryHook)?.InnerOrNull)
             {
-                if (a is DebugHook hook)
+                if (a.AsDebugHook is { } hook)
                 {
                     return hook;
                 }
@@ -247,7 +248,7 @@ public sealed unsafe partial class MemoryDomain
         }
 
         MemoryAllocator oldTop = _top;
-        _top = target;
+        SetTopUnsynchronized(target);
         ReleaseHooks(oldTop, stopAt: target);
         if (_logger is { } logger)
         {
@@ -267,7 +268,7 @@ public sealed unsafe partial class MemoryDomain
         }
 
         hook.Bind(_top);
-        _top = hook;
+        SetTopUnsynchronized(hook);
         if (_logger is { } logger)
         {
             Diagnostics.RuntimeMemoryLog.HookInstalled(logger, hook.Name, Name, DescribeChain());
@@ -311,7 +312,7 @@ public sealed unsafe partial class MemoryDomain
         MemoryAllocator oldTop = _top;
         string previous = _logger is null ? "" : DescribeChain();
         AdoptBase(bottom);
-        _top = allocator;
+        SetTopUnsynchronized(allocator);
         ReleaseHooks(oldTop, stopAt: null, keep: claimed);
         if (_logger is { } logger)
         {
@@ -340,11 +341,36 @@ public sealed unsafe partial class MemoryDomain
     private void AdoptBase(MemoryAllocator allocator)
     {
         _base = allocator;
-        if (allocator is SmallObjectAllocator small)
-        {
-            small.ReportingDomain = this;
-        }
+        allocator.AdoptedBy(this);
     }
+
+    /// <summary>
+    /// Makes <paramref name="top"/> the top of the chain and publishes the pipeline built for the new chain. Every chain
+    /// change comes here (or to <see cref="RebuildPipelineUnsynchronized"/>), under <see cref="_chainLock"/>.
+    /// </summary>
+    private void SetTopUnsynchronized(MemoryAllocator top)
+    {
+        _top = top;
+        RebuildPipelineUnsynchronized();
+    }
+
+    /// <summary>
+    /// Builds the pipeline for the chain as it is now, and for the budget (set or not), and publishes it: the top
+    /// allocator chooses it (<see cref="MemoryAllocator.CreatePipeline"/>). A call already running on the previous
+    /// pipeline finishes on it: the allocators it references stay valid (an unlinked hook keeps its inner allocator).
+    /// </summary>
+    private void RebuildPipelineUnsynchronized()
+    {
+        var site = new Pipeline.PipelineSite(this, _index, _accounting, _accounting.IsLimited(_index));
+        _pipeline = _top.CreatePipeline(site);
+        PipelineBuilds++;
+    }
+
+    /// <summary>How many pipelines this domain has built (one per chain or budget change), for tests.</summary>
+    internal int PipelineBuilds { get; private set; }
+
+    /// <summary>The pipeline calls run on now (for tests and reports).</summary>
+    internal Pipeline.DomainPipeline CurrentPipeline => _pipeline;
 
     private void ReleaseHooks(MemoryAllocator from, MemoryAllocator? stopAt, List<MemoryHook>? keep = null)
     {

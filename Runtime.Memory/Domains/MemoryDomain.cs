@@ -1,7 +1,6 @@
-using Runtime.Memory.Tracing;
 using System.Runtime.CompilerServices;
 using Runtime.Memory.Accounting;
-using Runtime.Memory.SmallObject;
+using Runtime.Memory.Threading;
 
 namespace Runtime.Memory;
 
@@ -57,6 +56,13 @@ public sealed unsafe partial class MemoryDomain
     /// <summary>The allocator calls go to: a hook, or the base allocator when no hook is installed.</summary>
     private volatile MemoryAllocator _top;
 
+    /// <summary>What the front door calls: built for <see cref="_top"/>'s chain whenever it changes (MemoryDomain.Chain.cs).</summary>
+    private volatile Pipeline.DomainPipeline _pipeline = null!; // built in the constructor
+
+    /// <summary>The runtime's slot and id in every thread's table of contexts (copies of the accounting's).</summary>
+    private readonly int _slot;
+    private readonly long _owner;
+
     internal MemoryDomain(MemoryDomainKind kind, MemoryAllocator baseAllocator, MemoryAccounting accounting, MemoryDebugger debugger)
     {
         ArgumentNullException.ThrowIfNull(baseAllocator);
@@ -64,9 +70,15 @@ public sealed unsafe partial class MemoryDomain
         _debugger = debugger;
         _index = (int)kind;
         _accounting = accounting;
+        _slot = accounting.Slot;
+        _owner = accounting.Owner;
         _top = baseAllocator;
         _base = baseAllocator;
         AdoptInitialChain(baseAllocator);
+        lock (_chainLock)
+        {
+            RebuildPipelineUnsynchronized();
+        }
     }
 
     /// <summary>Which domain this is.</summary>
@@ -77,15 +89,17 @@ public sealed unsafe partial class MemoryDomain
 
     // ---- the front door (hot path) --------------------------------------------------------------------------
     //
-    // Each method checks the request, then calls the built-in allocator directly when it is on top (a type check,
-    // no virtual dispatch), or the allocator contract out of line otherwise. Bytes are accounted as the allocator
-    // sizes its blocks (MemoryAllocator.BlockSize), so what is added on allocation is exactly what is removed on free.
+    // Each method checks the request, finds the thread's context (one thread-static load and a compare: see
+    // ThreadContexts), counts the call in flight in it, and makes one call: the pipeline built for the chain's shape
+    // (Pipeline/DomainPipeline), which does the chain's work and the accounting. The domain decides nothing per call and
+    // knows no allocator: each allocator on top of a chain chooses its pipeline. Bytes are accounted as the allocator
+    // sizes its blocks, so what is added on allocation is exactly what is removed on free.
 
     /// <summary>Allocates <paramref name="size"/> uninitialised bytes (PyMem_Malloc). Null on failure.</summary>
     /// <remarks>
-    /// Cost on the small-object allocator: the size compare, the load of <c>_top</c> and its type check, the
-    /// allocator's fast path (thread-static heap, pop a free list), and the accounting update (thread-static shard,
-    /// four adds, a compare with the published peak): no lock, no atomic, no native call, no managed allocation.
+    /// Cost on the small-object allocator: the size compare, the thread's context, two stores to its in-flight count, one
+    /// load of the pipeline and its call, and the pipeline's work (<see cref="Pipeline.SmallObjectPipeline{TBudget}"/>):
+    /// no lock, no atomic, no native call, no managed allocation, no type test.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void* Malloc(nuint size)
@@ -95,102 +109,11 @@ public sealed unsafe partial class MemoryDomain
             return Rejected();
         }
 
-        ThreadShard shard = _accounting.CurrentShard();
-        Enter(shard);
-        try
-        {
-            MemoryAllocator top = _top;
-            if (top is SmallObjectAllocator small)
-            {
-                void* block = small.MallocFrom(HeapFor(shard, small), size);
-                if (block == null)
-                {
-                    return Rejected();
-                }
-
-                return _accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size)) ? block : RefusedByLimit(small, block);
-            }
-
-            if (top is SystemAllocator system)
-            {
-                void* p = system.Malloc(size);
-                if (p == null)
-                {
-                    return Rejected();
-                }
-
-                return _accounting.OnAllocated(shard, _index, size) ? p : RefusedByLimit(system, p);
-            }
-
-            if (top is TracingHook { Inner: SmallObjectAllocator tracedSmall } traced)
-            {
-                return traced.Sampling ? MallocSampled(shard, traced, tracedSmall, size) : MallocTraced(shard, traced, tracedSmall, size);
-            }
-
-            return MallocThroughContract(shard, top, size);
-        }
-        finally
-        {
-            Leave(shard);
-        }
-    }
-
-    // ---- tracing over the small-object allocator: the built-in hook on the built-in allocator, without the contract --
-    //
-    // The tracer's hook directly above the small-object allocator is run here as the domain's own fast path runs that
-    // allocator (one shard lookup for the heap and the accounting) plus the tracer's record or untrack, instead of
-    // through three virtual calls and the contract's barrier. Any other chain takes the contract path. Untraced
-    // domains never get here: these checks come after the built-in allocators' own.
-    //
-    // Sampling: inlined into Malloc and Free, so that a call that is not sampled costs the untraced path plus a type
-    // check, a subtraction and a compare, and a free while no sample is live one load more (measured: untraced pair16
-    // unchanged, sampled 1.49x -> 1.21-1.37x); while samples are live, a free of a block whose address bucket holds no
-    // trace (nearly every block: 4,096 buckets, a sample per 512 KiB) costs a hash and one load more, not the traced path. Exact tracing: one out-of-line call each way holding the allocator's
-    // fast path and the trace's, so that the caller's loop stays as small as the untraced one and the traced work is
-    // register-allocated as one piece (exact pair16 in the tracing loop: 37.8 -> 34.3-34.9 ns).
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void* MallocSampled(ThreadShard shard, TracingHook traced, SmallObjectAllocator small, nuint size)
-    {
-        void* block = small.MallocFrom(HeapFor(shard, small), size);
-        if (block == null)
-        {
-            return Rejected();
-        }
-
-        if (!_accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size)))
-        {
-            return RefusedByLimit(small, block); // not traced yet
-        }
-
-        traced.Sampled(shard, small, block, size);
-        return block;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void* MallocTraced(ThreadShard shard, TracingHook traced, SmallObjectAllocator small, nuint size)
-    {
-        void* block = small.MallocFrom(HeapFor(shard, small), size);
-        if (block == null)
-        {
-            return Rejected();
-        }
-
-        if (!_accounting.OnAllocated(shard, _index, SmallObjectAllocator.AccountedSize(size)))
-        {
-            return RefusedByLimit(small, block); // not traced yet
-        }
-
-        traced.Traced(shard, small, block, size);
-        return block;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void FreeTraced(ThreadShard shard, TracingHook traced, SmallObjectAllocator small, void* ptr, int freeWork)
-    {
-        int poolClass = small.PoolClassIfInPool(ptr); // one ownership lookup for the trace's key and the free
-        traced.Untraced(shard, ptr, poolClass, freeWork); // before the free: the address must not be reused and traced elsewhere while we hold it
-        FreeSmall(shard, small, ptr, poolClass >= 0);
+        ThreadContext* context = Context();
+        Enter(context);
+        void* p = _pipeline.Malloc(context, size);
+        Leave(context);
+        return p;
     }
 
     /// <summary>Allocates <paramref name="count"/> × <paramref name="size"/> zeroed bytes (PyMem_Calloc). Null on failure or overflow.</summary>
@@ -201,28 +124,11 @@ public sealed unsafe partial class MemoryDomain
             return Rejected();
         }
 
-        ThreadShard shard = _accounting.CurrentShard();
-        Enter(shard);
-        MemoryAllocator top = _top;
-        void* p;
-        try
-        {
-            p = top.CallocCounted(count, size, out nuint blockSize);
-            if (p != null && !_accounting.OnAllocated(shard, _index, blockSize))
-            {
-                return RefusedByLimit(top, p);
-            }
-        }
-        catch (Exception ex) when (ex is not MemoryViolationException)
-        {
-            return Faulted(top, ex, MemoryOperation.Calloc);
-        }
-        finally
-        {
-            Leave(shard);
-        }
-
-        return p != null ? p : top is ClosedAllocator ? UsedAfterDispose(MemoryOperation.Calloc, null) : Rejected();
+        ThreadContext* context = Context();
+        Enter(context);
+        void* p = _pipeline.Calloc(context, count, size);
+        Leave(context);
+        return p;
     }
 
     /// <summary>
@@ -241,50 +147,11 @@ public sealed unsafe partial class MemoryDomain
             return Rejected();
         }
 
-        ThreadShard shard = _accounting.CurrentShard();
-        Enter(shard);
-        MemoryAllocator top = _top;
-        long reserved = 0; // with a budget: the growth, reserved before the resize (BudgetReservesResize)
-        try
-        {
-            if (_accounting.IsLimited(_index) && !BudgetReservesResize(top, ptr, newSize, out reserved))
-            {
-                _accounting.OnRefused(_index);
-                return null;
-            }
-
-            if (top is SmallObjectAllocator small)
-            {
-                void* moved = small.ReallocFrom(HeapFor(shard, small), ptr, newSize, out nuint before, out nuint after);
-                if (moved == null)
-                {
-                    _accounting.Unreserve(_index, reserved);
-                    return Rejected();
-                }
-
-                _accounting.OnReallocated(shard, _index, before, after, reserved);
-                return moved;
-            }
-
-            void* p = top.ReallocCounted(ptr, newSize, out nuint oldSize, out nuint blockSize);
-            if (p == null)
-            {
-                _accounting.Unreserve(_index, reserved);
-                return top is ClosedAllocator ? UsedAfterDispose(MemoryOperation.Realloc, ptr) : Rejected();
-            }
-
-            _accounting.OnReallocated(shard, _index, oldSize, blockSize, reserved);
-            return p;
-        }
-        catch (Exception ex) when (ex is not MemoryViolationException)
-        {
-            _accounting.Unreserve(_index, reserved);
-            return Faulted(top, ex, MemoryOperation.Realloc);
-        }
-        finally
-        {
-            Leave(shard);
-        }
+        ThreadContext* context = Context();
+        Enter(context);
+        void* p = _pipeline.Realloc(context, ptr, newSize);
+        Leave(context);
+        return p;
     }
 
     /// <summary>Releases a block allocated by this domain (PyMem_Free). Null does nothing.</summary>
@@ -296,47 +163,19 @@ public sealed unsafe partial class MemoryDomain
             return;
         }
 
-        ThreadShard shard = _accounting.CurrentShard();
-        Enter(shard);
-        try
-        {
-            MemoryAllocator top = _top;
-            if (top is SmallObjectAllocator small)
-            {
-                FreeSmall(shard, small, ptr, small.InPool(ptr));
-                return;
-            }
+        ThreadContext* context = Context();
+        Enter(context);
+        _pipeline.Free(context, ptr);
+        Leave(context);
+    }
 
-            if (top is SystemAllocator system)
-            {
-                nuint size = system.BlockSize(ptr);
-                system.Free(ptr);
-                _accounting.OnFreed(shard, _index, size);
-                return;
-            }
-
-            if (top is TracingHook { Inner: SmallObjectAllocator tracedSmall } traced)
-            {
-                int work = traced.FreeWork;
-                if (work != 0 && (!TraceTable.IsStripesOnly(work) || traced.MayHoldTrace(ptr)))
-                {
-                    FreeTraced(shard, traced, tracedSmall, ptr, work);
-                }
-                else
-                {
-                    // Sampling, and no sample live, or none that can be this block (its bucket is empty).
-                    FreeSmall(shard, tracedSmall, ptr, tracedSmall.InPool(ptr));
-                }
-
-                return;
-            }
-
-            FreeThroughContract(shard, top, ptr);
-        }
-        finally
-        {
-            Leave(shard);
-        }
+    /// <summary>The calling thread's context of this runtime (<see cref="ThreadContexts.Find"/>, with the runtime's slot
+    /// and id copied into the domain so that no other object is loaded).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ThreadContext* Context()
+    {
+        ThreadContext* context = ThreadContexts.Find(_slot, _owner);
+        return context != null ? context : _accounting.CurrentContext();
     }
 
     /// <summary>
@@ -349,113 +188,29 @@ public sealed unsafe partial class MemoryDomain
 
     private volatile Exception? _lastFault;
 
-    /// <summary>Malloc through the allocator contract: user allocators and hooks, behind an exception barrier.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void* MallocThroughContract(ThreadShard shard, MemoryAllocator top, nuint size)
-    {
-        void* p;
-        try
-        {
-            p = top.MallocCounted(size, out nuint blockSize);
-            if (p != null && !_accounting.OnAllocated(shard, _index, blockSize))
-            {
-                return RefusedByLimit(top, p);
-            }
-        }
-        catch (Exception ex) when (ex is not MemoryViolationException)
-        {
-            return Faulted(top, ex, MemoryOperation.Malloc);
-        }
-
-        return p != null ? p : top is ClosedAllocator ? UsedAfterDispose(MemoryOperation.Malloc, null) : Rejected();
-    }
-
-    /// <summary>
-    /// Free through the allocator contract, behind an exception barrier. A free the chain refused (the debug hooks
-    /// found a misuse and kept the block, whatever hooks sit above them) is counted nowhere.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void FreeThroughContract(ThreadShard shard, MemoryAllocator top, void* ptr)
-    {
-        try
-        {
-            if (top.FreeCounted(ptr, out nuint size))
-            {
-                _accounting.OnFreed(shard, _index, size);
-            }
-            else if (top is ClosedAllocator)
-            {
-                UsedAfterDispose(MemoryOperation.Free, ptr);
-            }
-        }
-        catch (Exception ex) when (ex is not MemoryViolationException)
-        {
-            Faulted(top, ex, MemoryOperation.Free);
-        }
-    }
-
-    /// <summary>
-    /// The small-object free of <see cref="Free"/> and of the traced path: this thread's heap from its shard (none is
-    /// created for a thread that only frees), the free, and the accounting of the bytes it returns.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void FreeSmall(ThreadShard shard, SmallObjectAllocator small, void* ptr, bool pooled)
-    {
-        if (!pooled)
-        {
-            _accounting.OnFreed(shard, _index, small.FreeLarge(ptr)); // null, or a large block
-            return;
-        }
-
-        ref HeapSlot slot = ref shard.Heaps[_index];
-        Heap* heap = slot.Allocator == small && slot.Registration is { } registration
-            ? registration.Heap
-            : BindHeap(ref slot, small, create: false);
-        _accounting.OnFreed(shard, _index, small.FreePooled(heap, ptr));
-    }
-
-    /// <summary>This thread's heap of <paramref name="small"/>, cached in its shard; created on first use.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private Heap* HeapFor(ThreadShard shard, SmallObjectAllocator small)
-    {
-        ref HeapSlot slot = ref shard.Heaps[_index];
-        Heap* heap = slot.Allocator == small && slot.Registration is { } registration ? registration.Heap : null;
-        return heap != null ? heap : BindHeap(ref slot, small, create: true);
-    }
-
-    /// <summary>
-    /// Caches this thread's registration with <paramref name="small"/> in its shard (cold: once per thread and
-    /// allocator) and returns its heap; a heap that could not be created is not cached, so the next call retries.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Heap* BindHeap(ref HeapSlot slot, SmallObjectAllocator small, bool create)
-    {
-        SmallObjectAllocator.ThreadHeap? registration = small.RegistrationOfCurrentThread(create, out Heap* heap);
-        slot.Allocator = registration is null ? null : small;
-        slot.Registration = registration;
-        return heap;
-    }
-
     // ---- lifetime: calls in flight, and the closed state after Dispose ------------------------------------------
     //
-    // Every front-door call counts itself in its thread's shard (ThreadShard.InCall) before it loads _top, and uncounts
-    // itself when it returns, however it returns. Close() swaps _top for the ClosedAllocator; the runtime's Dispose then
+    // Every front-door call counts itself in its thread's context (ThreadContext.InCall) before it loads the pipeline,
+    // and uncounts itself when it returns; a pipeline whose chain throws by design (the debug hooks' violations) uncounts
+    // it before the exception leaves. Close() swaps the chain for the ClosedAllocator and its pipeline; Dispose then
     // issues a process-wide barrier and waits until no shard counts a call in flight before it releases anything. So a
     // call either loaded the real chain and is waited for, or loads the closed one and touches nothing: a call racing
     // with Dispose fails cleanly (null, or a free that does nothing), and no call ever runs on released memory.
-    // Cost on the hot path: two stores to a field of the thread's own shard, which no other thread writes, and a
-    // try/finally; measured in docs/BENCHMARKS.md (issue 26's fast-path section).
+    // Cost on the hot path: two stores to a field of the thread's own context, which no other thread writes.
 
-    /// <summary>Counts a call in flight on this thread; the store is ordered before the load of <see cref="_top"/>.</summary>
+    /// <summary>Counts a call in flight on this thread; the store is ordered before the load of the pipeline.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Enter(ThreadShard shard) => Volatile.Write(ref shard.InCall, shard.InCall + 1);
+    private static void Enter(ThreadContext* context) => Volatile.Write(ref context->InCall, context->InCall + 1);
 
-    /// <summary>Uncounts the call; every access the call made is ordered before this store.</summary>
+    /// <summary>Uncounts the call; every access the call made is ordered before this store. Pipelines call it for a call
+    /// that leaves by an exception.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Leave(ThreadShard shard) => Volatile.Write(ref shard.InCall, shard.InCall - 1);
+    internal static void Leave(ThreadContext* context) => Volatile.Write(ref context->InCall, context->InCall - 1);
 
     /// <summary>Whether the runtime that owns this domain has been disposed (the domain then refuses every request).</summary>
-    public bool IsClosed => _top is ClosedAllocator;
+    public bool IsClosed => _closed;
+
+    private volatile bool _closed;
 
     /// <summary>
     /// Closes the domain (the runtime's Dispose): from the next call on, allocations return null and frees do nothing,
@@ -465,7 +220,8 @@ public sealed unsafe partial class MemoryDomain
     {
         lock (_chainLock)
         {
-            _top = ClosedAllocator.Instance;
+            _closed = true;
+            SetTopUnsynchronized(ClosedAllocator.Instance);
         }
     }
 
@@ -473,7 +229,7 @@ public sealed unsafe partial class MemoryDomain
 
     /// <summary>A call after <see cref="Close"/>: logged once per domain (the block of a free stays where it is, untouched).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void* UsedAfterDispose(MemoryOperation operation, void* ptr)
+    internal void* UsedAfterDispose(MemoryOperation operation, void* ptr)
     {
         if (Interlocked.Exchange(ref _usedAfterDisposeLogged, 1) == 0)
         {
@@ -485,7 +241,7 @@ public sealed unsafe partial class MemoryDomain
 
     private void ThrowIfClosed()
     {
-        if (_top is ClosedAllocator)
+        if (_closed)
         {
             throw new ObjectDisposedException($"{Name} domain", $"The runtime that owns the {Name} domain has been disposed: its allocator chain cannot be changed.");
         }
@@ -493,7 +249,7 @@ public sealed unsafe partial class MemoryDomain
 
     /// <summary>Counts a null return; the cold tail of every front-door method.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void* Rejected()
+    internal void* Rejected()
     {
         _accounting.OnFailed(_index);
         return null;
@@ -504,7 +260,7 @@ public sealed unsafe partial class MemoryDomain
     /// frees it through <paramref name="allocator"/>, uncounted as it was, and counts the refusal.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void* RefusedByLimit(MemoryAllocator allocator, void* block)
+    internal void* RefusedByLimit(MemoryAllocator allocator, void* block)
     {
         try
         {
@@ -528,9 +284,9 @@ public sealed unsafe partial class MemoryDomain
     /// now); a shrink reserves nothing and is always admitted. <paramref name="reserved"/>: what was reserved.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool BudgetReservesResize(MemoryAllocator top, void* ptr, nuint newSize, out long reserved)
+    internal bool BudgetReservesResize(MemoryAllocator top, void* ptr, nuint newSize, out long reserved)
     {
-        long after = (long)(top is SmallObjectAllocator ? SmallObjectAllocator.AccountedSize(newSize) : newSize);
+        long after = (long)top.AccountedSizeOf(newSize);
         if (_accounting.TryReserve(_index, after))
         {
             reserved = after;
@@ -564,6 +320,14 @@ public sealed unsafe partial class MemoryDomain
         return false;
     }
 
+    /// <summary>A resize the budget refused before it was made (the block is as it was): counted as a refusal.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal void* RefusedResize()
+    {
+        _accounting.OnRefused(_index);
+        return null;
+    }
+
     /// <summary>
     /// An exception reached the domain's barrier. Raised by the runtime's own code (a built-in allocator or hook), it is
     /// memory corruption: reported, and the process stops unless the debug hooks are installed on this domain with
@@ -572,7 +336,7 @@ public sealed unsafe partial class MemoryDomain
     /// <see cref="LastFault"/> and logged once per allocator.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void* Faulted(MemoryAllocator allocator, Exception ex, MemoryOperation operation)
+    internal void* Faulted(MemoryAllocator allocator, Exception ex, MemoryOperation operation)
     {
         if (AllocatorFaults.RaisedByRuntime(ex))
         {
@@ -631,7 +395,7 @@ public sealed unsafe partial class MemoryDomain
         {
             LimitRefusals = sum.LimitRefusals,
             MaxBytes = MaxBytes,
-            SmallObjects = (parts & StatisticsParts.SmallObjects) != 0 ? (_base as SmallObjectAllocator)?.GetStatistics() : null,
+            SmallObjects = (parts & StatisticsParts.SmallObjects) != 0 ? _base.GetPoolStatistics() : null,
         };
     }
 

@@ -43,6 +43,18 @@ internal sealed unsafe class TracingHook : MemoryHook
 
     public override string Name => "tracing";
 
+    /// <summary>Directly over the small-object allocator, the traced pipeline (its fast paths inlined); over anything
+    /// else, the contract.</summary>
+    internal override Pipeline.DomainPipeline CreatePipeline(in Pipeline.PipelineSite site) => Inner is SmallObjectAllocator small
+        ? (Sampling, site.Limited) switch
+        {
+            (true, true) => new Pipeline.TracedSmallObjectPipeline<Pipeline.WithBudget, Pipeline.SampledTrace>(this, small, site),
+            (true, false) => new Pipeline.TracedSmallObjectPipeline<Pipeline.NoBudget, Pipeline.SampledTrace>(this, small, site),
+            (false, true) => new Pipeline.TracedSmallObjectPipeline<Pipeline.WithBudget, Pipeline.ExactTrace>(this, small, site),
+            (false, false) => new Pipeline.TracedSmallObjectPipeline<Pipeline.NoBudget, Pipeline.ExactTrace>(this, small, site),
+        }
+        : base.CreatePipeline(site);
+
     public override void* Malloc(nuint size) => MallocCounted(size, out _);
 
     public override void* Calloc(nuint count, nuint size) => CallocCounted(count, size, out _);

@@ -47,6 +47,12 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
 
     private readonly ArenaMap _map = new();
 
+    private static long s_ids;
+
+    /// <summary>This allocator's id (never 0, never reused): a thread context's heap cache is valid only for it
+    /// (<see cref="Threading.DomainSlot.HeapOwner"/>).</summary>
+    internal readonly long Id = Interlocked.Increment(ref s_ids);
+
     /// <summary>Where requests above 512 bytes go (the system allocator).</summary>
     private readonly SystemAllocator _large;
 
@@ -73,6 +79,19 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     }
 
     private volatile ArenaAllocator _arenaAllocator;
+
+    /// <inheritdoc/>
+    internal override Pipeline.DomainPipeline CreatePipeline(in Pipeline.PipelineSite site) =>
+        site.Limited ? new Pipeline.SmallObjectPipeline<Pipeline.WithBudget>(this, site) : new Pipeline.SmallObjectPipeline<Pipeline.NoBudget>(this, site);
+
+    /// <inheritdoc/>
+    internal override void AdoptedBy(MemoryDomain domain) => ReportingDomain = domain;
+
+    /// <inheritdoc/>
+    internal override nuint AccountedSizeOf(nuint size) => AccountedSize(size);
+
+    /// <inheritdoc/>
+    internal override SmallObjectStatistics? GetPoolStatistics() => GetStatistics();
 
     /// <summary>The bytes a domain accounts for a request of <paramref name="size"/> bytes: its class size, or the size itself above 512.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -279,6 +298,45 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
         Buffer.MemoryCopy(ptr, moved, newSize, Math.Min(newSize, blockSize));
         FreeFrom(heap, ptr);
         return moved;
+    }
+
+    /// <summary>Calloc of <paramref name="count"/> × <paramref name="size"/> bytes (a product the caller has checked) from
+    /// the calling thread's <paramref name="heap"/>, and the bytes a domain accounts for it.</summary>
+    internal void* CallocFrom(Heap* heap, nuint count, nuint size, out nuint accounted)
+    {
+        nuint total = count * size;
+        accounted = AccountedSize(total);
+        if (total > SizeClasses.SmallRequestThreshold)
+        {
+            return _large.Calloc(count, size);
+        }
+
+        void* p = MallocFrom(heap, total);
+        if (p != null)
+        {
+            NativeMemory.Clear(p, total);
+        }
+
+        return p;
+    }
+
+    /// <summary>
+    /// Binds the calling thread's heap of this allocator into its context's <paramref name="slot"/> (cold: once per
+    /// thread and allocator, and again once a thread that only freed so far allocates) and returns it. A thread that has
+    /// never allocated gets null with <paramref name="create"/> false, and that is cached too, so its frees do not come
+    /// back here; a heap that could not be created is not cached, so the next call retries.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal Heap* BindHeap(ref Threading.DomainSlot slot, bool create)
+    {
+        ThreadHeap? registration = RegistrationOfCurrentThread(create, out Heap* heap);
+        if (registration is not null && heap == registration.Heap)
+        {
+            slot.Heap = heap;
+            slot.HeapOwner = Id;
+        }
+
+        return heap;
     }
 
     // ---- per-thread heap lookup -----------------------------------------------------------------------------
