@@ -179,6 +179,96 @@ internal static unsafe partial class OsPages
         madvise(p, accessible, MadvDontNeed);
     }
 
+    // ---- reserved address space: reserve once, commit and decommit parts, release all -------------------------
+
+    /// <summary>
+    /// Reserves <paramref name="size"/> bytes of address space aligned to <paramref name="alignment"/> (a power of two, a
+    /// multiple of the page size), inaccessible and backed by nothing (Linux: <c>PROT_NONE</c> with
+    /// <c>MAP_NORESERVE</c>, so it counts against no commit limit; Windows: <c>MEM_RESERVE</c>). Null when refused.
+    /// </summary>
+    public static void* Reserve(nuint size, nuint alignment)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            for (int attempt = 0; attempt < 8; attempt++)
+            {
+                byte* probe = (byte*)VirtualAlloc(null, size + alignment, MemReserve, PageReadWrite);
+                if (probe == null)
+                {
+                    return null;
+                }
+
+                VirtualFree(probe, 0, MemRelease);
+                byte* aligned = (byte*)(((nuint)probe + alignment - 1) & ~(alignment - 1));
+                void* p = VirtualAlloc(aligned, size, MemReserve, PageReadWrite);
+                if (p != null)
+                {
+                    return p;
+                }
+            }
+
+            return null;
+        }
+
+        byte* raw = (byte*)mmap(null, size + alignment, ProtNone, MapPrivate | MapAnonymous | MapNoReserve, -1, 0);
+        if (raw == (byte*)-1)
+        {
+            return null;
+        }
+
+        byte* start = (byte*)(((nuint)raw + alignment - 1) & ~(alignment - 1));
+        nuint head = (nuint)(start - raw);
+        if (head != 0)
+        {
+            munmap(raw, head);
+        }
+
+        nuint tail = alignment - head;
+        if (tail != 0)
+        {
+            munmap(start + size, tail);
+        }
+
+        return start;
+    }
+
+    /// <summary>Makes pages of a reservation readable and writable; they read as zeros until written. False when refused.</summary>
+    public static bool Commit(void* p, nuint size) =>
+        OperatingSystem.IsWindows() ? VirtualAlloc(p, size, MemCommit, PageReadWrite) != null : mprotect(p, size, ProtRead | ProtWrite) == 0;
+
+    /// <summary>Gives committed pages of a reservation back to the OS and makes them inaccessible again; the range stays
+    /// reserved (Linux: a fresh <c>PROT_NONE</c> mapping over it, which drops the pages at once).</summary>
+    public static void Decommit(void* p, nuint size)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            VirtualFree(p, size, MemDecommit);
+            return;
+        }
+
+        if (mmap(p, size, ProtNone, MapPrivate | MapAnonymous | MapNoReserve | MapFixed, -1, 0) == (void*)-1)
+        {
+            madvise(p, size, MadvDontNeed); // keeps the range ours either way; the pages go back
+            mprotect(p, size, ProtNone);
+        }
+    }
+
+    /// <summary>Releases a whole reservation from <see cref="Reserve"/>.</summary>
+    public static void Release(void* p, nuint size)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            VirtualFree(p, 0, MemRelease);
+        }
+        else
+        {
+            munmap(p, size);
+        }
+    }
+
+    private static readonly int MapNoReserve = OperatingSystem.IsLinux() ? 0x4000 : 0;
+    private const int MapFixed = 0x10;
+
     /// <summary>Unmaps a mapping returned by <see cref="MapGuarded"/>, its guard page included.</summary>
     public static void UnmapGuarded(void* p, nuint accessible)
     {

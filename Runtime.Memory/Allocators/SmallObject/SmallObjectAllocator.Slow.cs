@@ -398,13 +398,45 @@ public sealed unsafe partial class SmallObjectAllocator
         return best;
     }
 
+    /// <summary>The reserved space arenas come from, reserved on first use; null when the OS refused it (then never asked again).</summary>
+    private ArenaSpace? SpaceLocked()
+    {
+        if (_space is null && !_spaceRefused)
+        {
+            _space = ArenaSpace.TryReserve();
+            _spaceRefused = _space is null;
+            if (_space is not null)
+            {
+                _spaceBase = (nuint)_space.Base;
+                _spaceSize = ArenaSpace.Bytes;
+            }
+        }
+
+        return _space;
+    }
+
+    private bool _spaceRefused;
+
     private Arena? NewArenaLocked()
     {
         ArenaAllocator allocator = _arenaAllocator;
-        byte* memory = (byte*)allocator.Alloc(SizeClasses.ArenaSize);
+        byte* memory = null;
+        if (ReferenceEquals(allocator, OsArenaAllocator.Instance) && SpaceLocked() is { } space)
+        {
+            memory = (byte*)space.Alloc(SizeClasses.ArenaSize);
+            if (memory != null)
+            {
+                allocator = space;
+            }
+        }
+
         if (memory == null)
         {
-            return null;
+            memory = (byte*)allocator.Alloc(SizeClasses.ArenaSize);
+            if (memory == null)
+            {
+                return null;
+            }
         }
 
         if (!ArenaMap.CanMap(memory) || !_map.Mark(memory, used: true))
@@ -437,6 +469,11 @@ public sealed unsafe partial class SmallObjectAllocator
         }
 
         var arena = new Arena { Base = memory, FirstPool = firstPool, PoolCount = poolCount, Allocator = allocator, Index = index, FreeCount = poolCount };
+        if (!ReferenceEquals(allocator, _space))
+        {
+            _outsideArenas++; // before any block of it is handed out
+        }
+
         _arenas[index] = arena;
         _arenasAllocatedTotal++;
         _arenasCurrent++;
@@ -475,6 +512,11 @@ public sealed unsafe partial class SmallObjectAllocator
     {
         _map.Mark(arena.Base, used: false);
         arena.Allocator.Free(arena.Base, SizeClasses.ArenaSize);
+        if (!ReferenceEquals(arena.Allocator, _space))
+        {
+            _outsideArenas--;
+        }
+
         _arenas[arena.Index] = null;
         _arenasCurrent--;
         _arenasReclaimed++;
@@ -683,6 +725,8 @@ public sealed unsafe partial class SmallObjectAllocator
             }
 
             _map.Dispose();
+            _spaceSize = 0;
+            _space?.Release();
             _disposed = true;
             Debug.Assert(_arenasCurrent == 0, "every arena was returned");
             return true;

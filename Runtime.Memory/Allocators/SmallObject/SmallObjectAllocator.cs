@@ -152,12 +152,27 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal nuint FreeFrom(Heap* mine, void* ptr) =>
-        _map.Contains(ptr) ? FreePooled(mine, ptr) : FreeLarge(ptr); // else null, or a block of the large allocator
+        InPool(ptr) ? FreePooled(mine, ptr) : FreeLarge(ptr); // else null, or a block of the large allocator
 
     /// <summary>Whether <paramref name="ptr"/> lies in one of this allocator's arenas (a pool block, if it is a block of
-    /// this allocator at all); else it is null or a large block.</summary>
+    /// this allocator at all); else it is null or a large block. Arenas from the allocator's reserved space
+    /// (<see cref="ArenaSpace"/>) answer with a subtraction and a compare; the radix map is consulted only while some
+    /// arena lies outside it (a user's arena allocator, or a full space).</summary>
+    /// <remarks>A pointer inside the reserved space that is not a live block of this allocator (a block freed twice
+    /// after its arena went back to the OS, a made-up pointer) is undefined behaviour here, as in mimalloc: the debug
+    /// hooks catch such frees before they get here.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal bool InPool(void* ptr) => _map.Contains(ptr);
+    internal bool InPool(void* ptr) => (nuint)ptr - _spaceBase < _spaceSize || (_outsideArenas != 0 && _map.Contains(ptr));
+
+    /// <summary>The reserved space arenas come from (null until the first arena, or when the OS refused it).</summary>
+    private ArenaSpace? _space;
+
+    /// <summary>Start and size of <see cref="_space"/> (0 and 0 without one), read by <see cref="InPool"/>.</summary>
+    private nuint _spaceBase;
+    private nuint _spaceSize;
+
+    /// <summary>Arenas that do not lie in <see cref="_space"/>: while there are any, ownership takes the radix map.</summary>
+    private int _outsideArenas;
 
     /// <summary><see cref="InPool"/> and the size class of the pool holding <paramref name="ptr"/> in one lookup: −1 when
     /// not in a pool, else the class of a live block's pool, without reading the pool's header
@@ -200,7 +215,7 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
 
     /// <inheritdoc/>
     public override nuint BlockSize(void* ptr) =>
-        _map.Contains(ptr) ? (nuint)Pool.Of(ptr)->BlockSize : _large.BlockSize(ptr);
+        InPool(ptr) ? (nuint)Pool.Of(ptr)->BlockSize : _large.BlockSize(ptr);
 
     // ---- what a domain calls through a hook chain: the operation and its accounted sizes in one call ----------------
     //
@@ -272,7 +287,7 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     /// </summary>
     internal void* ReallocFrom(Heap* heap, void* ptr, nuint newSize, out nuint oldSize, out nuint newAccounted)
     {
-        if (!_map.Contains(ptr))
+        if (!InPool(ptr))
         {
             oldSize = _large.BlockSize(ptr);
             newAccounted = newSize;
