@@ -973,19 +973,3 @@ internal sealed unsafe class TraceTable
         }
     }
 }
-
-/// <summary>
-/// The traced-memory counters of one epoch of a <see cref="TraceTable"/> (from a session's start, or its last clear, to
-/// the next clear or its stop): the generation its shadow words carry, the bytes threads have published, the peak.
-/// </summary>
-internal sealed class TraceEpoch(ulong generationBits)
-{
-    /// <summary>The present bit and the generation, as in the top byte of this epoch's shadow words.</summary>
-    public readonly ulong GenerationBits = generationBits;
-
-    /// <summary>Traced bytes the threads have published (each thread's pending bytes are in its shard).</summary>
-    public long Published;
-
-    /// <summary>The most the traced bytes have been, as the threads' estimates saw it.</summary>
-    public long Peak;
-}
