@@ -48,7 +48,7 @@ namespace Runtime.Memory.Tracing;
 /// adds to the thread's shard. A free whose hash bucket (one of 4,096, each inside one stripe) counts no trace skips
 /// the stripes without a lock, so sampling, which keeps few traces, pays one load per free.</para>
 /// </remarks>
-internal sealed unsafe class TraceTable
+internal sealed unsafe partial class TraceTable
 {
     private const int StripeBits = 6;
     private const int StripeCount = 1 << StripeBits;
@@ -182,16 +182,6 @@ internal sealed unsafe class TraceTable
     {
         bool dense = ((ulong)key & SmallObjectAllocator.DenseSlotBit) != 0;
         return Decode(dense ? SmallObjectAllocator.BlockOfDenseSlot(key, ClassOf(word)) : key, word, dense);
-    }
-
-    /// <summary>One slot: a trace, or empty when <see cref="Address"/> is 0.</summary>
-    internal struct Slot
-    {
-        public nuint Address;
-        public uint Domain;
-        public int Traceback;
-        public long EstimatedSize;
-        public long EstimatedCount;
     }
 
     /// <summary>A stripe: its lock, its slots. The padding fields make each stripe object about 150 bytes, so the locks
