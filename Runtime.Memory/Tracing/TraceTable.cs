@@ -184,43 +184,6 @@ internal sealed unsafe partial class TraceTable
         return Decode(dense ? SmallObjectAllocator.BlockOfDenseSlot(key, ClassOf(word)) : key, word, dense);
     }
 
-    /// <summary>A stripe: its lock, its slots. The padding fields make each stripe object about 150 bytes, so the locks
-    /// of neighbouring stripes never share a cache line (whatever order the runtime lays the fields out in).</summary>
-    private sealed class Stripe
-    {
-#pragma warning disable CS0169, IDE0051 // padding
-        private long _p0, _p1, _p2, _p3, _p4, _p5, _p6;
-#pragma warning restore CS0169, IDE0051
-        public int Lock;
-        public volatile int Count;
-        public Slot[] Slots = new Slot[InitialSlots];
-#pragma warning disable CS0169, IDE0051
-        private long _q0, _q1, _q2, _q3, _q4, _q5, _q6;
-#pragma warning restore CS0169, IDE0051
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Enter()
-        {
-            if (Interlocked.CompareExchange(ref Lock, 1, 0) != 0)
-            {
-                EnterContended();
-            }
-        }
-
-        [MethodImpl(MethodImplOptions.NoInlining)]
-        private void EnterContended()
-        {
-            var spinner = default(SpinWait);
-            while (Volatile.Read(ref Lock) != 0 || Interlocked.CompareExchange(ref Lock, 1, 0) != 0)
-            {
-                spinner.SpinOnce(sleep1Threshold: -1);
-            }
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Exit() => Volatile.Write(ref Lock, 0);
-    }
-
     /// <summary>The sum of the live traces' (estimated) sizes: the current epoch's published bytes and every thread's
     /// pending bytes for it (exact when no thread is tracing a call).</summary>
     public long Current => CurrentOf(_epoch);
