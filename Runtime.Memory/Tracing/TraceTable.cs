@@ -11,11 +11,6 @@ namespace Runtime.Memory.Tracing;
 /// inline, under a spin lock of its own.
 /// </summary>
 /// <remarks>
-/// <code>
-///  stripes: hash = (address >> 4) * 2^64/φ     stripe = hash >> 58 (top 6 bits)     home slot = (hash >> 26) &amp; mask
-///           slot = address (0: empty) | domain u32 | traceback id i32 | estimated size i64 | estimated count i64
-///           doubles when three quarters full; never shrinks while the session lives
-/// </code>
 /// <para><b>Traced memory</b> is kept as the domains' accounting keeps live bytes: each thread adds its changes to a
 /// pending count in its own <see cref="ThreadShard"/> (tagged with the epoch it counts for) and publishes it to the
 /// epoch with one atomic add per <see cref="PublishThreshold"/> bytes. The current size is the published sum plus every
@@ -23,24 +18,19 @@ namespace Runtime.Memory.Tracing;
 /// pending) exceeds it: exact while one thread traces, within (T − 1) × <see cref="PublishThreshold"/> bytes with T
 /// threads; a read never reports less than the current size it summed.</para>
 /// <para><b>Invariants.</b> A key is present (a word of the current generation, or a stripe slot) iff the block was
-/// allocated or tracked in the current epoch and has not been freed or untracked since; every stripe key lies between
-/// its home slot and the first empty slot after it; an epoch's current size is the sum of its present estimates,
-/// once no call is in flight. Stripe slots are changed, and the epoch they count for is read, under the stripe's lock,
-/// and <see cref="Clear"/> holds every stripe lock while it switches epochs, so a stripe holds only current traces.</para>
+/// allocated or tracked in the current epoch and has not been freed or untracked since; an epoch's current size is
+/// the sum of its present estimates, once no call is in flight. Stripe slots are changed, and the epoch they count
+/// for is read, under the stripe's lock, and <see cref="Clear"/> holds every stripe lock while it switches epochs, so
+/// a stripe holds only current traces.</para>
 /// <para><b>Cost per exact traced pair:</b> two radix lookups (and on free the arena-map lookup and a multiply for the dense slot), a load and a store of the word each way, and a few plain
 /// adds to the thread's shard. A free whose hash bucket (one of 4,096, each inside one stripe) counts no trace skips
 /// the stripes without a lock, so sampling, which keeps few traces, pays one load per free.</para>
 /// </remarks>
 internal sealed unsafe partial class TraceTable
 {
-    private const int StripeBits = 6;
-    private const int StripeCount = 1 << StripeBits;
-    private const int InitialSlots = 64;
-
     /// <summary>Net traced bytes a thread accumulates before publishing them with one atomic add (as the accounting's).</summary>
     internal const long PublishThreshold = MemoryAccounting.PublishThreshold;
 
-    private readonly Stripe[] _stripes = new Stripe[StripeCount];
     private readonly Func<int> _nextGeneration;
     private readonly MemoryAccounting _accounting;
     private readonly Lock _clearLock = new();
@@ -145,12 +135,6 @@ internal sealed unsafe partial class TraceTable
     /// <summary>Counts a trace that could not be recorded for another reason than the table (see <see cref="MemoryTracer"/>).</summary>
     public void CountFailure() => Interlocked.Increment(ref _failures);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Hash(nuint address) => ((ulong)address >> 4) * 0x9E37_79B9_7F4A_7C15UL;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private Stripe StripeOf(ulong hash) => _stripes[(int)(hash >> (64 - StripeBits))];
-
     /// <summary>Whether the stripe of <paramref name="hash"/> may hold a trace with that hash (its bucket is not empty).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool StripeOccupied(ulong hash) =>
@@ -170,9 +154,6 @@ internal sealed unsafe partial class TraceTable
             Volatile.Write(ref word, delta > 0 ? word | bit : word & ~bit);
         }
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Home(ulong hash, int mask) => (int)(hash >> 26) & mask;
 
     /// <summary>Records (or replaces) the trace of a block; false if it could not be stored.</summary>
     public bool Add(uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback) =>
@@ -220,98 +201,6 @@ internal sealed unsafe partial class TraceTable
         return AddToStripe(shard, domain, address, estimatedSize, estimatedCount, traceback);
     }
 
-    private bool AddToStripe(ThreadShard shard, uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback)
-    {
-        ulong hash = Hash(address);
-        Stripe stripe = StripeOf(hash);
-        long delta = estimatedSize;
-        TraceEpoch epoch;
-        stripe.Enter();
-        try
-        {
-            epoch = _epoch; // under the lock: Clear switches epochs holding every stripe's
-            Slot[] slots = stripe.Slots;
-            int mask = slots.Length - 1;
-            int i = Home(hash, mask);
-            while (slots[i].Address != 0 && !(slots[i].Address == address && slots[i].Domain == domain))
-            {
-                i = (i + 1) & mask;
-            }
-
-            ref Slot slot = ref slots[i];
-            if (slot.Address != 0)
-            {
-                delta -= slot.EstimatedSize; // tracking a block again updates its trace (PyTraceMalloc_Track)
-            }
-            else if ((stripe.Count + 1) * 4 > slots.Length * 3 && !Grow(stripe))
-            {
-                Interlocked.Increment(ref _failures);
-                return false;
-            }
-            else
-            {
-                slots = stripe.Slots; // grown: find the slot again
-                mask = slots.Length - 1;
-                i = Home(hash, mask);
-                while (slots[i].Address != 0)
-                {
-                    i = (i + 1) & mask;
-                }
-
-                stripe.Count++;
-                Interlocked.Increment(ref _freeWork); // before the slot can be seen
-                CountInBucket(hash, +1);
-            }
-
-            ref Slot target = ref slots[i];
-            target.Address = address;
-            target.Domain = domain;
-            target.Traceback = traceback;
-            target.EstimatedSize = estimatedSize;
-            target.EstimatedCount = estimatedCount;
-        }
-        finally
-        {
-            stripe.Exit();
-        }
-
-        Account(shard, epoch, delta);
-        return true;
-    }
-
-    /// <summary>Doubles a stripe's slots (the caller holds its lock); false when the memory is not there.</summary>
-    private static bool Grow(Stripe stripe)
-    {
-        Slot[] old = stripe.Slots;
-        Slot[] grown;
-        try
-        {
-            grown = new Slot[old.Length * 2];
-        }
-        catch (OutOfMemoryException)
-        {
-            return false;
-        }
-
-        int mask = grown.Length - 1;
-        foreach (ref readonly Slot slot in old.AsSpan())
-        {
-            if (slot.Address != 0)
-            {
-                int i = Home(Hash(slot.Address), mask);
-                while (grown[i].Address != 0)
-                {
-                    i = (i + 1) & mask;
-                }
-
-                grown[i] = slot;
-            }
-        }
-
-        stripe.Slots = grown;
-        return true;
-    }
-
     /// <summary>Takes a block's trace out; false when it has none.</summary>
     public bool Remove(uint domain, nuint address, out Slot removed) => Remove(CurrentShard(), domain, address, 0, out removed);
 
@@ -357,82 +246,6 @@ internal sealed unsafe partial class TraceTable
         {
             RemoveLocked(shard, StripeOf(hash), hash, domain, address, out _);
         }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool RemoveFromStripe(ThreadShard shard, uint domain, nuint address, out Slot removed)
-    {
-        ulong hash = Hash(address);
-        if (!StripeOccupied(hash))
-        {
-            removed = default;
-            return false;
-        }
-
-        return RemoveLocked(shard, StripeOf(hash), hash, domain, address, out removed);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool RemoveLocked(ThreadShard shard, Stripe stripe, ulong hash, uint domain, nuint address, out Slot removed)
-    {
-        TraceEpoch epoch;
-        stripe.Enter();
-        try
-        {
-            epoch = _epoch;
-            Slot[] slots = stripe.Slots;
-            int mask = slots.Length - 1;
-            int i = Home(hash, mask);
-            while (true)
-            {
-                if (slots[i].Address == 0)
-                {
-                    removed = default;
-                    return false;
-                }
-
-                if (slots[i].Address == address && slots[i].Domain == domain)
-                {
-                    break;
-                }
-
-                i = (i + 1) & mask;
-            }
-
-            removed = slots[i];
-
-            // Backward shift: move later entries of the run into the hole when their home allows it.
-            int hole = i;
-            int j = i;
-            while (true)
-            {
-                j = (j + 1) & mask;
-                if (slots[j].Address == 0)
-                {
-                    break;
-                }
-
-                int home = Home(Hash(slots[j].Address), mask);
-                bool movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
-                if (movable)
-                {
-                    slots[hole] = slots[j];
-                    hole = j;
-                }
-            }
-
-            slots[hole] = default;
-            stripe.Count--;
-            CountInBucket(hash, -1);
-            Interlocked.Decrement(ref _freeWork);
-        }
-        finally
-        {
-            stripe.Exit();
-        }
-
-        Account(shard, epoch, -removed.EstimatedSize);
-        return true;
     }
 
     /// <summary>A block's trace, if it has one (<paramref name="dense"/>: its dense slot, or 0).</summary>
