@@ -37,25 +37,6 @@ internal sealed unsafe partial class TraceTable
     private volatile TraceEpoch _epoch;
     private long _failures;
 
-    // How many stripe traces have each value of the hash's top 12 bits (a bucket lies in one stripe, whose lock guards
-    // its count): a free whose bucket is 0 is done with one load, without touching the stripe. With sampling's few
-    // live traces almost every free stops here (10 live samples: 1 free in 400 goes on to lock the stripe).
-    private const int BucketBits = 12;
-    private readonly int[] _buckets = new int[1 << BucketBits];
-
-    // One bit per bucket, set while its count is not 0: the word a free reads (512 bytes in all, so it stays in the L1
-    // cache where the counts' 16 KiB would not under a large heap). A stripe's 64 buckets are exactly one word
-    // (bucket = the hash's top 12 bits, stripe = its top 6), so the word changes only under that stripe's lock.
-    private readonly ulong[] _occupied = new ulong[StripeCount];
-
-    // What a free may have to do, in one word: the stripes' trace count (the buckets' sum) in the low bits, and a bit
-    // each for "keeps a shadow" and "retired". 0, sampling's usual state, means a free has nothing to do: one load.
-    // The count changes under a stripe lock with an atomic add (Clear holds every lock); it stays below 2^29.
-    private const int FreeWorkShadow = 1 << 29;
-    private const int FreeWorkRetired = 1 << 30;
-    private const int StripeTraceMask = FreeWorkShadow - 1;
-    private int _freeWork;
-
     /// <summary>
     /// A table for a session whose threads keep their pending traced bytes in <paramref name="accounting"/>'s shards;
     /// <paramref name="shadow"/> (exact sessions on 64-bit) holds most traces, tagged with generations (0 to 127) that
@@ -74,43 +55,6 @@ internal sealed unsafe partial class TraceTable
         _nextGeneration = nextGeneration;
         _epoch = new TraceEpoch(Present | ((ulong)(nextGeneration() & 127) << 56));
     }
-
-    /// <summary>Set when its session stops: a hook of that session still in flight then works on the current session's table.</summary>
-    public bool Retired => (Volatile.Read(ref _freeWork) & FreeWorkRetired) != 0;
-
-    /// <summary>Marks the table's session stopped (<see cref="Retired"/>).</summary>
-    public void Retire() => Interlocked.Or(ref _freeWork, FreeWorkRetired);
-
-    /// <summary>What a free through this table's hook has to do, as one word: 0 when nothing (no shadow, no stripe
-    /// trace, not retired); see <see cref="IsCurrentShadow"/>.</summary>
-    public int FreeWork
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => Volatile.Read(ref _freeWork);
-    }
-
-    /// <summary>Whether <see cref="FreeWork"/>'s <paramref name="freeWork"/> says the table keeps a shadow and is not retired.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool IsCurrentShadow(int freeWork) => (freeWork & (FreeWorkShadow | FreeWorkRetired)) == FreeWorkShadow;
-
-    /// <summary>Whether <see cref="FreeWork"/>'s <paramref name="freeWork"/> says the table keeps traces in its stripes
-    /// only (no shadow, not retired): a free then has work only when <see cref="MayHoldStripeTrace"/> says so.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool IsStripesOnly(int freeWork) => (freeWork & (FreeWorkShadow | FreeWorkRetired)) == 0;
-
-    /// <summary>
-    /// Whether a stripe may hold a trace of <paramref name="address"/> (its hash's bucket is not empty): false means
-    /// certainly not, whatever the domain. A sampling session's free asks this first, so that while samples are live
-    /// a free of a block that is not one of them costs one hash and one load (4,096 buckets; a bucket is written under
-    /// its stripe's lock before the traced block is handed out, so a free of that block sees it).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool MayHoldStripeTrace(nuint address) => IsBucketOccupied(Hash(address));
-
-    /// <summary>Whether the bucket of <paramref name="hash"/> counts a trace: its bit in the stripe's word of <see cref="_occupied"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool IsBucketOccupied(ulong hash) =>
-        ((Volatile.Read(ref _occupied[(int)(hash >> (64 - StripeBits))]) >> (int)(hash >> (64 - BucketBits))) & 1) != 0; // shift counts are mod 64: the bucket's low 6 bits
 
     /// <summary>The calling thread's shard, for the calls that do not come with one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -134,26 +78,6 @@ internal sealed unsafe partial class TraceTable
 
     /// <summary>Counts a trace that could not be recorded for another reason than the table (see <see cref="MemoryTracer"/>).</summary>
     public void CountFailure() => Interlocked.Increment(ref _failures);
-
-    /// <summary>Whether the stripe of <paramref name="hash"/> may hold a trace with that hash (its bucket is not empty).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool StripeOccupied(ulong hash) =>
-        (Volatile.Read(ref _freeWork) & StripeTraceMask) != 0 && IsBucketOccupied(hash);
-
-    /// <summary>Changes the count of <paramref name="hash"/>'s bucket by <paramref name="delta"/> (±1), and its bit
-    /// when the count leaves or reaches 0; only under its stripe's lock.</summary>
-    private void CountInBucket(ulong hash, int delta)
-    {
-        ref int count = ref _buckets[(int)(hash >> (64 - BucketBits))];
-        int after = count + delta;
-        count = after;
-        if (after == (delta > 0 ? 1 : 0))
-        {
-            ref ulong word = ref _occupied[(int)(hash >> (64 - StripeBits))];
-            ulong bit = 1UL << (int)(hash >> (64 - BucketBits));
-            Volatile.Write(ref word, delta > 0 ? word | bit : word & ~bit);
-        }
-    }
 
     /// <summary>Records (or replaces) the trace of a block; false if it could not be stored.</summary>
     public bool Add(uint domain, nuint address, long estimatedSize, long estimatedCount, int traceback) =>
