@@ -18,6 +18,16 @@ namespace Runtime.Memory.Tracing;
 /// <para><b>Cost per exact traced pair:</b> two radix lookups (and on free the arena-map lookup and a multiply for the dense slot), a load and a store of the word each way, and a few plain
 /// adds to the thread's shard. A free whose hash bucket (one of 4,096, each inside one stripe) counts no trace skips
 /// the stripes without a lock, so sampling, which keeps few traces, pays one load per free.</para>
+/// <para><b>Parts.</b> This file: construction, and the calls for one block (record, untrack, look up), which try
+/// the shadow and then the stripes. The rest, a concern a file: TraceTable.Shadow.cs (the shadow word: layout,
+/// codec, removal, scan), TraceTable.Pooled.cs (the domains' fast path for pool blocks: dense words through the
+/// thread's pool cache), TraceTable.Stripes.cs (the striped tables; their types in TraceTable.Stripe.cs and
+/// TraceTable.Slot.cs), TraceTable.FreeFilter.cs (what tells a free it has nothing to do), TraceTable.Epoch.cs
+/// (epochs, <see cref="Clear"/>, the traced-memory counters), TraceTable.Snapshot.cs (reads of the whole table);
+/// <see cref="TraceEpoch"/> in TraceEpoch.cs.</para>
+/// <para><b>Threads.</b> Each thread records and untracks the blocks it allocates and frees, on its own
+/// <see cref="ThreadShard"/>, taking no lock but a stripe's; <see cref="Clear"/>, <see cref="ResetPeak"/> and the
+/// reads of the whole table may run meanwhile, on any thread.</para>
 /// </remarks>
 internal sealed unsafe partial class TraceTable
 {
