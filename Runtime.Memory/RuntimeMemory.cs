@@ -148,19 +148,38 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     /// route into this runtime holds, and its budget. Routes with the same tag share one account; tags match
     /// ignoring case, and the account keeps the spelling of its first use.
     /// </summary>
+    /// <exception cref="InvalidOperationException">More than 29 distinct tags (the accounts a runtime keeps per thread).</exception>
     public LibraryAccount Tag(string tag)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(tag);
-        return _tags.GetOrAdd(tag, static (t, self) =>
+        if (_tags.TryGetValue(tag, out LibraryAccount? existing))
         {
-            var account = new LibraryAccount(t);
-            if (self._logger is { } logger)
+            return existing;
+        }
+
+        lock (_tags)
+        {
+            if (_tags.TryGetValue(tag, out existing))
             {
-                account.AttachLog(logger, self._time);
+                return existing;
             }
 
+            int index = Accounting.NewTagAccount();
+            if (index < 0)
+            {
+                throw new InvalidOperationException(
+                    $"A runtime accounts at most {MemoryAccounting.MaxTags} library tags, and '{tag}' would be one more (tags so far: {string.Join(", ", _tags.Keys.Order(StringComparer.Ordinal))}). Route libraries that belong together under one tag.");
+            }
+
+            var account = new LibraryAccount(tag, Accounting, index);
+            if (_logger is { } logger)
+            {
+                account.AttachLog(logger, _time);
+            }
+
+            _tags[tag] = account;
             return account;
-        }, this);
+        }
     }
 
     /// <summary>Logs that a route's native library is missing (event 4401) before the route throws the exception.</summary>
@@ -399,6 +418,9 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         {
             Interop.NativeApi.Release((Interop.RtMemApi*)Interlocked.Exchange(ref _nativeApi, 0));
         }
+
+        Accounting.ReleaseContexts(); // the counters folded into the totals the statistics keep reporting
+
     }
 
     private int _disposed;

@@ -52,7 +52,7 @@ internal struct DomainCounters
 }
 
 /// <summary>The counters of the three domains, inline in one per-thread object.</summary>
-[InlineArray(MemoryDomainKindExtensions.Count)]
+[InlineArray(MemoryAccounting.AccountCount)]
 internal struct DomainCountersByKind
 {
     private DomainCounters _element;
@@ -86,9 +86,13 @@ internal struct PeakTracker
 
     /// <summary>1 while a refusal episode is open: from a refusal until the next growth the budget admits.</summary>
     [FieldOffset(32)] public int EpisodeOpen;
+
+    /// <summary>Pending growth at which a thread publishes (and the budget is checked in one atomic step):
+    /// <see cref="MemoryAccounting.PublishThreshold"/>, or 1 for an exact budget (every growth published).</summary>
+    [FieldOffset(40)] public long PublishAt;
 }
 
-[InlineArray(MemoryDomainKindExtensions.Count)]
+[InlineArray(MemoryAccounting.AccountCount)]
 internal struct PeakTrackerByKind
 {
     private PeakTracker _element;

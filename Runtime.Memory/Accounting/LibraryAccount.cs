@@ -1,3 +1,6 @@
+using Runtime.Memory.Accounting;
+using Runtime.Memory.Threading;
+
 namespace Runtime.Memory;
 
 /// <summary>
@@ -7,56 +10,95 @@ namespace Runtime.Memory;
 /// the library asked for.
 /// </summary>
 /// <remarks>
-/// <para>Updated with atomic operations: routed calls come from native code on any thread, never from the managed
-/// hot path. Every figure is exact when no call is in flight.</para>
-/// <para><b>Budget.</b> A route reserves a block's bytes (<see cref="TryReserve"/>) before it asks its domain for the
-/// block, so the budget is exact under any number of threads: the live bytes never pass <see cref="MaxBytes"/>. A
-/// refusal is counted in <see cref="Failures"/> and <see cref="LimitRefusals"/>, and opens an episode that is logged
-/// once (event 4301); the next reservation the budget admits closes it.</para>
+/// <para><b>Accounting.</b> A tag is one account of the runtime's accounting, the same primitive the domains use
+/// (<see cref="MemoryAccounting"/>): each thread counts in its own context, so a routed allocation writes no shared
+/// cache line and takes no atomic. Every figure is a sum over threads, exact when no call is in flight; the peak is
+/// exact while one thread allocates, and within <c>(T − 1) × 64 KiB</c> with T threads, as for a domain.</para>
+/// <para><b>Budget.</b> Exact under any number of threads: with a budget set, every growth is published to the
+/// tag's shared total by a compare-exchange that admits it only within the budget (the accounting's exact mode), so the
+/// live bytes never pass <see cref="MaxBytes"/>. That costs an atomic per growth, on a budgeted tag only. A resize
+/// reserves its growth before it is made; a shrink is never refused. A refusal is counted in <see cref="Failures"/> and
+/// <see cref="LimitRefusals"/>, and opens an episode that is logged once (event 4301); the next growth the budget
+/// admits closes it.</para>
 /// </remarks>
-public sealed class LibraryAccount
+public sealed unsafe class LibraryAccount
 {
-    private long _allocations;
-    private long _frees;
-    private long _bytesAllocated;
-    private long _liveBytes;
-    private long _peakBytes;
-    private long _failures;
-    private long _limitRefusals;
-    private long _limit = Diagnostics.Budget.None;
-    private int _episodeOpen;
-    private Diagnostics.BudgetLog? _budgetLog;
-    private Microsoft.Extensions.Logging.ILogger? _logger;
+    private readonly MemoryAccounting _accounting;
 
-    internal LibraryAccount(string tag) => Tag = tag;
+    /// <summary>This tag's account index in the accounting and in every thread's context.</summary>
+    private readonly int _index;
+
+    internal LibraryAccount(string tag, MemoryAccounting accounting, int index)
+    {
+        Tag = tag;
+        _accounting = accounting;
+        _index = index;
+    }
 
     /// <summary>The library's tag.</summary>
     public string Tag { get; }
 
+    private DomainCounters Read(out long peak) => _accounting.Read(_index, out peak);
+
     /// <summary>Blocks the library holds now.</summary>
-    public long LiveBlocks => Interlocked.Read(ref _allocations) - Interlocked.Read(ref _frees);
+    public long LiveBlocks
+    {
+        get
+        {
+            DomainCounters c = Read(out _);
+            return c.Allocations - c.Frees;
+        }
+    }
 
-    /// <summary>Bytes the library holds now (reserved for blocks being allocated included).</summary>
-    public long LiveBytes => Interlocked.Read(ref _liveBytes);
+    /// <summary>Bytes the library holds now.</summary>
+    public long LiveBytes
+    {
+        get
+        {
+            DomainCounters c = Read(out _);
+            return c.BytesAllocated - c.BytesFreed;
+        }
+    }
 
-    /// <summary>The most bytes it has held at once (read after each allocation; with threads allocating at once it may
-    /// include another's reservation in flight, never more than the budget).</summary>
-    public long PeakBytes => Interlocked.Read(ref _peakBytes);
+    /// <summary>The most bytes it has held at once (see the remarks for its exactness under threads; never more than
+    /// the budget).</summary>
+    public long PeakBytes
+    {
+        get
+        {
+            Read(out long peak);
+            return peak;
+        }
+    }
 
-    /// <summary>Allocations (a realloc counts as one allocation and one free when it moves or resizes).</summary>
-    public long Allocations => Interlocked.Read(ref _allocations);
+    /// <summary>Allocations (a realloc counts as one allocation and one free).</summary>
+    public long Allocations
+    {
+        get
+        {
+            DomainCounters c = Read(out _);
+            return c.Allocations + c.Reallocations;
+        }
+    }
 
-    /// <summary>Frees.</summary>
-    public long Frees => Interlocked.Read(ref _frees);
+    /// <summary>Frees (a realloc counts as one allocation and one free).</summary>
+    public long Frees
+    {
+        get
+        {
+            DomainCounters c = Read(out _);
+            return c.Frees + c.Reallocations;
+        }
+    }
 
     /// <summary>Bytes the library has asked for over its life (realloc growth included).</summary>
-    public long BytesAllocated => Interlocked.Read(ref _bytesAllocated);
+    public long BytesAllocated => Read(out _).BytesAllocated;
 
     /// <summary>Requests that returned null: the domain's refusals (out of memory, its budget) and this tag's budget's.</summary>
-    public long Failures => Interlocked.Read(ref _failures);
+    public long Failures => Read(out _).Failures;
 
     /// <summary>The part of <see cref="Failures"/> that this tag's budget refused.</summary>
-    public long LimitRefusals => Interlocked.Read(ref _limitRefusals);
+    public long LimitRefusals => Read(out _).LimitRefusals;
 
     /// <summary>
     /// The tag's budget: the most bytes the library may hold, or <see langword="null"/> for none (the default).
@@ -65,92 +107,84 @@ public sealed class LibraryAccount
     /// <exception cref="ArgumentOutOfRangeException">A negative value.</exception>
     public long? MaxBytes
     {
-        get => Diagnostics.Budget.ToMaxBytes(Interlocked.Read(ref _limit));
+        get => Diagnostics.Budget.ToMaxBytes(_accounting.LimitOf(_index));
         set
         {
             long limit = Diagnostics.Budget.FromMaxBytes(value);
-            Diagnostics.RuntimeMemoryLog.LimitChangedIf(_logger, BudgetName, Interlocked.Exchange(ref _limit, limit), limit);
+            long previous = _accounting.LimitOf(_index);
+            _accounting.SetLimit(_index, limit, exact: true);
+            Diagnostics.RuntimeMemoryLog.LimitChangedIf(_logger, BudgetName, previous, limit);
         }
     }
+
+    private Microsoft.Extensions.Logging.ILogger? _logger;
 
     private string BudgetName => $"library '{Tag}'";
 
     internal void AttachLog(Microsoft.Extensions.Logging.ILogger logger, TimeProvider time)
     {
         _logger = logger;
-        _budgetLog = new Diagnostics.BudgetLog(logger, time, BudgetName);
+        _accounting.SetBudgetLog(_index, new Diagnostics.BudgetLog(logger, time, BudgetName));
     }
 
-    /// <summary>
-    /// Reserves <paramref name="growth"/> more live bytes (negative: gives bytes back, always admitted); false, counted
-    /// and logged as a refusal, when that would pass the budget. The caller then allocates, and on failure gives the
-    /// bytes back with <see cref="Unreserve"/>.
-    /// </summary>
-    internal bool TryReserve(long growth)
+    // ---- what a route calls (the calling thread's context in hand) -------------------------------------------
+
+    /// <summary>The calling thread's context of the runtime, for the calls below.</summary>
+    internal ThreadContext* Context() => _accounting.CurrentContext();
+
+    /// <summary>Counts a block of <paramref name="size"/> bytes the domain served; false when the tag's budget refuses
+    /// it (counted, and logged once per episode): the route then frees the block and returns null.</summary>
+    internal bool Admit(ThreadContext* context, nuint size)
     {
-        if (growth <= 0)
+        if (_accounting.OnAllocated(ref context->Accounts[_index], _index, size))
         {
-            Interlocked.Add(ref _liveBytes, growth);
             return true;
         }
 
-        long limit = Interlocked.Read(ref _limit);
-        if (!Accounting.AtomicLimit.TryAdd(ref _liveBytes, growth, limit, out long live))
+        _accounting.OnRefused(_index);
+        return false;
+    }
+
+    /// <summary>Counts a block of <paramref name="size"/> bytes the library freed.</summary>
+    internal void Freed(ThreadContext* context, nuint size) => _accounting.OnFreed(ref context->Accounts[_index], _index, size);
+
+    /// <summary>
+    /// Before resizing a block of <paramref name="oldSize"/> bytes to <paramref name="newSize"/>: with a budget, reserves
+    /// the growth (false, counted and logged, when the budget refuses it; a shrink always passes).
+    /// </summary>
+    internal bool ReserveResize(nuint oldSize, nuint newSize, out long reserved)
+    {
+        reserved = 0;
+        long growth = (long)newSize - (long)oldSize;
+        if (growth <= 0 || !_accounting.IsLimited(_index))
         {
-            Refused(live, growth, limit);
-            return false;
+            return true;
         }
 
-        if (Volatile.Read(ref _episodeOpen) != 0)
+        if (_accounting.TryReserve(_index, growth))
         {
-            Interlocked.Exchange(ref _episodeOpen, 0);
+            reserved = growth;
+            return true;
         }
 
-        return true;
+        _accounting.RefuseGrowth(_index, growth);
+        _accounting.OnRefused(_index);
+        return false;
     }
 
-    /// <summary>Gives back bytes <see cref="TryReserve"/> reserved for an allocation that then failed.</summary>
-    internal void Unreserve(long growth) => Interlocked.Add(ref _liveBytes, -growth);
+    /// <summary>Counts a resize the domain made (one allocation and one free in the public figures).</summary>
+    internal void Resized(ThreadContext* context, nuint oldSize, nuint newSize, long reserved) =>
+        _accounting.OnReallocated(context, _index, oldSize, newSize, reserved);
 
-    /// <summary>Counts a block the library now holds, whose bytes were reserved.</summary>
-    internal void OnAllocated(nuint size)
+    /// <summary>A resize the domain refused: the reservation goes back and the failure is counted.</summary>
+    internal void ResizeFailed(long reserved)
     {
-        Interlocked.Increment(ref _allocations);
-        Interlocked.Add(ref _bytesAllocated, (long)size);
-        RaisePeak();
-    }
-
-    /// <summary>The peak follows blocks the domain served, not reservations it may still refuse.</summary>
-    private void RaisePeak() => Accounting.AtomicMax.Raise(ref _peakBytes, Interlocked.Read(ref _liveBytes));
-
-    /// <summary>Counts a resize, whose growth was reserved: one free and one allocation, as before budgets.</summary>
-    internal void OnReallocated(nuint newSize)
-    {
-        Interlocked.Increment(ref _frees);
-        Interlocked.Increment(ref _allocations);
-        Interlocked.Add(ref _bytesAllocated, (long)newSize);
-        RaisePeak();
-    }
-
-    /// <summary>Counts a block the library freed, and gives its bytes back.</summary>
-    internal void OnFreed(nuint size)
-    {
-        Interlocked.Increment(ref _frees);
-        Interlocked.Add(ref _liveBytes, -(long)size);
+        _accounting.Unreserve(_index, reserved);
+        OnFailed();
     }
 
     /// <summary>Counts a request the domain answered with null (the domain counts its own reason).</summary>
-    internal void OnFailed() => Interlocked.Increment(ref _failures);
-
-    private void Refused(long live, long request, long limit)
-    {
-        Interlocked.Increment(ref _failures);
-        Interlocked.Increment(ref _limitRefusals);
-        if (Interlocked.Exchange(ref _episodeOpen, 1) == 0)
-        {
-            _budgetLog?.EpisodeStarted(live, request, limit);
-        }
-    }
+    internal void OnFailed() => _accounting.OnFailed(_index);
 
     /// <inheritdoc/>
     public override string ToString() =>

@@ -42,6 +42,13 @@ namespace Runtime.Memory.Accounting;
 /// that much below the budget. A refused allocation is not counted; the domain frees the block and returns null. A
 /// resize reserves its growth before it is made (<see cref="TryReserve"/>), because a refused realloc must leave the
 /// old block as it was, and a growth checked before and counted after could be admitted on two threads at once.</para>
+/// <para><b>Exact budgets</b> (library tags, <see cref="SetLimit"/> with <c>exact</c>): every growth is published at
+/// once (<see cref="PeakTracker.PublishAt"/> = 1), so every admission is the compare-exchange above and the live bytes
+/// never pass the budget, whatever the number of threads: an atomic per growth, on that account only. Frees still stay
+/// pending until 64 KiB, so such a budget errs on the safe side (it may refuse while other threads hold unpublished
+/// frees).</para>
+/// <para><b>Accounts.</b> The domains are accounts 0-2; library tags take accounts 3 and up (<see cref="AccountCount"/>),
+/// with the same counters in the same per-thread contexts.</para>
 /// <para><b>Episodes.</b> A refusal opens an episode and lowers the gate to <see cref="long.MinValue"/>, so the next
 /// growth takes the slow path once, and closes it if the budget admits it. An episode is logged once, when it opens
 /// (<see cref="BudgetLog"/> also limits that to one event per second per budget).</para>
@@ -54,6 +61,25 @@ internal sealed unsafe class MemoryAccounting
     /// small allocations between shared writes, and a small error bound on the peak and the budget.
     /// </summary>
     internal const long PublishThreshold = 64 * 1024;
+
+    /// <summary>
+    /// Accounts one runtime keeps: the three domains (indices 0-2, <see cref="MemoryDomainKind"/>), then up to
+    /// <see cref="MaxTags"/> library tags (<see cref="LibraryAccount"/>). Every account has the same per-thread counters,
+    /// peak, gate and budget; a thread's counters of all of them sit in its <see cref="ThreadContext"/>.
+    /// </summary>
+    internal const int AccountCount = 32;
+
+    /// <summary>Library tags one runtime can account (<see cref="AccountCount"/> less the domains).</summary>
+    internal const int MaxTags = AccountCount - MemoryDomainKindExtensions.Count;
+
+    private int _tagAccounts;
+
+    /// <summary>The account index of a new library tag (cold: once per tag); −1 when all <see cref="MaxTags"/> are taken.</summary>
+    internal int NewTagAccount()
+    {
+        int tag = Interlocked.Increment(ref _tagAccounts) - 1;
+        return tag < MaxTags ? MemoryDomainKindExtensions.Count + tag : -1;
+    }
 
     /// <summary>This runtime's id: a thread's table entry (<see cref="ThreadContexts"/>) is its context only when it matches.</summary>
     internal readonly long Owner = ThreadContexts.NewOwner();
@@ -77,9 +103,10 @@ internal sealed unsafe class MemoryAccounting
 
     public MemoryAccounting()
     {
-        for (int d = 0; d < MemoryDomainKindExtensions.Count; d++)
+        for (int d = 0; d < AccountCount; d++)
         {
             _peaks[d].Limit = Budget.None; // no budget; the gate starts at the peak, 0
+            _peaks[d].PublishAt = PublishThreshold;
         }
     }
 
@@ -99,14 +126,14 @@ internal sealed unsafe class MemoryAccounting
 
     /// <summary>This thread's counters for <paramref name="domain"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref DomainCounters CountersOf(int domain) => ref CurrentContext()->Domains[domain].Counters;
+    private ref DomainCounters CountersOf(int domain) => ref CurrentContext()->Accounts[domain];
 
     /// <summary>
     /// Records a new block, on a shard the caller already holds; false when the domain's budget refuses it, in which case
     /// nothing is counted and the caller frees the block and returns null (<see cref="OnRefused"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool OnAllocated(ThreadContext* context, int domain, nuint size) => OnAllocated(ref context->Domains[domain].Counters, domain, size);
+    public bool OnAllocated(ThreadContext* context, int domain, nuint size) => OnAllocated(ref context->Accounts[domain], domain, size);
 
     /// <summary>Records a new block in this thread's counters <paramref name="c"/> of <paramref name="domain"/>; false when the budget refuses it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -124,7 +151,7 @@ internal sealed unsafe class MemoryAccounting
 
     /// <summary>Records a freed block, on a shard the caller already holds.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void OnFreed(ThreadContext* context, int domain, nuint size) => OnFreed(ref context->Domains[domain].Counters, domain, size);
+    public void OnFreed(ThreadContext* context, int domain, nuint size) => OnFreed(ref context->Accounts[domain], domain, size);
 
     /// <summary>Records a freed block in this thread's counters <paramref name="c"/> of <paramref name="domain"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -154,7 +181,7 @@ internal sealed unsafe class MemoryAccounting
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void OnReallocated(ThreadContext* context, int domain, nuint oldSize, nuint newSize, long reserved)
     {
-        ref DomainCounters c = ref context->Domains[domain].Counters;
+        ref DomainCounters c = ref context->Accounts[domain];
         c.Reallocations++;
         long change;
         if (newSize >= oldSize)
@@ -206,14 +233,14 @@ internal sealed unsafe class MemoryAccounting
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Grow(int domain, ref DomainCounters c, long bytes, bool refusable)
     {
+        ref PeakTracker tracker = ref _peaks[domain];
         long pending = c.PendingLive + bytes;
-        if (pending >= PublishThreshold)
+        if (pending >= tracker.PublishAt)
         {
             return GrowPublished(domain, ref c, pending, bytes, refusable ? Admission.Checked : Admission.Unchecked);
         }
 
         c.PendingLive = pending;
-        ref PeakTracker tracker = ref _peaks[domain];
         long estimate = Volatile.Read(ref tracker.Published) + pending;
         return estimate <= Volatile.Read(ref tracker.Gate) || PassGate(domain, ref c, estimate, bytes, refusable);
     }
@@ -319,7 +346,7 @@ internal sealed unsafe class MemoryAccounting
             long live = Volatile.Read(ref _peaks[domain].Published);
             foreach (ThreadShard shard in _shards)
             {
-                live += Volatile.Read(ref shard.Context->Domains[domain].Counters.PendingLive);
+                live += Volatile.Read(ref shard.Context->Accounts[domain].PendingLive);
             }
 
             return live;
@@ -401,7 +428,7 @@ internal sealed unsafe class MemoryAccounting
 
     // ---- budgets --------------------------------------------------------------------------------------------
 
-    private readonly BudgetLog?[] _budgetLogs = new BudgetLog?[MemoryDomainKindExtensions.Count];
+    private readonly BudgetLog?[] _budgetLogs = new BudgetLog?[AccountCount];
 
     /// <summary>The budget of <paramref name="domain"/> in live bytes; <see cref="Budget.None"/> for none.</summary>
     public long LimitOf(int domain) => Volatile.Read(ref _peaks[domain].Limit);
@@ -415,9 +442,10 @@ internal sealed unsafe class MemoryAccounting
     /// growth on every thread; blocks already live are not touched, so a budget below the live size refuses all
     /// growth until enough is freed.
     /// </summary>
-    public void SetLimit(int domain, long limit)
+    public void SetLimit(int domain, long limit, bool exact = false)
     {
         ref PeakTracker tracker = ref _peaks[domain];
+        Volatile.Write(ref tracker.PublishAt, exact && limit != Budget.None ? 1 : PublishThreshold);
         Volatile.Write(ref tracker.Limit, limit);
         RefreshGate(ref tracker);
     }
@@ -439,7 +467,7 @@ internal sealed unsafe class MemoryAccounting
     {
         ref DomainCounters c = ref CountersOf(domain);
         long pending = c.PendingLive + growth;
-        if (pending >= PublishThreshold)
+        if (pending >= _peaks[domain].PublishAt)
         {
             return GrowPublished(domain, ref c, pending, growth, Admission.Reserved);
         }
@@ -549,9 +577,9 @@ internal sealed unsafe class MemoryAccounting
     private void Retire(ThreadShard shard)
     {
         shard.PublishTracePending();
-        for (int d = 0; d < MemoryDomainKindExtensions.Count; d++)
+        for (int d = 0; d < AccountCount; d++)
         {
-            ref DomainCounters c = ref shard.Context->Domains[d].Counters;
+            ref DomainCounters c = ref shard.Context->Accounts[d];
             Interlocked.Add(ref _peaks[d].Published, c.PendingLive);
             c.PendingLive = 0;
             _retired[d].Add(c);
@@ -591,7 +619,7 @@ internal sealed unsafe class MemoryAccounting
             sum = _retired[domain];
             foreach (ThreadShard shard in _shards)
             {
-                sum.Add(shard.Context->Domains[domain].Counters);
+                sum.Add(shard.Context->Accounts[domain]);
             }
         }
 

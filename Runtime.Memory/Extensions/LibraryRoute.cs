@@ -66,22 +66,21 @@ public abstract unsafe class LibraryRoute : IDisposable
             return null;
         }
 
-        if (!Account.TryReserve((long)size))
-        {
-            return null; // counted and logged by the account
-        }
-
         byte* block = (byte*)(zeroed ? Domain.Calloc(1, size + PrefixSize) : Domain.Malloc(size + PrefixSize));
         if (block == null)
         {
-            Account.Unreserve((long)size);
             Account.OnFailed();
+            return null;
+        }
+
+        if (!Account.Admit(Account.Context(), size))
+        {
+            Domain.Free(block); // the tag's budget refused it (counted and logged by the account)
             return null;
         }
 
         *(nuint*)block = size;
         *(nuint*)(block + sizeof(nuint)) = Check;
-        Account.OnAllocated(size);
         return block + PrefixSize;
     }
 
@@ -104,22 +103,20 @@ public abstract unsafe class LibraryRoute : IDisposable
 
         byte* block = (byte*)ptr - PrefixSize;
         nuint old = *(nuint*)block;
-        long growth = (long)size - (long)old;
-        if (!Account.TryReserve(growth))
+        if (!Account.ReserveResize(old, size, out long reserved))
         {
-            return null;
+            return null; // counted and logged by the account
         }
 
         byte* moved = (byte*)Domain.Realloc(block, size + PrefixSize);
         if (moved == null)
         {
-            Account.Unreserve(growth);
-            Account.OnFailed();
+            Account.ResizeFailed(reserved);
             return null;
         }
 
         *(nuint*)moved = size;
-        Account.OnReallocated(size);
+        Account.Resized(Account.Context(), old, size, reserved);
         return moved + PrefixSize;
     }
 
@@ -142,7 +139,7 @@ public abstract unsafe class LibraryRoute : IDisposable
     /// </summary>
     private protected void ReleaseBlock(byte* block)
     {
-        Account.OnFreed(*(nuint*)block);
+        Account.Freed(Account.Context(), *(nuint*)block);
         Domain.Free(block);
     }
 

@@ -26,7 +26,7 @@ internal sealed unsafe class ContractPipeline<TBudget>(MemoryAllocator top, Pipe
                 return Domain.Rejected();
             }
 
-            return Accounting.OnAllocated(ref context->Domains[Index].Counters, Index, blockSize) ? p : Domain.RefusedByLimit(_top, p);
+            return Accounting.OnAllocated(ref context->Accounts[Index], Index, blockSize) ? p : Domain.RefusedByLimit(_top, p);
         }
         catch (Exception ex) when (ex is not MemoryViolationException)
         {
@@ -50,7 +50,7 @@ internal sealed unsafe class ContractPipeline<TBudget>(MemoryAllocator top, Pipe
                 return Domain.Rejected();
             }
 
-            return Accounting.OnAllocated(ref context->Domains[Index].Counters, Index, blockSize) ? p : Domain.RefusedByLimit(_top, p);
+            return Accounting.OnAllocated(ref context->Accounts[Index], Index, blockSize) ? p : Domain.RefusedByLimit(_top, p);
         }
         catch (Exception ex) when (ex is not MemoryViolationException)
         {
@@ -106,7 +106,7 @@ internal sealed unsafe class ContractPipeline<TBudget>(MemoryAllocator top, Pipe
         {
             if (_top.FreeCounted(ptr, out nuint size))
             {
-                Accounting.OnFreed(ref context->Domains[Index].Counters, Index, size);
+                Accounting.OnFreed(ref context->Accounts[Index], Index, size);
             }
         }
         catch (Exception ex) when (ex is not MemoryViolationException)

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Runtime.Memory.Accounting;
 using Runtime.Memory.SmallObject;
 using Runtime.Memory.Threading;
 
@@ -24,7 +25,8 @@ internal sealed unsafe class SmallObjectPipeline<TBudget>(SmallObjectAllocator s
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override void* Malloc(ThreadContext* context, nuint size)
     {
-        ref DomainSlot slot = ref context->Domains[Index];
+        ref HeapSlot slot = ref context->Heaps[Index];
+        ref DomainCounters counters = ref context->Accounts[Index];
         Heap* heap = slot.HeapOwner == _id ? slot.Heap : null;
         if (heap == null)
         {
@@ -37,26 +39,28 @@ internal sealed unsafe class SmallObjectPipeline<TBudget>(SmallObjectAllocator s
             return Domain.Rejected();
         }
 
-        return Accounting.OnAllocated(ref slot.Counters, Index, SmallObjectAllocator.AccountedSize(size)) ? block : Domain.RefusedByLimit(_small, block);
+        return Accounting.OnAllocated(ref counters, Index, SmallObjectAllocator.AccountedSize(size)) ? block : Domain.RefusedByLimit(_small, block);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override void Free(ThreadContext* context, void* ptr)
     {
-        ref DomainSlot slot = ref context->Domains[Index];
+        ref HeapSlot slot = ref context->Heaps[Index];
+        ref DomainCounters counters = ref context->Accounts[Index];
         if (!_small.InPool(ptr))
         {
-            Accounting.OnFreed(ref slot.Counters, Index, _small.FreeLarge(ptr));
+            Accounting.OnFreed(ref counters, Index, _small.FreeLarge(ptr));
             return;
         }
 
         Heap* heap = slot.HeapOwner == _id ? slot.Heap : _small.BindHeap(ref slot, create: false);
-        Accounting.OnFreed(ref slot.Counters, Index, _small.FreePooled(heap, ptr));
+        Accounting.OnFreed(ref counters, Index, _small.FreePooled(heap, ptr));
     }
 
     public override void* Calloc(ThreadContext* context, nuint count, nuint size)
     {
-        ref DomainSlot slot = ref context->Domains[Index];
+        ref HeapSlot slot = ref context->Heaps[Index];
+        ref DomainCounters counters = ref context->Accounts[Index];
         Heap* heap = slot.HeapOwner == _id && slot.Heap != null ? slot.Heap : _small.BindHeap(ref slot, create: true);
         void* block = _small.CallocFrom(heap, count, size, out nuint accounted);
         if (block == null)
@@ -64,7 +68,7 @@ internal sealed unsafe class SmallObjectPipeline<TBudget>(SmallObjectAllocator s
             return Domain.Rejected();
         }
 
-        return Accounting.OnAllocated(ref slot.Counters, Index, accounted) ? block : Domain.RefusedByLimit(_small, block);
+        return Accounting.OnAllocated(ref counters, Index, accounted) ? block : Domain.RefusedByLimit(_small, block);
     }
 
     public override void* Realloc(ThreadContext* context, void* ptr, nuint newSize)
@@ -75,7 +79,8 @@ internal sealed unsafe class SmallObjectPipeline<TBudget>(SmallObjectAllocator s
             return Domain.RefusedResize();
         }
 
-        ref DomainSlot slot = ref context->Domains[Index];
+        ref HeapSlot slot = ref context->Heaps[Index];
+        ref DomainCounters counters = ref context->Accounts[Index];
         Heap* heap = slot.HeapOwner == _id && slot.Heap != null ? slot.Heap : _small.BindHeap(ref slot, create: true);
         void* moved = _small.ReallocFrom(heap, ptr, newSize, out nuint before, out nuint after);
         if (moved == null)

@@ -21,7 +21,7 @@ internal sealed unsafe class SystemPipeline<TBudget>(SystemAllocator system, Pip
             return Domain.Rejected();
         }
 
-        return Accounting.OnAllocated(ref context->Domains[Index].Counters, Index, size) ? p : Domain.RefusedByLimit(_system, p);
+        return Accounting.OnAllocated(ref context->Accounts[Index], Index, size) ? p : Domain.RefusedByLimit(_system, p);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -29,7 +29,7 @@ internal sealed unsafe class SystemPipeline<TBudget>(SystemAllocator system, Pip
     {
         nuint size = _system.BlockSize(ptr);
         _system.Free(ptr);
-        Accounting.OnFreed(ref context->Domains[Index].Counters, Index, size);
+        Accounting.OnFreed(ref context->Accounts[Index], Index, size);
     }
 
     public override void* Calloc(ThreadContext* context, nuint count, nuint size)
@@ -40,7 +40,7 @@ internal sealed unsafe class SystemPipeline<TBudget>(SystemAllocator system, Pip
             return Domain.Rejected();
         }
 
-        return Accounting.OnAllocated(ref context->Domains[Index].Counters, Index, count * size) ? p : Domain.RefusedByLimit(_system, p);
+        return Accounting.OnAllocated(ref context->Accounts[Index], Index, count * size) ? p : Domain.RefusedByLimit(_system, p);
     }
 
     public override void* Realloc(ThreadContext* context, void* ptr, nuint newSize)

@@ -62,7 +62,8 @@ internal sealed unsafe class TracedSmallObjectPipeline<TBudget, TMode>(TracingHo
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void* MallocUntraced(ThreadContext* context, nuint size)
     {
-        ref DomainSlot slot = ref context->Domains[Index];
+        ref HeapSlot slot = ref context->Heaps[Index];
+        ref DomainCounters counters = ref context->Accounts[Index];
         Heap* heap = slot.HeapOwner == _id && slot.Heap != null ? slot.Heap : _small.BindHeap(ref slot, create: true);
         void* block = _small.MallocFrom(heap, size);
         if (block == null)
@@ -70,7 +71,7 @@ internal sealed unsafe class TracedSmallObjectPipeline<TBudget, TMode>(TracingHo
             return Domain.Rejected();
         }
 
-        return Accounting.OnAllocated(ref slot.Counters, Index, SmallObjectAllocator.AccountedSize(size)) ? block : Domain.RefusedByLimit(_small, block);
+        return Accounting.OnAllocated(ref counters, Index, SmallObjectAllocator.AccountedSize(size)) ? block : Domain.RefusedByLimit(_small, block);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -99,15 +100,16 @@ internal sealed unsafe class TracedSmallObjectPipeline<TBudget, TMode>(TracingHo
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void FreeUntraced(ThreadContext* context, void* ptr, bool pooled)
     {
-        ref DomainSlot slot = ref context->Domains[Index];
+        ref HeapSlot slot = ref context->Heaps[Index];
+        ref DomainCounters counters = ref context->Accounts[Index];
         if (!pooled)
         {
-            Accounting.OnFreed(ref slot.Counters, Index, _small.FreeLarge(ptr));
+            Accounting.OnFreed(ref counters, Index, _small.FreeLarge(ptr));
             return;
         }
 
         Heap* heap = slot.HeapOwner == _id ? slot.Heap : _small.BindHeap(ref slot, create: false);
-        Accounting.OnFreed(ref slot.Counters, Index, _small.FreePooled(heap, ptr));
+        Accounting.OnFreed(ref counters, Index, _small.FreePooled(heap, ptr));
     }
 
     public override void* Calloc(ThreadContext* context, nuint count, nuint size) => _contract.Calloc(context, count, size);

@@ -18,8 +18,9 @@ namespace Runtime.Memory.Threading;
 ///   +16  Shard         weak GCHandle of the runtime's managed record of this thread (ThreadShard: the tracer's state)
 ///   +24  NextOfThread  the thread's list of its contexts (ThreadContexts), for the thread's own release
 ///   +32  Slot          the runtime's slot in the thread's table
-///   +64  Domains[3]    per domain (raw, mem, obj): this thread's heap of the domain's small-object allocator and the
-///                      domain's counters (DomainCounters), 80 bytes each
+///   +64  Heaps[3]      per domain (raw, mem, obj): this thread's heap of the domain's small-object allocator (16 bytes)
+///   +128 Accounts[32]  per account: the thread's counters (DomainCounters, 64 bytes = one cache line each); accounts
+///                      0-2 are the domains, 3-31 library tags (MemoryAccounting.AccountCount)
 /// </code>
 /// <para><b>Who writes what.</b> Only the owning thread writes <see cref="InCall"/>, the heaps and the counters; other
 /// threads read the counters when they sum (<see cref="MemoryAccounting"/>) and <see cref="InCall"/> when the runtime
@@ -52,8 +53,13 @@ internal unsafe struct ThreadContext
 
     private fixed byte _pad[28];
 
-    /// <summary>Per domain: heap cache and counters, indexed by <see cref="MemoryDomainKind"/>.</summary>
-    public DomainSlots Domains;
+    /// <summary>Per domain: the heap cache, indexed by <see cref="MemoryDomainKind"/>.</summary>
+    public HeapSlots Heaps;
+
+    private fixed byte _pad2[16];
+
+    /// <summary>Per account (domains first, then library tags): this thread's counters.</summary>
+    public AccountCounters Accounts;
 
     /// <summary>Which party lets go of a context.</summary>
     public const int RuntimeParty = 1;
@@ -93,9 +99,9 @@ internal unsafe struct ThreadContext
     }
 }
 
-/// <summary>One domain's part of a <see cref="ThreadContext"/>.</summary>
+/// <summary>One domain's heap cache in a <see cref="ThreadContext"/>.</summary>
 [StructLayout(LayoutKind.Sequential)]
-internal unsafe struct DomainSlot
+internal unsafe struct HeapSlot
 {
     /// <summary>This thread's heap of the small-object allocator whose id is <see cref="HeapOwner"/> (null: the thread
     /// has only freed there so far).</summary>
@@ -104,13 +110,16 @@ internal unsafe struct DomainSlot
     /// <summary>Id of the small-object allocator <see cref="Heap"/> belongs to (<see cref="SmallObjectAllocator.Id"/>);
     /// 0 when none is bound. Compared on every call, so that a domain whose allocator was replaced rebinds.</summary>
     public long HeapOwner;
-
-    /// <summary>This thread's counters of the domain.</summary>
-    public DomainCounters Counters;
 }
 
 [InlineArray(MemoryDomainKindExtensions.Count)]
-internal struct DomainSlots
+internal struct HeapSlots
 {
-    private DomainSlot _element;
+    private HeapSlot _element;
+}
+
+[InlineArray(MemoryAccounting.AccountCount)]
+internal struct AccountCounters
+{
+    private DomainCounters _element;
 }

@@ -50,7 +50,7 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     private static long s_ids;
 
     /// <summary>This allocator's id (never 0, never reused): a thread context's heap cache is valid only for it
-    /// (<see cref="Threading.DomainSlot.HeapOwner"/>).</summary>
+    /// (<see cref="Threading.HeapSlot.HeapOwner"/>).</summary>
     internal readonly long Id = Interlocked.Increment(ref s_ids);
 
     /// <summary>Where requests above 512 bytes go (the system allocator).</summary>
@@ -163,6 +163,9 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     /// hooks catch such frees before they get here.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool InPool(void* ptr) => (nuint)ptr - _spaceBase < _spaceSize || (_outsideArenas != 0 && _map.Contains(ptr));
+
+    /// <summary>Start and size of the reserved space arenas come from ((0, 0) until the first arena, or without one), for tests.</summary>
+    internal (nuint Start, nuint Size) ReservedSpace => (_spaceBase, _spaceSize);
 
     /// <summary>The reserved space arenas come from (null until the first arena, or when the OS refused it).</summary>
     private ArenaSpace? _space;
@@ -342,7 +345,7 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     /// back here; a heap that could not be created is not cached, so the next call retries.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    internal Heap* BindHeap(ref Threading.DomainSlot slot, bool create)
+    internal Heap* BindHeap(ref Threading.HeapSlot slot, bool create)
     {
         ThreadHeap? registration = RegistrationOfCurrentThread(create, out Heap* heap);
         if (registration is not null && heap == registration.Heap)

@@ -77,58 +77,60 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
         try
         {
             LuaRouting route = FromHandle<LuaRouting>(ud);
+            LibraryAccount account = route.Account;
+            Threading.ThreadContext* context = account.Context();
             if (nsize == 0)
             {
                 if (ptr != null)
                 {
                     route.Domain.Free(ptr);
-                    route.Account.OnFreed(osize);
+                    account.Freed(context, osize);
                 }
 
                 return null;
             }
 
-            // When ptr is NULL, osize is an object kind, not a size. A shrink is never refused (Lua relies on that).
-            long growth = ptr == null ? (long)nsize : (long)nsize - (long)osize;
-            if (!route.Account.TryReserve(growth))
-            {
-                return null; // the tag's budget: Lua collects garbage and retries, then raises "not enough memory"
-            }
-
             void* block;
-            if (ptr == null)
+            if (ptr == null) // osize is then an object kind, not a size
             {
                 block = route.Domain.Malloc(nsize);
+                if (block == null)
+                {
+                    account.OnFailed();
+                    return null;
+                }
+
+                if (!account.Admit(context, nsize))
+                {
+                    route.Domain.Free(block); // the tag's budget: Lua collects garbage and retries, then raises "not enough memory"
+                    return null;
+                }
+
+                return block;
             }
-            else
+
+            if (!account.ReserveResize(osize, nsize, out long reserved))
             {
-                t_resizing = true; // Lua may be moving the stack this block is (its pointers are offsets meanwhile)
-                try
-                {
-                    block = route.Domain.Realloc(ptr, nsize);
-                }
-                finally
-                {
-                    t_resizing = false;
-                }
+                return null; // growth over the tag's budget; a shrink is never refused (Lua relies on that)
+            }
+
+            t_resizing = true; // Lua may be moving the stack this block is (its pointers are offsets meanwhile)
+            try
+            {
+                block = route.Domain.Realloc(ptr, nsize);
+            }
+            finally
+            {
+                t_resizing = false;
             }
 
             if (block == null)
             {
-                route.Account.Unreserve(growth);
-                route.Account.OnFailed();
+                account.ResizeFailed(reserved);
                 return null;
             }
 
-            if (ptr == null)
-            {
-                route.Account.OnAllocated(nsize);
-            }
-            else
-            {
-                route.Account.OnReallocated(nsize);
-            }
-
+            account.Resized(context, osize, nsize, reserved);
             return block;
         }
         catch (Exception ex)
