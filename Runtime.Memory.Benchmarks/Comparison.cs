@@ -7,7 +7,7 @@ namespace Runtime.Memory.Benchmarks;
 /// <summary>
 /// <c>--compare</c>: every workload (pair16, pair64, batch, churn, grow, xthread, zlib, lua) in one BenchmarkDotNet
 /// run, then one table of ratios: each of our rows (the obj domain plain and with debug hooks, tracing, sampling,
-/// metrics, a budget; the Lua and zlib routes) against glibc, mimalloc and tcmalloc measured in the same run, and
+/// metrics, a budget; the raw domain; the Lua and zlib routes) against glibc, mimalloc and tcmalloc measured in the same run, and
 /// against our plain row (the overhead of a feature). A ratio below 1 means we are faster.
 /// </summary>
 internal static class Comparison
@@ -25,10 +25,14 @@ internal static class Comparison
         ["zlib"] = ("routed into raw", "zlib's own allocator", null, null),
     };
 
+    /// <summary>The raw domain's row (the system allocator behind a domain), listed right after the plain row.</summary>
+    private const string RawDomain = "raw domain";
+
     public static int Run(string[] bdnArgs)
     {
         string[] args = bdnArgs.Length > 0 ? bdnArgs : ["--warmupCount", "3", "--iterationCount", "8"];
-        IEnumerable<Summary> summaries = BenchmarkSwitcher.FromAssembly(typeof(Peers).Assembly).Run(["--filter", "*", .. args]);
+        string[] filter = args.Any(a => a is "--filter" or "-f") ? [] : ["--filter", "*"]; // a filter given runs a part (a check)
+        IEnumerable<Summary> summaries = BenchmarkSwitcher.FromAssembly(typeof(Peers).Assembly).Run([.. filter, .. args]);
 
         var means = new Dictionary<(string Workload, string Row), double>();
         foreach (BenchmarkReport report in summaries.SelectMany(s => s.Reports))
@@ -57,7 +61,7 @@ internal static class Comparison
             double? Mean(string? row) => row is not null && means.TryGetValue((workload, row), out double m) && m > 0 ? m : null;
             double? plain = Mean(names.Ours);
             IEnumerable<string> ours = means.Keys.Where(k => k.Workload == workload && IsOurs(k.Row)).Select(k => k.Row)
-                .OrderBy(r => r == names.Ours ? 0 : 1).ThenBy(r => r, StringComparer.Ordinal);
+                .OrderBy(r => r == names.Ours ? 0 : r == RawDomain ? 1 : 2).ThenBy(r => r, StringComparer.Ordinal);
             foreach (string row in ours)
             {
                 double mean = means[(workload, row)];
@@ -69,7 +73,9 @@ internal static class Comparison
         return text.ToString();
     }
 
-    private static bool IsOurs(string row) => row.StartsWith("obj domain", StringComparison.Ordinal) || row.StartsWith("route", StringComparison.Ordinal);
+    /// <summary>Our rows: the obj domain (plain and with a feature), the raw domain, and the routes of native libraries.</summary>
+    private static bool IsOurs(string row) =>
+        row.StartsWith("obj domain", StringComparison.Ordinal) || row.StartsWith("raw domain", StringComparison.Ordinal) || row.StartsWith("route", StringComparison.Ordinal);
 
     private static string Ratio(double mean, double? peer) => peer is { } p ? (mean / p).ToString("0.00", CultureInfo.InvariantCulture) : "n/a";
 

@@ -16,8 +16,10 @@ using Runtime.Memory.Benchmarks;
 // The same for the metrics (listened to, collected every 100 ms) and a budget (set, never reached):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --observability-loop
 // The whole comparison in one run, printing one table of ratios against glibc, mimalloc and tcmalloc (optional
-// BenchmarkDotNet arguments after it replace the default --warmupCount 3 --iterationCount 8):
+// BenchmarkDotNet arguments after it replace the default --warmupCount 3 --iterationCount 8; a --filter among them
+// runs only the workloads it names, a check of the table):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --compare
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --compare --filter '*Pair16*' --job short
 if (args is ["--compare", .. var compareArgs])
 {
     return Comparison.Run(compareArgs);
