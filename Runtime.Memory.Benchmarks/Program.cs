@@ -7,7 +7,8 @@ using Runtime.Memory.Benchmarks;
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --anyCategories churn        one workload by category:
 //       pair16, pair64, batch, churn, grow, xthread, zlib, lua   (or --filter '*ChurnBenchmarks*')
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*' -j Dry          smoke check only
-// Footprint (resident memory, not timing; each allocator in a fresh child process, prints a markdown table):
+// Footprint (resident memory in a warm second cycle of 1,000,000 blocks, not timing; each allocator in a fresh child
+// process, prints a markdown table):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --footprint
 // The tracing rows of pair16 and churn as Stopwatch loops, each in a fresh process (a quick check, prints a table):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --tracing-loop
