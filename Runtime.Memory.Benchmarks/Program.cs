@@ -5,7 +5,7 @@ using Runtime.Memory.Benchmarks;
 // "mimalloc" and "tcmalloc"; results are per operation (OperationsPerInvoke):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*'                 every workload
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --anyCategories churn        one workload by category:
-//       pair16, pair64, batch, churn, grow, xthread, zlib, lua   (or --filter '*ChurnBenchmarks*')
+//       pair16, pair64, batch, churn, grow, xthread, zlib, lua, sqlite   (or --filter '*ChurnBenchmarks*')
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*' -j Dry          smoke check only
 // Footprint (resident memory in a warm second cycle of 1,000,000 blocks, not timing; each allocator in a fresh child
 // process, prints a markdown table):
