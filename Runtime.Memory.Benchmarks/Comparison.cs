@@ -9,7 +9,8 @@ namespace Runtime.Memory.Benchmarks;
 /// BenchmarkDotNet run, then one table of ratios: each of our rows (the obj domain plain and with debug hooks, tracing,
 /// sampling, metrics, a budget; the raw domain; the Lua, zlib and SQLite routes) against glibc, mimalloc and tcmalloc
 /// measured in the same run, against the native library's own allocator (a route's workload), and against our plain
-/// row (the overhead of a feature). A ratio below 1 means we are faster.
+/// row (the overhead of a feature). A ratio below 1 means we are faster. Then the footprint table
+/// (<see cref="Footprint"/>), each allocator in a child process.
 /// </summary>
 internal static class Comparison
 {
@@ -52,7 +53,9 @@ internal static class Comparison
         Console.WriteLine();
         Console.WriteLine(Format(means));
         Console.WriteLine($"Peers: glibc (libc.so.6); mimalloc {(Peers.HasMimalloc ? "libmimalloc.so.2" : "missing")}; tcmalloc {(Peers.HasTcmalloc ? "libtcmalloc_minimal.so.4" : "missing")}. BenchmarkDotNet arguments: {string.Join(' ', args)}");
-        return means.Count == 0 ? 1 : 0;
+        Console.WriteLine();
+        int footprint = Footprint.RunAll();
+        return means.Count == 0 || footprint != 0 ? 1 : 0;
     }
 
     /// <summary>The table: one line per row of ours, in workload order; "n/a" where a peer has no row or did not run.</summary>

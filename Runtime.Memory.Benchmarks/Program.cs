@@ -16,9 +16,9 @@ using Runtime.Memory.Benchmarks;
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --depth-loop
 // The same for the metrics (listened to, collected every 100 ms) and a budget (set, never reached):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --observability-loop
-// The whole comparison in one run, printing one table of ratios against glibc, mimalloc and tcmalloc (optional
-// BenchmarkDotNet arguments after it replace the default --warmupCount 3 --iterationCount 8; a --filter among them
-// runs only the workloads it names, a check of the table):
+// The whole comparison in one run, printing one table of ratios against glibc, mimalloc, tcmalloc and a routed
+// library's own allocator, then the footprint table (optional BenchmarkDotNet arguments after it replace the default
+// --warmupCount 3 --iterationCount 8; a --filter among them runs only the workloads it names, a check of the table):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --compare
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --compare --filter '*Pair16*' --job short
 if (args is ["--compare", .. var compareArgs])
