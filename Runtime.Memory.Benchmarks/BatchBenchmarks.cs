@@ -53,6 +53,11 @@ public unsafe class BatchBenchmarks
     [Benchmark(OperationsPerInvoke = Blocks, Description = "obj domain")]
     public void ObjDomain() => Run(new DomainOps(_runtime.Obj));
 
+    /// <summary>The same blocks and free order through the raw domain: on the default allocators, the system allocator behind the domain's
+    /// front door and accounting, to set against "glibc".</summary>
+    [Benchmark(OperationsPerInvoke = Blocks, Description = "raw domain")]
+    public void RawDomain() => Run(new DomainOps(_runtime.Raw));
+
     private void Run<T>(T ops)
         where T : struct, IAllocatorOps
     {

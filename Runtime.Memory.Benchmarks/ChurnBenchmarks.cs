@@ -94,6 +94,11 @@ public unsafe class ChurnBenchmarks
     [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain")]
     public void ObjDomain() => Run(new DomainOps(_runtime.Obj));
 
+    /// <summary>The same steps through the raw domain: on the default allocators, the system allocator behind the domain's
+    /// front door and accounting, to set against "glibc".</summary>
+    [Benchmark(OperationsPerInvoke = Steps, Description = "raw domain")]
+    public void RawDomain() => Run(new DomainOps(_runtime.Raw));
+
     /// <summary>The same under the debug hooks (<c>pymalloc_debug</c>). Guard pages are not measured here: 100,000 live
     /// blocks need more kernel mappings than Linux allows a process by default.</summary>
     [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + debug hooks")]

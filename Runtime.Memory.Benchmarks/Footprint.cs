@@ -5,34 +5,42 @@ using System.Reflection;
 namespace Runtime.Memory.Benchmarks;
 
 /// <summary>
-/// <c>footprint</c>: resident memory (VmRSS) of a fresh process before allocating, after allocating 1,000,000 blocks
-/// of 16–64 B, and after freeing them all, for each allocator in its own child process.
-/// Run: <c>dotnet run -c Release --project Runtime.Memory.Benchmarks -- --footprint</c>.
+/// <c>footprint</c>: resident memory (VmRSS) in a warm second cycle, for each allocator in a child process of its own.
+/// A cycle allocates 1,000,000 blocks of 16–64 B, frees them all in a shuffled order, then (ours only) calls
+/// <see cref="SmallObjectAllocator.Collect"/>. The first cycle warms the allocator (its heap grown once, the JIT done);
+/// the table shows the second, identical cycle: how much the allocation made RSS grow, and how much of that remains
+/// after the frees (and Collect). The peers get no trim call: what they keep is what a program using them keeps.
+/// Run: <c>dotnet run -c Release --project Runtime.Memory.Benchmarks -- --footprint</c> (also the last table of
+/// <c>--compare</c>).
 /// </summary>
 internal static unsafe class Footprint
 {
     private const int Blocks = 1_000_000;
-    private static readonly string[] Allocators = ["obj domain", "glibc", "mimalloc"];
+    private static readonly string[] Allocators = ["obj domain", "glibc", "mimalloc", "tcmalloc"];
 
     /// <summary>Runs each allocator in a child process and prints one markdown table.</summary>
     public static int RunAll()
     {
-        Console.WriteLine($"footprint: {Blocks:N0} blocks of 16-64 B, resident memory (VmRSS) of a fresh process per allocator");
+        Console.WriteLine($"footprint: {Blocks:N0} blocks of 16-64 B allocated, then freed in a shuffled order (and, ours only, Collect()); "
+            + "the second of two identical cycles, resident memory (VmRSS) of a fresh process per allocator");
         Console.WriteLine();
-        Console.WriteLine("| allocator | RSS before | RSS peak (after alloc) | RSS after free | after-free minus before |");
-        Console.WriteLine("|---|---:|---:|---:|---:|");
+        Console.WriteLine("| allocator | RSS fresh | RSS before cycle 2 | growth by the allocation | RSS after free (+ Collect) | remains (after free − before cycle 2) | after free − fresh |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+        int failed = 0;
         foreach (string allocator in Allocators)
         {
             (int exitCode, string line, string problem) = ChildProcess.Run("--footprint-one", allocator);
-            Console.WriteLine(exitCode == 0 && line.Length > 0
+            bool ok = exitCode == 0 && line.Length > 0;
+            failed += ok ? 0 : 1;
+            Console.WriteLine(ok
                 ? line
-                : $"| {allocator} | failed (exit {exitCode}): {problem.ReplaceLineEndings(" ")} | | | |");
+                : $"| {allocator} | failed (exit {exitCode}): {problem.ReplaceLineEndings(" ")} | | | | | |");
         }
 
-        return 0;
+        return failed == 0 ? 0 : 1;
     }
 
-    /// <summary>One allocator, in this process: prints one table row (or a "missing" row for an absent mimalloc).</summary>
+    /// <summary>One allocator, in this process: prints one table row (or a "missing" row for an absent peer).</summary>
     public static int RunOne(string allocator)
     {
         if (Array.IndexOf(Allocators, allocator) < 0)
@@ -41,13 +49,19 @@ internal static unsafe class Footprint
             return 2;
         }
 
-        if (allocator == "mimalloc" && !Peers.HasMimalloc) // the row itself says why (stdout is the table row)
+        string? missing = allocator switch // the row itself says why (stdout is the table row)
         {
-            Console.WriteLine($"| mimalloc | {Peers.MimallocProblem} | | | |");
+            "mimalloc" => Peers.MimallocProblem,
+            "tcmalloc" => Peers.TcmallocProblem,
+            _ => null,
+        };
+        if (missing is not null)
+        {
+            Console.WriteLine($"| {allocator} | {missing} | | | | | |");
             return 0;
         }
 
-        // Fixed seed: every allocator gets the same 1,000,000 sizes, uniform in 16–64 B.
+        // Fixed seeds: every allocator gets the same 1,000,000 sizes, uniform in 16–64 B, and the same free order.
         var sizes = new nuint[Blocks];
         var rng = new Random(7);
         for (int i = 0; i < Blocks; i++)
@@ -55,57 +69,64 @@ internal static unsafe class Footprint
             sizes[i] = (nuint)rng.Next(16, 65);
         }
 
+        int[] freeOrder = Enumerable.Range(0, Blocks).ToArray();
+        new Random(8).Shuffle(freeOrder);
         var blocks = new nint[Blocks];
-        Array.Fill(blocks, 1); // touch every page of the array now, so it is already in "before"
+        Array.Fill(blocks, 1); // touch every page of the array now, so it is already in "fresh"
         Array.Clear(blocks);
 
         using RuntimeMemory? runtime = allocator == "obj domain" ? RuntimeMemory.Create() : null;
-
-        // Warm every code path (JIT, allocator initialisation) on a few blocks, so "before" holds the process and
-        // the test's own arrays, not first-use costs.
-        AllocateAll(allocator, runtime, sizes, blocks, count: 1000);
-        FreeAll(allocator, runtime, blocks, count: 1000);
-        runtime?.SmallObjects(MemoryDomainKind.Obj)!.Collect();
-
-        long before = ResidentKiB();
-        AllocateAll(allocator, runtime, sizes, blocks, Blocks);
-        long peak = ResidentKiB();
-        FreeAll(allocator, runtime, blocks, Blocks);
-
-        // Ours: Collect gives back the empty pools the calling thread keeps for speed (see SmallObjectAllocator),
-        // so "after free" shows what the allocator holds with nothing live. The peers get no such call.
         SmallObjectAllocator? small = runtime?.SmallObjects(MemoryDomainKind.Obj);
-        small?.Collect();
+
+        long fresh = ResidentKiB();
+        Cycle(allocator, runtime, small, sizes, freeOrder, blocks, out _);
+        long before = ResidentKiB();
+        Cycle(allocator, runtime, small, sizes, freeOrder, blocks, out long peak);
         long after = ResidentKiB();
 
         string name = small is null ? allocator : $"{allocator} (arenas left after Collect: {small.GetStatistics().ArenasCurrent})";
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {name} | {before:N0} KiB | {peak:N0} KiB | {after:N0} KiB | {after - before:N0} KiB |"));
+            $"| {name} | {fresh:N0} KiB | {before:N0} KiB | {peak - before:N0} KiB | {after:N0} KiB | {after - before:N0} KiB | {after - fresh:N0} KiB |"));
         return 0;
     }
 
-    private static void AllocateAll(string allocator, RuntimeMemory? runtime, nuint[] sizes, nint[] blocks, int count)
+    /// <summary>
+    /// One cycle: every block allocated (<paramref name="peak"/> is the RSS then), every block freed in
+    /// <paramref name="freeOrder"/>, then ours collects: the empty pools the calling thread keeps for speed go back
+    /// (see <see cref="SmallObjectAllocator"/>), so what remains is what the allocator holds with nothing live.
+    /// </summary>
+    private static void Cycle(string allocator, RuntimeMemory? runtime, SmallObjectAllocator? small, nuint[] sizes, int[] freeOrder, nint[] blocks, out long peak)
     {
-        for (int i = 0; i < count; i++)
+        AllocateAll(allocator, runtime, sizes, blocks);
+        peak = ResidentKiB();
+        FreeAll(allocator, runtime, blocks, freeOrder);
+        small?.Collect();
+    }
+
+    private static void AllocateAll(string allocator, RuntimeMemory? runtime, nuint[] sizes, nint[] blocks)
+    {
+        for (int i = 0; i < blocks.Length; i++)
         {
             blocks[i] = allocator switch
             {
                 "glibc" => (nint)Peers.GlibcMalloc(sizes[i]),
                 "mimalloc" => (nint)Peers.MiMalloc(sizes[i]),
+                "tcmalloc" => (nint)Peers.TcMalloc(sizes[i]),
                 _ => (nint)runtime!.Obj.Malloc(sizes[i]),
             };
         }
     }
 
-    private static void FreeAll(string allocator, RuntimeMemory? runtime, nint[] blocks, int count)
+    private static void FreeAll(string allocator, RuntimeMemory? runtime, nint[] blocks, int[] freeOrder)
     {
-        for (int i = 0; i < count; i++)
+        foreach (int i in freeOrder)
         {
             void* p = (void*)blocks[i];
             switch (allocator)
             {
                 case "glibc": Peers.GlibcFree(p); break;
                 case "mimalloc": Peers.MiFree(p); break;
+                case "tcmalloc": Peers.TcFree(p); break;
                 default: runtime!.Obj.Free(p); break;
             }
 

@@ -76,6 +76,11 @@ public unsafe class GrowBenchmarks
     [Benchmark(OperationsPerInvoke = Reallocs, Description = "obj domain")]
     public void ObjDomain() => Run(new DomainOps(_runtime.Obj));
 
+    /// <summary>The same reallocs through the raw domain: on the default allocators, the system allocator behind the domain's
+    /// front door and accounting, to set against "glibc".</summary>
+    [Benchmark(OperationsPerInvoke = Reallocs, Description = "raw domain")]
+    public void RawDomain() => Run(new DomainOps(_runtime.Raw));
+
     private void Run<T>(T ops)
         where T : struct, IAllocatorOps
     {

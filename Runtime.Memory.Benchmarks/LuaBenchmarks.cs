@@ -8,9 +8,11 @@ namespace Runtime.Memory.Benchmarks;
 /// <summary>
 /// <c>lua</c>: binary-trees of depth 16 (the benchmarks game's workload, written here) on a Lua 5.4 state, with every
 /// allocation of the state going where the row says: through the host's path (<see cref="LuaRouting"/> into the obj
-/// domain) on <c>malloc</c> (the baseline) and on <c>default</c> (the small-object allocator), or straight to glibc
-/// (Lua's own <c>l_alloc</c>, no managed code at all) or to mimalloc (a <c>lua_Alloc</c> calling <c>mi_realloc</c> and
-/// <c>mi_free</c> through function pointers). One operation is one whole run: new state, the script, <c>lua_close</c>.
+/// domain) on the allocator named after "on" (<c>default</c>, the small-object allocator; <c>malloc</c>;
+/// <c>mimalloc</c>), or straight to glibc (Lua's own <c>l_alloc</c>, no managed code at all: the baseline, the library's
+/// own allocator) or to mimalloc or tcmalloc (a <c>lua_Alloc</c> calling their realloc and free through function
+/// pointers). One operation is one whole run: new state, the script, <c>lua_close</c>. <c>--compare</c> sets each route
+/// row against Lua's own allocator, and against the peer it runs on.
 /// </summary>
 [BenchmarkCategory("lua")]
 public unsafe class LuaBenchmarks
@@ -48,12 +50,14 @@ public unsafe class LuaBenchmarks
 
     private RuntimeMemory _malloc = null!;
     private RuntimeMemory _default = null!;
+    private RuntimeMemory? _mimalloc;
 
     [GlobalSetup]
     public void Setup()
     {
         _malloc = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.Malloc });
         _default = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.Default });
+        _mimalloc = Peers.HasMimalloc ? RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.Mimalloc }) : null;
     }
 
     [GlobalCleanup]
@@ -61,15 +65,25 @@ public unsafe class LuaBenchmarks
     {
         _malloc.Dispose();
         _default.Dispose();
+        _mimalloc?.Dispose();
     }
 
-    [Benchmark(Baseline = true, Description = "route -> obj on malloc")]
-    public long RouteMalloc() => RunRouted(_malloc);
-
+    /// <summary>The state routed into the obj domain of a runtime on <c>default</c> (the small-object allocator).</summary>
     [Benchmark(Description = "route -> obj on default")]
     public long RouteDefault() => RunRouted(_default);
 
-    [Benchmark(Description = "glibc (Lua's own l_alloc)")]
+    /// <summary>The state routed into the obj domain of a runtime on <c>malloc</c>: the same allocator as Lua's own, so
+    /// its ratio to that row is the cost of the route alone.</summary>
+    [Benchmark(Description = "route -> obj on malloc")]
+    public long RouteMalloc() => RunRouted(_malloc);
+
+    /// <summary>The state routed into the obj domain of a runtime on <c>mimalloc</c>: to set against the mimalloc row
+    /// (mimalloc without the route) and against Lua's own allocator.</summary>
+    [Benchmark(Description = "route -> obj on mimalloc")]
+    public long RouteMimalloc() => Peers.CheckMimalloc() ? RunRouted(_mimalloc!) : 0;
+
+    /// <summary>Lua's own allocator (<c>l_alloc</c>: glibc's realloc and free, called from C): the baseline.</summary>
+    [Benchmark(Baseline = true, Description = "glibc (Lua's own l_alloc)")]
     public long Glibc()
     {
         using var lua = new KeraLua.Lua(openLibs: false);

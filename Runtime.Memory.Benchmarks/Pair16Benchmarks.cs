@@ -6,8 +6,9 @@ namespace Runtime.Memory.Benchmarks;
 /// <summary>
 /// <c>pair16</c>: malloc(16) immediately followed by free of the same block, repeated; the tightest allocator loop.
 /// ns per pair. The three main rows are "glibc" (baseline, through a function pointer), "mimalloc" (likewise) and
-/// "obj domain" (ours); the other rows break the cost of ours down: the system allocator alone, .NET's own
-/// NativeMemory, the accounting a domain does per call without any allocation, and one pass-through hook.
+/// "obj domain" (ours), with "raw domain" (ours, the system allocator behind a domain); the other rows break the cost
+/// of ours down: the system allocator alone, .NET's own NativeMemory, the accounting a domain does per call without
+/// any allocation, and one pass-through hook.
 /// </summary>
 [MemoryDiagnoser]
 [BenchmarkCategory("pair16")]
@@ -120,6 +121,20 @@ public unsafe class Pair16Benchmarks
         for (int i = 0; i < Pairs; i++)
         {
             obj.Free(obj.Malloc(16));
+        }
+    }
+
+    /// <summary>
+    /// The raw domain (on the default allocators, the system allocator behind the domain's front door and accounting):
+    /// malloc(16) and free through <c>RuntimeMemory.Raw</c>, to set against "glibc".
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "raw domain")]
+    public void RawDomain()
+    {
+        MemoryDomain raw = _plain.Raw;
+        for (int i = 0; i < Pairs; i++)
+        {
+            raw.Free(raw.Malloc(16));
         }
     }
 

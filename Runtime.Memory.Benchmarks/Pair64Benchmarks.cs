@@ -40,6 +40,11 @@ public unsafe class Pair64Benchmarks
     [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain")]
     public void ObjDomain() => Run(new DomainOps(_runtime.Obj));
 
+    /// <summary>Malloc(64) and free through the raw domain: on the default allocators, the system allocator behind the domain's
+    /// front door and accounting, to set against "glibc".</summary>
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "raw domain")]
+    public void RawDomain() => Run(new DomainOps(_runtime.Raw));
+
     private static void Run<T>(T ops)
         where T : struct, IAllocatorOps
     {

@@ -138,7 +138,7 @@ public readonly unsafe struct TcmallocOps : IAllocatorOps
     public void* Realloc(void* p, nuint size) => Peers.TcRealloc(p, size);
 }
 
-/// <summary>Our domain (obj), through its public front door.</summary>
+/// <summary>One of our domains (obj, or raw), through its public front door.</summary>
 public readonly unsafe struct DomainOps(MemoryDomain domain) : IAllocatorOps
 {
     public void* Malloc(nuint size) => domain.Malloc(size);

@@ -5,9 +5,10 @@ using Runtime.Memory.Benchmarks;
 // "mimalloc" and "tcmalloc"; results are per operation (OperationsPerInvoke):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*'                 every workload
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --anyCategories churn        one workload by category:
-//       pair16, pair64, batch, churn, grow, xthread, zlib, lua   (or --filter '*ChurnBenchmarks*')
+//       pair16, pair64, batch, churn, grow, xthread, zlib, lua, sqlite   (or --filter '*ChurnBenchmarks*')
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*' -j Dry          smoke check only
-// Footprint (resident memory, not timing; each allocator in a fresh child process, prints a markdown table):
+// Footprint (resident memory in a warm second cycle of 1,000,000 blocks, not timing; each allocator in a fresh child
+// process, prints a markdown table):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --footprint
 // The tracing rows of pair16 and churn as Stopwatch loops, each in a fresh process (a quick check, prints a table):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --tracing-loop
@@ -15,9 +16,11 @@ using Runtime.Memory.Benchmarks;
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --depth-loop
 // The same for the metrics (listened to, collected every 100 ms) and a budget (set, never reached):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --observability-loop
-// The whole comparison in one run, printing one table of ratios against glibc, mimalloc and tcmalloc (optional
-// BenchmarkDotNet arguments after it replace the default --warmupCount 3 --iterationCount 8):
+// The whole comparison in one run, printing one table of ratios against glibc, mimalloc, tcmalloc and a routed
+// library's own allocator, then the footprint table (optional BenchmarkDotNet arguments after it replace the default
+// --warmupCount 3 --iterationCount 8; a --filter among them runs only the workloads it names, a check of the table):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --compare
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --compare --filter '*Pair16*' --job short
 if (args is ["--compare", .. var compareArgs])
 {
     return Comparison.Run(compareArgs);

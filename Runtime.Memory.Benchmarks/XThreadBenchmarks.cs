@@ -20,7 +20,7 @@ public unsafe class XThreadBenchmarks
     private readonly SemaphoreSlim[] _full = [new(0), new(0)];
     private readonly SemaphoreSlim[] _empty = [new(1), new(1)];
     private Thread _consumer = null!;
-    private volatile int _mode; // which allocator the consumer frees with: 0 glibc, 1 mimalloc, 2 domain, 3 tcmalloc, -1 stop
+    private volatile int _mode; // which allocator the consumer frees with: 0 glibc, 1 mimalloc, 2 obj domain, 3 tcmalloc, 4 raw domain, -1 stop
     private RuntimeMemory _runtime = null!;
 
     [GlobalSetup]
@@ -63,6 +63,11 @@ public unsafe class XThreadBenchmarks
 
     [Benchmark(OperationsPerInvoke = BatchSize * Batches, Description = "obj domain")]
     public void ObjDomain() => Produce(new DomainOps(_runtime.Obj), 2);
+
+    /// <summary>The same through the raw domain: on the default allocators, the system allocator behind the domain's
+    /// front door and accounting (the remote free is glibc's), to set against "glibc".</summary>
+    [Benchmark(OperationsPerInvoke = BatchSize * Batches, Description = "raw domain")]
+    public void RawDomain() => Produce(new DomainOps(_runtime.Raw), 4);
 
     private void Produce<T>(T ops, int mode)
         where T : struct, IAllocatorOps
@@ -107,6 +112,7 @@ public unsafe class XThreadBenchmarks
                 case 0: FreeAll(new GlibcOps(), buffer); break;
                 case 1: FreeAll(new MimallocOps(), buffer); break;
                 case 3: FreeAll(new TcmallocOps(), buffer); break;
+                case 4: FreeAll(new DomainOps(_runtime.Raw), buffer); break;
                 default: FreeAll(new DomainOps(_runtime.Obj), buffer); break;
             }
 
