@@ -14,6 +14,8 @@ using Runtime.Memory.Benchmarks;
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --tracing-loop
 // Tracing a Lua script at recursion depth 10, 1,000 and 100,000 (off, exact, sampled), through the real host:
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --depth-loop
+// binary-trees on Lua's own allocator and routed into obj on default, malloc and mimalloc, interleaved (a quick check):
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --lua-loop
 // The same for the metrics (listened to, collected every 100 ms) and a budget (set, never reached):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --observability-loop
 // The whole comparison in one run, printing one table of ratios against glibc, mimalloc, tcmalloc and a routed
@@ -49,6 +51,11 @@ if (args is ["--observability-loop"])
 if (args is ["--observability-loop-one", var observedWorkload, var observedMode])
 {
     return ObservabilityLoop.RunOne(observedWorkload, observedMode);
+}
+
+if (args is ["--lua-loop", .. var luaRows])
+{
+    return LuaLoop.Run(luaRows.FirstOrDefault()); // optional: only the rows whose name contains this
 }
 
 if (args is ["--footprint"])

@@ -92,8 +92,4 @@ internal struct PeakTracker
     [FieldOffset(40)] public long PublishAt;
 }
 
-[InlineArray(MemoryAccounting.AccountCount)]
-internal struct PeakTrackerByKind
-{
-    private PeakTracker _element;
-}
+

@@ -28,6 +28,12 @@ public sealed unsafe class LibraryAccount
     /// <summary>This tag's account index in the accounting and in every thread's context.</summary>
     private readonly int _index;
 
+    /// <inheritdoc cref="_index"/>
+    internal int Index => _index;
+
+    /// <summary>The tag's shared tracker, for a native fast path (see <see cref="MemoryAccounting.TrackerOf"/>).</summary>
+    internal PeakTracker* Tracker => _accounting.TrackerOf(_index);
+
     internal LibraryAccount(string tag, MemoryAccounting accounting, int index)
     {
         Tag = tag;

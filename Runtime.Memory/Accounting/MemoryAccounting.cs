@@ -97,12 +97,18 @@ internal sealed unsafe class MemoryAccounting
     /// <summary>Counters of threads that have ended. Guarded by <see cref="_lock"/>.</summary>
     private DomainCountersByKind _retired;
 
-    private PeakTrackerByKind _peaks;
+    /// <summary>Each account's shared tracker (published bytes, peak, gate, budget), in native memory so that native
+    /// fast paths (the Lua route's, native/lua_route.c) read the same trackers; freed with the accounting (finalizer).</summary>
+    private readonly PeakTracker* _peaks = (PeakTracker*)NativeMemory.AlignedAlloc((nuint)(AccountCount * sizeof(PeakTracker)), 64);
+
+    /// <summary>The tracker of <paramref name="account"/>, for a native fast path: valid while this accounting lives.</summary>
+    internal PeakTracker* TrackerOf(int account) => _peaks + account;
 
     private readonly Lock _lock = new();
 
     public MemoryAccounting()
     {
+        NativeMemory.Clear(_peaks, (nuint)(AccountCount * sizeof(PeakTracker)));
         for (int d = 0; d < AccountCount; d++)
         {
             _peaks[d].Limit = Budget.None; // no budget; the gate starts at the peak, 0
@@ -567,11 +573,15 @@ internal sealed unsafe class MemoryAccounting
         }
 
         ThreadContexts.ReturnSlot(Slot);
-        GC.SuppressFinalize(this);
     }
 
-    /// <summary>A runtime that was never disposed lets go of its contexts when it is collected.</summary>
-    ~MemoryAccounting() => ReleaseContexts();
+    /// <summary>A runtime that was never disposed lets go of its contexts when it is collected; the trackers go then
+    /// (statistics read after Dispose still use them).</summary>
+    ~MemoryAccounting()
+    {
+        ReleaseContexts();
+        NativeMemory.AlignedFree(_peaks);
+    }
 
     /// <summary>Moves one thread's counters (and traced bytes) into the totals and lets go of its context. Caller holds <see cref="_lock"/>.</summary>
     private void Retire(ThreadShard shard)

@@ -364,7 +364,11 @@ public sealed unsafe partial class MemoryDomain
         var site = new Pipeline.PipelineSite(this, _index, _accounting, _accounting.IsLimited(_index));
         _pipeline = _top.CreatePipeline(site);
         PipelineBuilds++;
+        PipelineRebuilt?.Invoke(_pipeline);
     }
+
+    /// <summary>Raised under the chain lock with each new pipeline (a native fast path follows what it allows).</summary>
+    internal event Action<Pipeline.DomainPipeline>? PipelineRebuilt;
 
     /// <summary>How many pipelines this domain has built (one per chain or budget change), for tests.</summary>
     internal int PipelineBuilds { get; private set; }

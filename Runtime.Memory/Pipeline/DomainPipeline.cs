@@ -47,6 +47,13 @@ internal abstract unsafe class DomainPipeline(PipelineSite site)
     /// <summary>Free of a non-null block.</summary>
     public abstract void Free(ThreadContext* context, void* ptr);
 
+    /// <summary>
+    /// The small-object allocator a native fast path may keep a per-thread cache of blocks from (the Lua route's, which
+    /// hands them out and counts them itself without calling the domain), or null: only where nothing per block is lost
+    /// by that, the plain small-object allocator. Tracing, debug hooks and user hooks must see every call.
+    /// </summary>
+    public virtual SmallObjectAllocator? NativeCacheSource => null;
+
     /// <summary>What the pipeline is, for tests and reports (e.g. <c>SmallObjectPipeline&lt;Unlimited&gt;</c>).</summary>
     public override string ToString()
     {

@@ -22,6 +22,9 @@ internal sealed unsafe class SmallObjectPipeline<TBudget>(SmallObjectAllocator s
     private readonly SmallObjectAllocator _small = small;
     private readonly long _id = small.Id;
 
+    /// <inheritdoc/>
+    public override SmallObjectAllocator? NativeCacheSource => _small;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override void* Malloc(ThreadContext* context, nuint size)
     {

@@ -19,6 +19,9 @@ internal unsafe struct Heap
     /// <summary>Head of the Full list per class (Pool*).</summary>
     public fixed long Full[SizeClasses.Count];
 
+    /// <summary>Per class, the allocator's count of remote frees when this heap last walked its Full pools.</summary>
+    public fixed long RemoteFreesSeen[SizeClasses.Count];
+
     public static Pool* Head(Heap* heap, byte list, int cls) =>
         (Pool*)(list == PoolList.Available ? heap->Available[cls] : heap->Full[cls]);
 

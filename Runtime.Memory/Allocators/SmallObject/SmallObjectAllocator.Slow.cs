@@ -22,6 +22,10 @@ public sealed unsafe partial class SmallObjectAllocator
 
     private readonly ThreadLocal<ThreadHeap?> _heapOfThread = new();
 
+    /// <summary>Per class, how many blocks other threads have freed into pools they do not own (remote frees bump it
+    /// after their push), so that an owner walks its Full pools only when some may have regained blocks.</summary>
+    private readonly long[] _remoteFrees = new long[SizeClasses.Count];
+
     /// <summary>Set by a remote free into a pool without an owner that left it with no block in use.</summary>
     private int _abandonedMayHaveDrained;
 
@@ -264,8 +268,19 @@ public sealed unsafe partial class SmallObjectAllocator
     /// the one with the most free blocks is returned for reuse (unlinked); other pools with free blocks move to
     /// Available.
     /// </summary>
+    /// <remarks>Only when some thread has freed a block of the class remotely since this heap last looked
+    /// (<see cref="_remoteFrees"/>): a Full pool regains blocks otherwise only through its owner's frees, which move it
+    /// back to Available themselves (<see cref="FreeSlow"/>). Without that check every exhausted class walked every Full
+    /// pool of a large live set, a cache miss per pool, on every pool change.</remarks>
     private Pool* ReclaimFullPools(Heap* heap, int cls)
     {
+        long remote = Volatile.Read(ref _remoteFrees[cls]);
+        if (remote == heap->RemoteFreesSeen[cls])
+        {
+            return null;
+        }
+
+        heap->RemoteFreesSeen[cls] = remote; // read before the walk: a remote free after it is seen next time
         Pool* chosen = null;
         Pool* pool = (Pool*)heap->Full[cls];
         while (pool != null)

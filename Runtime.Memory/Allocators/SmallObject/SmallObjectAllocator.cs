@@ -206,7 +206,9 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
         }
         else
         {
+            int cls = pool->ClassIndex;
             Pool.PushThreadFree(pool, ptr); // the pool must not be touched after this: it may be returned at once
+            Interlocked.Increment(ref _remoteFrees[cls]); // the owner's next reclaim walks its Full pools
             if (owner == null && _abandonedMayHaveDrained == 0)
             {
                 _abandonedMayHaveDrained = 1; // an ownerless pool may have drained: the next acquisition sweeps

@@ -19,17 +19,93 @@ namespace Runtime.Memory.Extensions;
 /// </remarks>
 public sealed unsafe partial class LuaRouting : LibraryRoute
 {
+    /// <summary>The route's block that Lua passes back as <c>ud</c>: <c>rtmem_lua_route</c> of native/lua_route.c, field
+    /// for field up to <see cref="Bind"/> (the C side owns what follows: its lock and its list of caches).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct NativeRoute
+    {
+        public nint Handle;
+        public int Fast;
+        public int Pad;
+        public ulong Id;
+        public Accounting.PeakTracker* TagTracker;
+        public Accounting.PeakTracker* DomainTracker;
+        public int TagAccount;
+        public int DomainAccount;
+        public nuint PoolMask;
+        public int BlockSizeOffset;
+        public int Pad2;
+        public delegate* unmanaged<void*, void*, nuint, nuint, void*> Slow;
+        public delegate* unmanaged<void*, int, int, void**, int> Refill;
+        public delegate* unmanaged<void*, void**, int, void> Drain;
+        public delegate* unmanaged<void*, Accounting.DomainCounters*> Bind;
+    }
+
+    private static long s_ids;
+
+    /// <summary>Whether libruntime_mem.so (with the native fast path) could be loaded: otherwise every call is managed.</summary>
+    private static readonly bool s_native = LoadNative();
+
+    private readonly NativeRoute* _route;
+
     /// <summary>A route into <paramref name="domain"/> of <paramref name="runtime"/>, accounted under <paramref name="tag"/>.</summary>
     public LuaRouting(RuntimeMemory runtime, MemoryDomainKind domain = MemoryDomainKind.Obj, string tag = "lua")
         : base(runtime, domain, tag)
     {
+        nuint size = s_native ? Math.Max(rtmem_lua_route_size(), (nuint)sizeof(NativeRoute)) : (nuint)sizeof(NativeRoute);
+        _route = (NativeRoute*)NativeMemory.AlignedAlloc(size, 64);
+        NativeMemory.Clear(_route, size);
+        _route->Handle = (nint)Handle;
+        _route->Id = (ulong)Interlocked.Increment(ref s_ids);
+        _route->TagTracker = Account.Tracker;
+        _route->DomainTracker = runtime.Accounting.TrackerOf((int)domain);
+        _route->TagAccount = Account.Index;
+        _route->DomainAccount = (int)domain;
+        _route->PoolMask = ~(nuint)(SmallObjectAllocator.PoolSize - 1);
+        _route->BlockSizeOffset = (int)Marshal.OffsetOf<SmallObject.Pool>(nameof(SmallObject.Pool.BlockSize));
+        _route->Slow = &LuaAlloc;
+        _route->Refill = &RefillCache;
+        _route->Drain = &DrainCache;
+        _route->Bind = &BindCache;
+        if (s_native && rtmem_lua_route_init(_route) != 0)
+        {
+            NativeMemory.AlignedFree(_route);
+            throw new InvalidOperationException("The Lua route's native part could not initialise its lock.");
+        }
+
+        Domain.PipelineRebuilt += OnPipelineRebuilt;
+        OnPipelineRebuilt(Domain.CurrentPipeline);
     }
 
-    /// <summary>The <c>lua_Alloc</c> function of this route.</summary>
-    public static delegate* unmanaged<void*, void*, nuint, nuint, void*> AllocFunction => &LuaAlloc;
+    /// <summary>
+    /// The <c>lua_Alloc</c> function of this route: the native fast path (<c>rtmem_lua_alloc</c> of libruntime_mem.so)
+    /// where that library is present, which serves blocks of up to 512 bytes from a per-thread cache of the domain's
+    /// blocks without entering .NET, else the managed one.
+    /// </summary>
+    public static delegate* unmanaged<void*, void*, nuint, nuint, void*> AllocFunction { get; } =
+        s_native ? (delegate* unmanaged<void*, void*, nuint, nuint, void*>)NativeLibrary.GetExport(Platform.NativeLibraries.Load(Platform.NativeLibraries.RuntimeNative), "rtmem_lua_alloc") : &LuaAlloc;
 
     /// <summary>The <c>ud</c> pointer to pass with <see cref="AllocFunction"/>.</summary>
-    public void* UserData => Handle;
+    public void* UserData => _route;
+
+    /// <summary>Whether this route's calls currently take the native fast path (libruntime_mem.so is present and the
+    /// domain runs the plain small-object allocator: no tracer, no debug or user hook).</summary>
+    public bool UsesNativeCache => Volatile.Read(ref _route->Fast) != 0;
+
+    /// <summary>The small-object allocator the caches take blocks from and give them back to, uncounted (set while
+    /// the cache may be used; blocks already cached go back to it even after the pipeline changed).</summary>
+    private SmallObjectAllocator? _cacheSource;
+
+    private void OnPipelineRebuilt(Pipeline.DomainPipeline pipeline)
+    {
+        SmallObjectAllocator? source = s_native ? pipeline.NativeCacheSource : null;
+        if (source is not null)
+        {
+            _cacheSource = source;
+        }
+
+        Volatile.Write(ref _route->Fast, source is not null ? 1 : 0);
+    }
 
     /// <summary>
     /// <c>lua_newstate</c> with this route's allocator: a new state, or null when the state could not be allocated.
@@ -50,14 +126,140 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
         }
     }
 
-    /// <summary><c>lua_close</c>: frees everything the state holds (through this route).</summary>
+    /// <summary>
+    /// <c>lua_close</c>: frees everything the state holds (through its route), then gives the blocks the calling
+    /// thread's cache of that route holds back to the domain, so that the domain's figures show what is left.
+    /// </summary>
     public static void Close(nint state)
     {
-        if (state != 0)
+        if (state == 0)
         {
-            lua_close(state);
+            return;
+        }
+
+        void* ud;
+        nint allocf = lua_getallocf(state, &ud);
+        lua_close(state);
+        if (s_native && allocf == (nint)AllocFunction && ud != null)
+        {
+            rtmem_lua_route_drain_mine(ud);
         }
     }
+
+    /// <summary>
+    /// Gives the blocks the calling thread's cache holds back to the domain (<see cref="LibraryRoute.Dispose"/> gives back every
+    /// thread's). Blocks in a cache count as live in the domain, not in the tag: at most 64 per size class and thread.
+    /// </summary>
+    public void Drain()
+    {
+        if (s_native)
+        {
+            rtmem_lua_route_drain_mine(_route);
+        }
+    }
+
+    /// <summary>Every thread's cache goes back to the domain, and the route's block is freed. No state may use the route any more.</summary>
+    protected override void OnDispose()
+    {
+        Domain.PipelineRebuilt -= OnPipelineRebuilt;
+        if (s_native)
+        {
+            rtmem_lua_route_destroy(_route);
+        }
+
+        NativeMemory.AlignedFree(_route);
+    }
+
+    private static bool LoadNative()
+    {
+        try
+        {
+            Platform.NativeLibraries.Load(Platform.NativeLibraries.RuntimeNative);
+            return true;
+        }
+        catch (DllNotFoundException)
+        {
+            return false; // every call takes the managed path; nothing is lost but speed
+        }
+    }
+
+    /// <summary>The route of a <c>ud</c> pointer (the GCHandle is its first field).</summary>
+    private static LuaRouting RouteOf(void* ud) => FromHandle<LuaRouting>((void*)((NativeRoute*)ud)->Handle);
+
+    /// <summary>Native cache refill: up to <paramref name="count"/> blocks of <paramref name="size"/> bytes (a class
+    /// size) from the small-object allocator, uncounted (the native path counts each block as it hands it to Lua); how many.</summary>
+    [UnmanagedCallersOnly]
+    private static int RefillCache(void* ud, int size, int count, void** blocks)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        int got = 0;
+        try
+        {
+            if (RouteOf(ud)._cacheSource is { } source)
+            {
+                while (got < count && (blocks[got] = source.Malloc((nuint)size)) != null)
+                {
+                    got++;
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            Interop.NativeFaults.Swallow(ex);
+        }
+
+        return got;
+    }
+
+    /// <summary>Native cache drain: the blocks go back to the small-object allocator they came from, uncounted.</summary>
+    [UnmanagedCallersOnly]
+    private static void DrainCache(void* ud, void** blocks, int count)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            SmallObjectAllocator source = RouteOf(ud)._cacheSource!;
+            for (int i = 0; i < count; i++)
+            {
+                source.Free(blocks[i]);
+            }
+        }
+        catch (Exception ex)
+        {
+            Interop.NativeFaults.Swallow(ex);
+        }
+    }
+
+    /// <summary>A thread's first native call on the route: its accounts (its context's), null on failure.</summary>
+    [UnmanagedCallersOnly]
+    private static Accounting.DomainCounters* BindCache(void* ud)
+    {
+        using NativeCallScope scope = NativeCallScope.Enter();
+        try
+        {
+            return (Accounting.DomainCounters*)&RouteOf(ud).Account.Context()->Accounts;
+        }
+        catch (Exception ex)
+        {
+            Interop.NativeFaults.Swallow(ex);
+            return null;
+        }
+    }
+
+    [LibraryImport(Platform.NativeLibraries.RuntimeNative)]
+    private static partial nuint rtmem_lua_route_size();
+
+    [LibraryImport(Platform.NativeLibraries.RuntimeNative)]
+    private static partial int rtmem_lua_route_init(void* route);
+
+    [LibraryImport(Platform.NativeLibraries.RuntimeNative)]
+    private static partial void rtmem_lua_route_drain_mine(void* route);
+
+    [LibraryImport(Platform.NativeLibraries.RuntimeNative)]
+    private static partial void rtmem_lua_route_destroy(void* route);
+
+    [LibraryImport(Platform.NativeLibraries.Lua)]
+    private static partial nint lua_getallocf(nint state, void** ud);
 
     [ThreadStatic]
     private static bool t_resizing;
@@ -76,7 +278,7 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
         using NativeCallScope scope = NativeCallScope.Enter();
         try
         {
-            LuaRouting route = FromHandle<LuaRouting>(ud);
+            LuaRouting route = RouteOf(ud);
             LibraryAccount account = route.Account;
             Threading.ThreadContext* context = account.Context();
             if (nsize == 0)
