@@ -45,22 +45,29 @@ public sealed unsafe partial class LuaRoutingTests
         using RuntimeMemory onMalloc = TestRuntimes.Create(AllocatorNames.Malloc);
         using var mallocRoute = new LuaRouting(onMalloc);
         Assert.False(mallocRoute.UsesNativeCache);
+        Assert.True(mallocRoute.StaysNative); // straight to glibc, with the system allocator's header
+        onMalloc.Obj.SetupDebugHooks();
+        Assert.False(mallocRoute.StaysNative);
     }
 
-    [SkippableFact]
-    public void The_native_path_counts_in_the_tag_and_the_domain_exactly_what_the_managed_path_counts()
+    [SkippableTheory]
+    [InlineData(AllocatorNames.Pymalloc)]
+    [InlineData(AllocatorNames.Malloc)]
+    [InlineData(AllocatorNames.Mimalloc)]
+    public void The_native_path_counts_in_the_tag_and_the_domain_exactly_what_the_managed_path_counts(string allocator)
     {
         SkipUnlessNative();
+        OptionalLibraries.SkipUnlessAvailable(allocator);
         (long Tag, long Domain, long Peak, long Allocations) RunOnce(bool native)
         {
-            using RuntimeMemory runtime = TestRuntimes.Create(AllocatorNames.Pymalloc);
+            using RuntimeMemory runtime = TestRuntimes.Create(allocator);
             using var route = new LuaRouting(runtime);
             if (!native)
             {
                 runtime.Obj.InstallHook(new ForwardingHook()); // the contract pipeline: every call managed
             }
 
-            Assert.Equal(native, route.UsesNativeCache);
+            Assert.Equal(native, route.StaysNative);
             nint L = route.NewState();
             luaL_openlibs(L);
             Assert.Equal(LuaOk, Run(L, Churn));

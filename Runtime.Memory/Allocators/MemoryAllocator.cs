@@ -115,6 +115,13 @@ public abstract unsafe class MemoryAllocator
     /// <summary>The pool statistics of an allocator that keeps pools (the small-object allocator); null for others.</summary>
     internal virtual SmallObjectStatistics? GetPoolStatistics() => null;
 
+    /// <summary>
+    /// The C functions behind this allocator when its blocks are C allocations under the 16-byte size header
+    /// (<see cref="SizeHeader"/>), so that native code (the Lua route's fast path) can allocate, resize and free them
+    /// as this allocator would; null for any other allocator.
+    /// </summary>
+    internal virtual NativeHeapFunctions? NativeHeap => null;
+
     /// <summary>Called when a domain makes this allocator the base of its chain (the small-object allocator reports the
     /// corruption it finds to that domain).</summary>
     internal virtual void AdoptedBy(MemoryDomain domain)
@@ -150,3 +157,6 @@ public abstract unsafe class MemoryAllocator
     /// <inheritdoc/>
     public override string ToString() => Name;
 }
+
+/// <summary>A C allocator's malloc, realloc and free, and the mark its <see cref="SizeHeader"/> blocks carry.</summary>
+internal readonly record struct NativeHeapFunctions(nint Malloc, nint Realloc, nint Free, nuint Magic);

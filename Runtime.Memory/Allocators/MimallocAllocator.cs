@@ -59,6 +59,35 @@ public sealed unsafe partial class MimallocAllocator : MemoryAllocator
     /// <inheritdoc/>
     public override string Name => "mimalloc";
 
+    /// <summary>mi_malloc, mi_realloc and mi_free (16-byte aligned on 64-bit, as every block must be), for native code.</summary>
+    internal override NativeHeapFunctions? NativeHeap => s_nativeHeap.Value;
+
+    private static readonly Lazy<NativeHeapFunctions?> s_nativeHeap = new(() =>
+    {
+        if (nint.Size != 8)
+        {
+            return null;
+        }
+
+        nint mi = 0;
+        foreach (string candidate in NativeLibraries.CandidatesOf(NativeLibraries.Mimalloc))
+        {
+            if (NativeLibrary.TryLoad(candidate, out mi))
+            {
+                break;
+            }
+        }
+
+        if (mi == 0)
+        {
+            return null;
+        }
+
+        return new NativeHeapFunctions(
+            NativeLibrary.GetExport(mi, "mi_malloc"), NativeLibrary.GetExport(mi, "mi_realloc"), NativeLibrary.GetExport(mi, "mi_free"),
+            unchecked((nuint)MimallocBlockMagic));
+    });
+
     /// <summary>
     /// Whether one of <paramref name="candidates"/> loads and exports mimalloc's functions; if not, the sentence that
     /// says so, naming the files tried and the package to install.

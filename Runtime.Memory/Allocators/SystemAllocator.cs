@@ -36,6 +36,23 @@ public sealed unsafe class SystemAllocator : MemoryAllocator
     public override string Name => "malloc";
 
     /// <inheritdoc/>
+    internal override NativeHeapFunctions? NativeHeap => s_nativeHeap.Value;
+
+    private static readonly Lazy<NativeHeapFunctions?> s_nativeHeap = new(() =>
+    {
+        if (!MallocIsAligned || !OperatingSystem.IsLinux() || !System.Runtime.InteropServices.NativeLibrary.TryLoad("libc.so.6", out nint libc))
+        {
+            return null; // blocks need the aligned allocation there; native code calls malloc only where it is 16-byte aligned
+        }
+
+        return new NativeHeapFunctions(
+            System.Runtime.InteropServices.NativeLibrary.GetExport(libc, "malloc"),
+            System.Runtime.InteropServices.NativeLibrary.GetExport(libc, "realloc"),
+            System.Runtime.InteropServices.NativeLibrary.GetExport(libc, "free"),
+            unchecked((nuint)SystemBlockMagic));
+    });
+
+    /// <inheritdoc/>
     internal override Pipeline.DomainPipeline CreatePipeline(in Pipeline.PipelineSite site) =>
         site.Limited ? new Pipeline.SystemPipeline<Pipeline.WithBudget>(this, site) : new Pipeline.SystemPipeline<Pipeline.NoBudget>(this, site);
 

@@ -15,6 +15,10 @@ internal sealed unsafe class ContractPipeline<TBudget>(MemoryAllocator top, Pipe
 {
     private readonly MemoryAllocator _top = top;
 
+    /// <inheritdoc/>
+    /// <remarks>The top itself: a hook has no native functions, so a chain with hooks never qualifies.</remarks>
+    public override MemoryAllocator? NativeHeapAllocator => _top;
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     public override void* Malloc(ThreadContext* context, nuint size)
     {

@@ -54,6 +54,12 @@ internal abstract unsafe class DomainPipeline(PipelineSite site)
     /// </summary>
     public virtual SmallObjectAllocator? NativeCacheSource => null;
 
+    /// <summary>
+    /// The allocator whose C functions a native fast path may call directly (<see cref="MemoryAllocator.NativeHeap"/>),
+    /// or null: only where that allocator is alone on the chain.
+    /// </summary>
+    public virtual MemoryAllocator? NativeHeapAllocator => null;
+
     /// <summary>What the pipeline is, for tests and reports (e.g. <c>SmallObjectPipeline&lt;Unlimited&gt;</c>).</summary>
     public override string ToString()
     {

@@ -12,6 +12,9 @@ internal sealed unsafe class SystemPipeline<TBudget>(SystemAllocator system, Pip
 {
     private readonly SystemAllocator _system = system;
 
+    /// <inheritdoc/>
+    public override MemoryAllocator? NativeHeapAllocator => _system;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override void* Malloc(ThreadContext* context, nuint size)
     {

@@ -16,6 +16,10 @@
  *   tracer or a hook is installed the flag drops and every call takes the managed path, so diagnostics see every block
  *   and every call site as before.
  *
+ *   On a domain whose chain is the system allocator or mimalloc alone (RTMEM_LUA_HEADERS), there is no cache: each
+ *   call is that allocator's own malloc/realloc/free with the 16-byte header the managed allocator writes
+ *   ([ size | mark ], Allocators/SizeHeader.cs), and the same accounting, without entering .NET.
+ *
  * ACCOUNTING (the same as the managed path's, in the same memory)
  *
  *   Each call counts what the managed path would: in the tag's account (the sizes Lua asked for) and in the domain's
@@ -47,6 +51,10 @@
 
 enum
 {
+    RTMEM_LUA_MANAGED = 0,           /* every call through the managed lua_Alloc */
+    RTMEM_LUA_POOLS = 1,             /* the small-object allocator, through the per-thread cache */
+    RTMEM_LUA_HEADERS = 2,           /* a C allocator with the 16-byte size header (the system allocator, mimalloc) */
+    RTMEM_LUA_HEADER_SIZE = 16,
     RTMEM_LUA_CLASSES = 32,          /* 16-byte classes up to 512 bytes (SmallObject/SizeClasses.cs) */
     RTMEM_LUA_MAX_SMALL = 512,
     RTMEM_LUA_CACHE_MAX = 64,        /* blocks a class's cache holds before it drains half */
@@ -73,7 +81,7 @@ typedef struct rtmem_lua_cache rtmem_lua_cache;
 typedef struct rtmem_lua_route /* Extensions/Lua/LuaRouting.cs, NativeRoute: field for field */
 {
     void *handle;                 /* the managed route's GCHandle: the first field, also for the managed lua_Alloc */
-    volatile int32_t fast;        /* 1 while the cache may be used */
+    volatile int32_t fast;        /* which path: RTMEM_LUA_MANAGED, RTMEM_LUA_POOLS or RTMEM_LUA_HEADERS */
     int32_t pad;
     uint64_t id;                  /* never reused */
     rtmem_tracker *tag_tracker;   /* the tag's tracker */
@@ -83,6 +91,10 @@ typedef struct rtmem_lua_route /* Extensions/Lua/LuaRouting.cs, NativeRoute: fie
     uintptr_t pool_mask;          /* ~(pool size - 1): a block's pool header is at its address masked */
     int32_t block_size_offset;    /* of Pool.BlockSize in the pool header (Allocators/SmallObject/Pool.cs) */
     int32_t pad2;
+    void *(*h_malloc)(size_t);            /* RTMEM_LUA_HEADERS: the C allocator under the domain (glibc's or mimalloc's) */
+    void *(*h_realloc)(void *, size_t);
+    void (*h_free)(void *);
+    uintptr_t h_magic;                    /* the allocator's header mark (Allocators/SizeHeader.cs) */
     void *(*slow)(void *ud, void *ptr, size_t osize, size_t nsize);         /* the managed lua_Alloc */
     int32_t (*refill)(void *ud, int32_t size, int32_t count, void **out);   /* up to count blocks of size; how many */
     void (*drain)(void *ud, void **blocks, int32_t count);                  /* gives blocks back to the domain */
@@ -235,13 +247,89 @@ static inline void push(rtmem_lua_cache *c, int cls, void *block)
         drain_half(c, cls);
 }
 
+/* ---- header blocks (RTMEM_LUA_HEADERS) ---- */
+
+static __attribute__((noinline)) void *header_alloc(rtmem_lua_route *r, void *ptr, size_t osize, size_t nsize)
+{
+    rtmem_lua_cache *c = cache_of(r);
+    if (c == NULL || nsize > (SIZE_MAX >> 1) - RTMEM_LUA_HEADER_SIZE)
+        return r->slow(r, ptr, osize, nsize);
+    if (nsize == 0)
+    {
+        if (ptr == NULL)
+            return NULL;
+        size_t *header = (size_t *)((char *)ptr - RTMEM_LUA_HEADER_SIZE);
+        int64_t size = (int64_t)header[0];
+        r->h_free(header);
+        c->tag->frees++;
+        c->tag->bytes_freed += (int64_t)osize;
+        shrink(c->tag, r->tag_tracker, (int64_t)osize);
+        c->dom->frees++;
+        c->dom->bytes_freed += size;
+        shrink(c->dom, r->domain_tracker, size);
+        return NULL;
+    }
+
+    if (ptr == NULL)
+    {
+        if (!grow(c, (int64_t)nsize, (int64_t)nsize))
+            return r->slow(r, ptr, osize, nsize);
+        size_t *header = r->h_malloc(nsize + RTMEM_LUA_HEADER_SIZE);
+        if (header == NULL)
+        {
+            c->tag->pending_live -= (int64_t)nsize;
+            c->dom->pending_live -= (int64_t)nsize;
+            return r->slow(r, ptr, osize, nsize); /* counts the failure, and reports it as the managed path does */
+        }
+        header[0] = nsize;
+        header[1] = r->h_magic;
+        c->tag->allocations++;
+        c->tag->bytes_allocated += (int64_t)nsize;
+        c->dom->allocations++;
+        c->dom->bytes_allocated += (int64_t)nsize;
+        return header + 2;
+    }
+
+    size_t *old = (size_t *)((char *)ptr - RTMEM_LUA_HEADER_SIZE);
+    int64_t change = (int64_t)nsize - (int64_t)osize;
+    int64_t domain_change = (int64_t)nsize - (int64_t)old[0];
+    if (!grow(c, change > 0 ? change : 0, domain_change > 0 ? domain_change : 0))
+        return r->slow(r, ptr, osize, nsize);
+    size_t *header = r->h_realloc(old, nsize + RTMEM_LUA_HEADER_SIZE);
+    if (header == NULL)
+    {
+        c->tag->pending_live -= change > 0 ? change : 0;
+        c->dom->pending_live -= domain_change > 0 ? domain_change : 0;
+        return r->slow(r, ptr, osize, nsize); /* the old block is intact */
+    }
+    header[0] = nsize;
+    c->tag->reallocations++;
+    c->dom->reallocations++;
+    if (change >= 0)
+        c->tag->bytes_allocated += change;
+    else
+    {
+        c->tag->bytes_freed -= change;
+        shrink(c->tag, r->tag_tracker, -change);
+    }
+    if (domain_change >= 0)
+        c->dom->bytes_allocated += domain_change;
+    else
+    {
+        c->dom->bytes_freed -= domain_change;
+        shrink(c->dom, r->domain_tracker, -domain_change);
+    }
+    return header + 2;
+}
+
 /* ---- lua_Alloc ---- */
 
 RTMEM_LUA_EXPORT void *rtmem_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     rtmem_lua_route *r = ud;
-    if (!r->fast)
-        return r->slow(ud, ptr, osize, nsize);
+    int32_t path = r->fast;
+    if (path != RTMEM_LUA_POOLS)
+        return path == RTMEM_LUA_HEADERS ? header_alloc(r, ptr, osize, nsize) : r->slow(ud, ptr, osize, nsize);
     if (nsize == 0)
     {
         if (ptr == NULL)

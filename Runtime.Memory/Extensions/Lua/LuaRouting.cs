@@ -35,6 +35,10 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
         public nuint PoolMask;
         public int BlockSizeOffset;
         public int Pad2;
+        public nint HeapMalloc;
+        public nint HeapRealloc;
+        public nint HeapFree;
+        public nuint HeapMagic;
         public delegate* unmanaged<void*, void*, nuint, nuint, void*> Slow;
         public delegate* unmanaged<void*, int, int, void**, int> Refill;
         public delegate* unmanaged<void*, void**, int, void> Drain;
@@ -88,23 +92,39 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
     /// <summary>The <c>ud</c> pointer to pass with <see cref="AllocFunction"/>.</summary>
     public void* UserData => _route;
 
-    /// <summary>Whether this route's calls currently take the native fast path (libruntime_mem.so is present and the
-    /// domain runs the plain small-object allocator: no tracer, no debug or user hook).</summary>
-    public bool UsesNativeCache => Volatile.Read(ref _route->Fast) != 0;
+    /// <summary>Whether this route's calls currently take the native fast path with its per-thread cache
+    /// (libruntime_mem.so is present and the domain runs the plain small-object allocator: no tracer, no debug or user hook).</summary>
+    public bool UsesNativeCache => Volatile.Read(ref _route->Fast) == PoolPath;
+
+    /// <summary>Whether this route's calls currently stay native, through the cache or straight to the C allocator under
+    /// the domain (the system allocator or mimalloc alone on its chain).</summary>
+    public bool StaysNative => Volatile.Read(ref _route->Fast) != ManagedPath;
 
     /// <summary>The small-object allocator the caches take blocks from and give them back to, uncounted (set while
     /// the cache may be used; blocks already cached go back to it even after the pipeline changed).</summary>
     private SmallObjectAllocator? _cacheSource;
 
+    /// <summary>Which path native calls take (<c>RTMEM_LUA_*</c> of native/lua_route.c).</summary>
+    private const int ManagedPath = 0, PoolPath = 1, HeaderPath = 2;
+
     private void OnPipelineRebuilt(Pipeline.DomainPipeline pipeline)
     {
-        SmallObjectAllocator? source = s_native ? pipeline.NativeCacheSource : null;
-        if (source is not null)
+        int path = ManagedPath;
+        if (s_native && pipeline.NativeCacheSource is { } source)
         {
             _cacheSource = source;
+            path = PoolPath;
+        }
+        else if (s_native && pipeline.NativeHeapAllocator?.NativeHeap is { } heap)
+        {
+            _route->HeapMalloc = heap.Malloc;
+            _route->HeapRealloc = heap.Realloc;
+            _route->HeapFree = heap.Free;
+            _route->HeapMagic = heap.Magic;
+            path = HeaderPath;
         }
 
-        Volatile.Write(ref _route->Fast, source is not null ? 1 : 0);
+        Volatile.Write(ref _route->Fast, path);
     }
 
     /// <summary>
