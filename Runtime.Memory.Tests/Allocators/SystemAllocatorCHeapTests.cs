@@ -133,40 +133,53 @@ public sealed unsafe class SystemAllocatorCHeapTests
     public void Short_calls_coexist_with_collections_on_other_threads()
     {
         // The imports without the GC transition keep the thread in cooperative mode during the call: collections
-        // forced meanwhile must neither hang nor disturb the blocks.
-        int stop = 0;
-        var collector = new Thread(() =>
+        // forced meanwhile must neither hang nor disturb the blocks. A fixed number of collections, with pauses, so
+        // that the test takes a bounded time and leaves the tests running beside it alone.
+        const int Workers = 3;
+        int started = 0;
+        int done = 0;
+        var errors = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        var threads = Enumerable.Range(0, Workers).Select(_ => new Thread(() =>
         {
-            while (Volatile.Read(ref stop) == 0)
+            try
             {
-                GC.Collect();
-            }
-        });
-        collector.Start();
-        Parallel.For(0, 4, t =>
-        {
-            var live = new nint[64];
-            for (int i = 0; i < 20_000; i++)
-            {
-                int k = i % live.Length;
-                if (live[k] != 0)
+                Interlocked.Increment(ref started);
+                var live = new nint[64];
+                for (int i = 0; Volatile.Read(ref done) == 0 || i < 10_000; i++)
                 {
-                    Assert.Equal((nuint)(k * 37 % 1500), _allocator.BlockSize((void*)live[k]));
-                    _allocator.Free((void*)live[k]);
+                    int k = i % live.Length;
+                    nuint size = (nuint)(k * 37 % 1500); // both sides of the limit
+                    if (live[k] != 0)
+                    {
+                        Assert.Equal(size, _allocator.BlockSize((void*)live[k]));
+                        _allocator.Free((void*)live[k]);
+                    }
+
+                    live[k] = (nint)(i % 3 == 0 ? _allocator.Calloc(1, size) : _allocator.Malloc(size));
+                    Assert.True(live[k] != 0);
                 }
 
-                nuint size = (nuint)(k * 37 % 1500); // both sides of the limit
-                live[k] = (nint)(i % 3 == 0 ? _allocator.Calloc(1, size) : _allocator.Malloc(size));
-                Assert.True(live[k] != 0);
+                foreach (nint p in live)
+                {
+                    _allocator.Free((void*)p);
+                }
             }
-
-            foreach (nint p in live)
+            catch (Exception e)
             {
-                _allocator.Free((void*)p);
+                errors.Enqueue(e);
             }
-        });
-        Volatile.Write(ref stop, 1);
-        collector.Join();
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        SpinWait.SpinUntil(() => Volatile.Read(ref started) == Workers);
+        for (int c = 0; c < 40; c++)
+        {
+            GC.Collect(c % 4 == 0 ? 2 : 0);
+            Thread.Sleep(1);
+        }
+
+        Volatile.Write(ref done, 1);
+        threads.ForEach(t => t.Join());
+        Assert.Empty(errors);
     }
 
     [Fact]
