@@ -34,9 +34,8 @@ namespace Runtime.Memory;
 /// that leaves 64 KiB or more free in one piece consolidates the heap and may trim it, and from 128 KiB (the default
 /// <c>M_MMAP_THRESHOLD</c>, which glibc only raises at run time) <c>malloc</c> maps fresh pages and <c>free</c>
 /// unmaps them.</item>
-/// <item>The transition's cost is flat, a few instructions. Measured (glibc 2.36, x64): leaving it out saves about a
-/// tenth of a bare cached malloc/free pair and a few percent of one through this class; from the first size the
-/// cache does not serve, a few percent of a bare pair, less than the run-to-run noise. A small gain, so the limit
+/// <item>The transition's cost is flat, a few instructions: a small part of a cached pair, and less than the run-to-run
+/// noise from the first size the cache does not serve (docs/BENCHMARKS.md, the raw row). A small gain, so the limit
 /// takes it only where the call is a small, bounded piece of work.</item>
 /// <item>What remains within the limit is rare and short: waiting for the arena mutex while another thread does its
 /// own short piece of work under it; a thread's first call creating its arena (<c>mmap</c>); the heap growing
@@ -77,9 +76,10 @@ public sealed unsafe class SystemAllocator : MemoryAllocator
 
     private static readonly Lazy<NativeHeapFunctions?> s_nativeHeap = new(() =>
     {
-        if (!MallocIsAligned || !OperatingSystem.IsLinux() || !System.Runtime.InteropServices.NativeLibrary.TryLoad("libc.so.6", out nint libc))
+        nint libc = 0;
+        if (!CallsLibC || !OperatingSystem.IsLinux() || !System.Runtime.InteropServices.NativeLibrary.TryLoad("libc.so.6", out libc))
         {
-            return null; // blocks need the aligned allocation there; native code calls malloc only where it is 16-byte aligned
+            return null; // native code calls malloc only where this class does (16-byte aligned blocks)
         }
 
         return new NativeHeapFunctions(
