@@ -7,11 +7,12 @@ namespace Runtime.Memory.Accounting;
 
 /// <summary>
 /// Per-domain accounting of one runtime instance: live blocks and bytes, peak bytes and totals, kept in per-thread
-/// shards so that no shared cache line is written per allocation (design decision 9).
+/// contexts (<see cref="ThreadContext"/>) so that no shared cache line is written per allocation (design decision 9).
 /// </summary>
 /// <remarks>
-/// <para><b>Cost model.</b> Finding the shard is one thread-static load and one compare (the last shard this thread
-/// used); updating it is a handful of plain adds to memory only this thread writes. Shared state is touched only
+/// <para><b>Cost model.</b> Finding the thread's counters is one thread-static load, the entry of the runtime's slot and
+/// a compare (<see cref="ThreadContexts.Find"/>; the domains do it once per call for the allocator and the accounting);
+/// updating them is a handful of plain adds to memory only this thread writes. Shared state is touched only
 /// to read the published live bytes and the peak (both rarely written, so they stay in every core's cache), when
 /// the peak rises, and once per <see cref="PublishThreshold"/> bytes of net change.</para>
 /// <para><b>Exactness.</b> Live blocks, live bytes and the totals are sums of per-thread counters that only grow,
@@ -26,11 +27,12 @@ namespace Runtime.Memory.Accounting;
 /// in), so with T threads the peak is within <c>(T − 1) × PublishThreshold</c> bytes of the true high-water mark, for
 /// blocks of any size. A read reports at least the live size it summed, without storing it, so reading never skews
 /// the peak.</para>
-/// <para><b>Threads that end</b> leave their shard behind; the next read or the next thread to register folds it into
-/// <see cref="_retired"/>, so nothing is lost and the shard list does not grow without bound.</para>
+/// <para><b>Threads that end</b> leave their context behind; the next read or the next thread to register folds it into
+/// <see cref="_retired"/> and lets go of it (<see cref="ThreadContext.Release"/>), so nothing is lost and the list does
+/// not grow without bound. <see cref="ThreadShard"/> is the runtime's managed record of each thread.</para>
 /// <para><b>Budgets.</b> Growth that stays pending is checked against one value, the gate (<see cref="PeakTracker"/>):
 /// <c>min(peak, budget)</c>. So a budget costs the small-block path nothing; only growth above the peak or the budget
-/// takes the slow path, which sums the live bytes exactly (under the shard lock) before it refuses. Growth that is
+/// takes the slow path, which sums the live bytes exactly (under the accounting lock) before it refuses. Growth that is
 /// published is admitted by a compare-exchange that adds it to the published total only if that total stays within
 /// the budget, the check and the addition in one step (<see cref="GrowPublished"/>): an atomic per block of 64 KiB or
 /// more, which costs far more than that anyway. So no two threads can both be admitted into the same room with
@@ -135,7 +137,7 @@ internal sealed unsafe class MemoryAccounting
     private ref DomainCounters CountersOf(int domain) => ref CurrentContext()->Accounts[domain];
 
     /// <summary>
-    /// Records a new block, on a shard the caller already holds; false when the domain's budget refuses it, in which case
+    /// Records a new block, in a context the caller already holds; false when the domain's budget refuses it, in which case
     /// nothing is counted and the caller frees the block and returns null (<see cref="OnRefused"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -155,7 +157,7 @@ internal sealed unsafe class MemoryAccounting
         return true;
     }
 
-    /// <summary>Records a freed block, on a shard the caller already holds.</summary>
+    /// <summary>Records a freed block, in a context the caller already holds.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void OnFreed(ThreadContext* context, int domain, nuint size) => OnFreed(ref context->Accounts[domain], domain, size);
 
@@ -342,7 +344,7 @@ internal sealed unsafe class MemoryAccounting
 
     /// <summary>
     /// The domain's live bytes now, summed over every thread's unpublished change (ended threads folded in first):
-    /// exact when no other thread is allocating. Takes the shard lock: only budget checks near the limit call it.
+    /// exact when no other thread is allocating. Takes the accounting lock: only budget checks near the limit call it.
     /// </summary>
     private long ExactLiveBytes(int domain)
     {

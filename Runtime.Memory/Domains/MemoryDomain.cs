@@ -21,10 +21,11 @@ namespace Runtime.Memory;
 /// <item>Every block is <see cref="Alignment"/>-byte aligned. Failure is a <see langword="null"/> return, never an exception.</item>
 /// </list>
 /// <para>A block must be freed through the domain that allocated it (PEP 445's domain rule).</para>
-/// <para><b>Hot path.</b> One size compare, the thread's shard (one thread-static load), the call counted in flight in
-/// it, one volatile load of the top allocator, a type check that calls the built-in allocator directly (no virtual
-/// dispatch) or the contract otherwise, and the accounting update described on <see cref="MemoryAccounting"/>: no lock,
-/// no managed allocation.</para>
+/// <para><b>Hot path.</b> One size compare, the thread's context of this runtime (one thread-static load, the entry of
+/// the runtime's slot and a compare: <see cref="Threading.ThreadContexts"/>), the call counted in flight in it, one
+/// volatile load of the pipeline and one call to it (<see cref="Pipeline.DomainPipeline"/>, built for the chain's shape
+/// whenever the chain or the budget changes): no lock, no managed allocation, no type test, and the domain knows no
+/// allocator.</para>
 /// <para><b>Faults.</b> Calls through the allocator contract (any chain with a hook or a user allocator on it) run
 /// behind an exception barrier. An exception raised by the runtime's own code (a built-in allocator or hook) is memory
 /// corruption: it is reported (<see cref="MemoryViolationKind.AllocatorFault"/>) and the process stops, unless the debug
@@ -193,7 +194,7 @@ public sealed unsafe partial class MemoryDomain
     // Every front-door call counts itself in its thread's context (ThreadContext.InCall) before it loads the pipeline,
     // and uncounts itself when it returns; a pipeline whose chain throws by design (the debug hooks' violations) uncounts
     // it before the exception leaves. Close() swaps the chain for the ClosedAllocator and its pipeline; Dispose then
-    // issues a process-wide barrier and waits until no shard counts a call in flight before it releases anything. So a
+    // issues a process-wide barrier and waits until no context counts a call in flight before it releases anything. So a
     // call either loaded the real chain and is waited for, or loads the closed one and touches nothing: a call racing
     // with Dispose fails cleanly (null, or a free that does nothing), and no call ever runs on released memory.
     // Cost on the hot path: two stores to a field of the thread's own context, which no other thread writes.

@@ -732,7 +732,7 @@ public sealed unsafe partial class SmallObjectAllocator
                 }
             }
 
-            // Live threads may still hold their heap pointers (in thread statics and domain shards), so heaps are
+            // Live threads may still hold their heap pointers (in thread statics and thread contexts), so heaps are
             // emptied, not freed: a use after dispose then fails (a null return) instead of touching freed memory.
             foreach (ThreadHeap registration in _heaps)
             {

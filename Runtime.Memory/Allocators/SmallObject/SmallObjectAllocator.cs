@@ -17,8 +17,8 @@ namespace Runtime.Memory;
 /// goes on the pool's lock-free <c>ThreadFree</c> list, which the owner collects when it runs short. Only taking a
 /// pool from an arena, or giving one back, takes the arena lock. See <see cref="SizeClasses"/> for the glossary.</para>
 /// <para><b>Fast paths.</b> Malloc: the thread's heap (one thread-static load and owner compare; through a domain the
-/// heap is cached in the accounting shard, so one lookup serves both), the class's current pool, pop its local free
-/// list: about a dozen instructions, no atomic, no lock, no native call. Free: the radix ownership check
+/// heap is cached in the thread's context, so one lookup serves both), the class's current pool, pop its local free
+/// list: about a dozen instructions, no atomic, no lock, no native call. Free: the ownership check
 /// (<see cref="ArenaMap"/>, two dependent loads, never touching foreign memory), the pool header, an owner compare
 /// and a push. A free from another thread costs two atomics instead (a counter for statistics, and the CAS).</para>
 /// <para><b>Giving memory back.</b> A pool goes back to its arena as soon as it is empty and is not its class's
@@ -107,7 +107,7 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
 
     /// <summary>
     /// Malloc from <paramref name="heap"/>, which must be the calling thread's heap of this allocator (domains keep
-    /// it in their per-thread shard, so one thread-static lookup serves both the accounting and the allocator).
+    /// it in the thread's context, so one thread-static lookup serves both the accounting and the allocator).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void* MallocFrom(Heap* heap, nuint size)
@@ -384,7 +384,7 @@ public sealed unsafe partial class SmallObjectAllocator : MemoryAllocator, IDisp
     /// <summary>
     /// The registration of one thread with one allocator. <see cref="Heap"/> stays null for a thread that only frees,
     /// so its frees find out quickly that it owns nothing; it is set when the thread first allocates. Domains cache
-    /// the registration (not the heap pointer) in their per-thread shard, so they always see the current heap.
+    /// the heap pointer in the thread's context once it exists (a heap lives as long as its thread).
     /// </summary>
     internal sealed class ThreadHeap(SmallObjectAllocator owner, Thread thread)
     {

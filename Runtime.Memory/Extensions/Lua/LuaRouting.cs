@@ -194,8 +194,9 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
     {
         try
         {
-            Platform.NativeLibraries.Load(Platform.NativeLibraries.RuntimeNative);
-            return true;
+            nint library = Platform.NativeLibraries.Load(Platform.NativeLibraries.RuntimeNative);
+            return NativeLibrary.TryGetExport(library, "rtmem_lua_alloc", out _)
+                && NativeLibrary.TryGetExport(library, "rtmem_lua_route_drain_mine", out _); // a library built from these sources
         }
         catch (DllNotFoundException)
         {
