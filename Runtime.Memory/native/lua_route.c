@@ -36,7 +36,7 @@
  *
  * THREADS AND LIFETIME
  *
- *   A cache belongs to one thread and one route; the thread finds it through two thread-locals (the route's id, then
+ *   A cache belongs to one thread and one route; the thread finds it through one thread-local (the route's id, then
  *   the pointer), so a cache is never dereferenced after its route is gone: ids are never reused. Every cache is also on
  *   its route's list (under the route's mutex), so rtmem_lua_route_destroy gives every cached block back, whichever
  *   thread filled it (the route may be destroyed only when no state uses it any more). Nothing here runs at thread
@@ -114,8 +114,12 @@ struct rtmem_lua_cache
     int32_t count[RTMEM_LUA_CLASSES];
 };
 
-static __thread uint64_t t_route_id;
-static __thread rtmem_lua_cache *t_cache;
+/* The route this thread used last and its cache, in one thread-local (one TLS lookup per call in a dlopen'ed library). */
+static __thread struct
+{
+    uint64_t route_id;
+    rtmem_lua_cache *cache;
+} t_last;
 
 static inline int class_of(size_t size) { return (int)((size - 1) >> 4); }
 
@@ -188,14 +192,14 @@ static rtmem_lua_cache *bind_cache(rtmem_lua_route *r)
         r->caches = c;
         pthread_mutex_unlock(&r->lock);
     }
-    t_route_id = r->id;
-    t_cache = c;
+    t_last.route_id = r->id;
+    t_last.cache = c;
     return c;
 }
 
 static inline rtmem_lua_cache *cache_of(rtmem_lua_route *r)
 {
-    return t_route_id == r->id ? t_cache : bind_cache(r);
+    return t_last.route_id == r->id ? t_last.cache : bind_cache(r);
 }
 
 static __attribute__((noinline)) void *refill(rtmem_lua_cache *c, int cls)
