@@ -46,11 +46,16 @@ internal sealed unsafe class SmallObjectPipeline<TBudget>(SmallObjectAllocator s
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public override void Free(ThreadContext* context, void* ptr)
+    public override void Free(ThreadContext* context, void* ptr) => Free(context, ptr, _small.InPool(ptr));
+
+    /// <summary>The free, when whether <paramref name="ptr"/> is a pool block is known already (the traced pipeline's
+    /// ownership lookup gives it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void Free(ThreadContext* context, void* ptr, bool pooled)
     {
         ref HeapSlot slot = ref context->Heaps[Index];
         ref DomainCounters counters = ref context->Accounts[Index];
-        if (!_small.InPool(ptr))
+        if (!pooled)
         {
             Accounting.OnFreed(ref counters, Index, _small.FreeLarge(ptr));
             return;

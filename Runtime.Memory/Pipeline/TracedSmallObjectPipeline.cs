@@ -27,7 +27,7 @@ internal sealed unsafe class TracedSmallObjectPipeline<TBudget, TMode>(TracingHo
 {
     private readonly TracingHook _traced = traced;
     private readonly SmallObjectAllocator _small = small;
-    private readonly long _id = small.Id;
+    private readonly SmallObjectPipeline<TBudget> _untraced = new(small, site);
     private readonly ContractPipeline<TBudget> _contract = new(traced, site);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -58,21 +58,10 @@ internal sealed unsafe class TracedSmallObjectPipeline<TBudget, TMode>(TracingHo
         return block;
     }
 
-    /// <summary>The allocation and its accounting; null (counted) on failure or refusal: nothing is traced then.</summary>
+    /// <summary>The allocation and its accounting (the untraced pipeline's); null (counted) on failure or refusal:
+    /// nothing is traced then.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void* MallocUntraced(ThreadContext* context, nuint size)
-    {
-        ref HeapSlot slot = ref context->Heaps[Index];
-        ref DomainCounters counters = ref context->Accounts[Index];
-        Heap* heap = slot.HeapOwner == _id && slot.Heap != null ? slot.Heap : _small.BindHeap(ref slot, create: true);
-        void* block = _small.MallocFrom(heap, size);
-        if (block == null)
-        {
-            return Domain.Rejected();
-        }
-
-        return Accounting.OnAllocated(ref counters, Index, SmallObjectAllocator.AccountedSize(size)) ? block : Domain.RefusedByLimit(_small, block);
-    }
+    private void* MallocUntraced(ThreadContext* context, nuint size) => _untraced.Malloc(context, size);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public override void Free(ThreadContext* context, void* ptr)
@@ -98,19 +87,7 @@ internal sealed unsafe class TracedSmallObjectPipeline<TBudget, TMode>(TracingHo
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void FreeUntraced(ThreadContext* context, void* ptr, bool pooled)
-    {
-        ref HeapSlot slot = ref context->Heaps[Index];
-        ref DomainCounters counters = ref context->Accounts[Index];
-        if (!pooled)
-        {
-            Accounting.OnFreed(ref counters, Index, _small.FreeLarge(ptr));
-            return;
-        }
-
-        Heap* heap = slot.HeapOwner == _id ? slot.Heap : _small.BindHeap(ref slot, create: false);
-        Accounting.OnFreed(ref counters, Index, _small.FreePooled(heap, ptr));
-    }
+    private void FreeUntraced(ThreadContext* context, void* ptr, bool pooled) => _untraced.Free(context, ptr, pooled);
 
     public override void* Calloc(ThreadContext* context, nuint count, nuint size) => _contract.Calloc(context, count, size);
 

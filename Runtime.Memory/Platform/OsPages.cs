@@ -47,25 +47,7 @@ internal static unsafe partial class OsPages
     {
         if (OperatingSystem.IsWindows())
         {
-            // VirtualAlloc cannot trim; reserve a larger range, release it, and map at the aligned address inside.
-            for (int attempt = 0; attempt < 8; attempt++)
-            {
-                byte* probe = (byte*)VirtualAlloc(null, size + alignment, MemReserve, PageReadWrite);
-                if (probe == null)
-                {
-                    return null;
-                }
-
-                VirtualFree(probe, 0, MemRelease);
-                byte* aligned = (byte*)(((nuint)probe + alignment - 1) & ~(alignment - 1));
-                void* p = VirtualAlloc(aligned, size, MemCommit | MemReserve, PageReadWrite);
-                if (p != null)
-                {
-                    return p;
-                }
-            }
-
-            return null;
+            return VirtualAllocAligned(size, alignment, MemCommit | MemReserve);
         }
 
         byte* raw = (byte*)Map(size + alignment);
@@ -190,24 +172,7 @@ internal static unsafe partial class OsPages
     {
         if (OperatingSystem.IsWindows())
         {
-            for (int attempt = 0; attempt < 8; attempt++)
-            {
-                byte* probe = (byte*)VirtualAlloc(null, size + alignment, MemReserve, PageReadWrite);
-                if (probe == null)
-                {
-                    return null;
-                }
-
-                VirtualFree(probe, 0, MemRelease);
-                byte* aligned = (byte*)(((nuint)probe + alignment - 1) & ~(alignment - 1));
-                void* p = VirtualAlloc(aligned, size, MemReserve, PageReadWrite);
-                if (p != null)
-                {
-                    return p;
-                }
-            }
-
-            return null;
+            return VirtualAllocAligned(size, alignment, MemReserve);
         }
 
         byte* raw = (byte*)mmap(null, size + alignment, ProtNone, MapPrivate | MapAnonymous | MapNoReserve, -1, 0);
@@ -230,6 +195,33 @@ internal static unsafe partial class OsPages
         }
 
         return start;
+    }
+
+    /// <summary>
+    /// Windows: <paramref name="size"/> bytes aligned to <paramref name="alignment"/> with <paramref name="allocationType"/>.
+    /// VirtualAlloc cannot trim, so a larger range is reserved, released, and the aligned address inside taken (another
+    /// thread may take it meanwhile: a few attempts). Null when refused.
+    /// </summary>
+    private static void* VirtualAllocAligned(nuint size, nuint alignment, uint allocationType)
+    {
+        for (int attempt = 0; attempt < 8; attempt++)
+        {
+            byte* probe = (byte*)VirtualAlloc(null, size + alignment, MemReserve, PageReadWrite);
+            if (probe == null)
+            {
+                return null;
+            }
+
+            VirtualFree(probe, 0, MemRelease);
+            byte* aligned = (byte*)(((nuint)probe + alignment - 1) & ~(alignment - 1));
+            void* p = VirtualAlloc(aligned, size, allocationType, PageReadWrite);
+            if (p != null)
+            {
+                return p;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>Makes pages of a reservation readable and writable; they read as zeros until written. False when refused.</summary>

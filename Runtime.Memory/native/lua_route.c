@@ -154,6 +154,27 @@ static inline void shrink(rtmem_counters *c, rtmem_tracker *t, int64_t bytes)
     c->pending_live = pending;
 }
 
+/* A resize done here: the growth was already added to the pending bytes by grow(); the rest is counted. */
+static inline void count_resize(rtmem_lua_cache *c, int64_t change, int64_t domain_change)
+{
+    c->tag->reallocations++;
+    c->dom->reallocations++;
+    if (change >= 0)
+        c->tag->bytes_allocated += change;
+    else
+    {
+        c->tag->bytes_freed -= change;
+        shrink(c->tag, c->route->tag_tracker, -change);
+    }
+    if (domain_change >= 0)
+        c->dom->bytes_allocated += domain_change;
+    else
+    {
+        c->dom->bytes_freed -= domain_change;
+        shrink(c->dom, c->route->domain_tracker, -domain_change);
+    }
+}
+
 static inline int64_t class_size(size_t size) { return (int64_t)((size + 15) & ~(size_t)15); }
 
 /* The size of the pool block ptr is, from its pool's header: what the domain accounts for it. A block the managed
@@ -307,22 +328,7 @@ static __attribute__((noinline)) void *header_alloc(rtmem_lua_route *r, void *pt
         return r->slow(r, ptr, osize, nsize); /* the old block is intact */
     }
     header[0] = nsize;
-    c->tag->reallocations++;
-    c->dom->reallocations++;
-    if (change >= 0)
-        c->tag->bytes_allocated += change;
-    else
-    {
-        c->tag->bytes_freed -= change;
-        shrink(c->tag, r->tag_tracker, -change);
-    }
-    if (domain_change >= 0)
-        c->dom->bytes_allocated += domain_change;
-    else
-    {
-        c->dom->bytes_freed -= domain_change;
-        shrink(c->dom, r->domain_tracker, -domain_change);
-    }
+    count_resize(c, change, domain_change);
     return header + 2;
 }
 
@@ -400,22 +406,7 @@ RTMEM_LUA_EXPORT void *rtmem_lua_alloc(void *ud, void *ptr, size_t osize, size_t
         memcpy(block, ptr, osize < nsize ? osize : nsize);
         push(c, (int)(bs >> 4) - 1, ptr);
     }
-    c->tag->reallocations++;
-    c->dom->reallocations++;
-    if (change >= 0)
-        c->tag->bytes_allocated += change;
-    else
-    {
-        c->tag->bytes_freed -= change;
-        shrink(c->tag, r->tag_tracker, -change);
-    }
-    if (domain_change >= 0)
-        c->dom->bytes_allocated += domain_change;
-    else
-    {
-        c->dom->bytes_freed -= domain_change;
-        shrink(c->dom, r->domain_tracker, -domain_change);
-    }
+    count_resize(c, change, domain_change);
     return block;
 }
 
