@@ -13,6 +13,16 @@ public sealed unsafe class ThreadContextTests
     private static ThreadContext* Find(RuntimeMemory runtime) => ThreadContexts.Find(runtime.Accounting.Slot, runtime.Accounting.Owner);
 
     [Fact]
+    public void The_context_is_laid_out_as_its_comment_says()
+    {
+        Assert.Equal(0, (int)System.Runtime.InteropServices.Marshal.OffsetOf<ThreadContext>(nameof(ThreadContext.InCall)));
+        Assert.Equal(64, (int)System.Runtime.InteropServices.Marshal.OffsetOf<ThreadContext>(nameof(ThreadContext.Heaps)));
+        Assert.Equal(128, (int)System.Runtime.InteropServices.Marshal.OffsetOf<ThreadContext>(nameof(ThreadContext.Accounts)));
+        Assert.Equal(64, sizeof(DomainCounters)); // one cache line per account
+        Assert.Equal(128 + (MemoryAccounting.AccountCount * 64), sizeof(ThreadContext));
+    }
+
+    [Fact]
     public void Two_runtimes_used_alternately_on_one_thread_each_keep_their_context_in_the_table()
     {
         using RuntimeMemory a = TestRuntimes.Create(AllocatorNames.Pymalloc);

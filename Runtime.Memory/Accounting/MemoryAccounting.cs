@@ -520,10 +520,22 @@ internal sealed unsafe class MemoryAccounting
             return context;
         }
 
-        context = ThreadContext.Create(Owner, Slot);
-        if (context == null || !ThreadContexts.Adopt(context))
+        try
         {
-            Environment.FailFast("RuntimeMem: no memory for a thread's context (a few hundred bytes); the process cannot go on allocating.");
+            context = ThreadContext.Create(Owner, Slot);
+            if (context == null || !ThreadContexts.Adopt(context))
+            {
+                context = null;
+            }
+        }
+        catch (OutOfMemoryException)
+        {
+            context = null; // NativeMemory reports a refusal by throwing; the front door must not
+        }
+
+        if (context == null)
+        {
+            Environment.FailFast("RuntimeMem: no memory for a thread's context (about 2 KiB); the process cannot go on allocating.");
         }
 
         var shard = new ThreadShard(this, Thread.CurrentThread, context);

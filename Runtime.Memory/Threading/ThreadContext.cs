@@ -70,7 +70,8 @@ internal unsafe struct ThreadContext
     /// <summary>Whether the runtime has let go (the thread may then free it on its next slow path).</summary>
     public readonly bool RuntimeReleased => (Volatile.Read(ref Unsafe.AsRef(in _released)) & RuntimeParty) != 0;
 
-    /// <summary>A new, zeroed context of <paramref name="owner"/>; null when memory could not be had.</summary>
+    /// <summary>A new, zeroed context of <paramref name="owner"/> (<see cref="NativeMemory"/> throws
+    /// <see cref="OutOfMemoryException"/> when memory cannot be had).</summary>
     public static ThreadContext* Create(long owner, int slot)
     {
         var context = (ThreadContext*)NativeMemory.AlignedAlloc((nuint)sizeof(ThreadContext), 64);

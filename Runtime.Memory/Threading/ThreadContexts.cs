@@ -110,8 +110,8 @@ internal static unsafe class ThreadContexts
         return found;
     }
 
-    /// <summary>Adds a new context of the calling thread to its list and its table; false when the table could not be
-    /// allocated (the context is then not the thread's: the caller frees it).</summary>
+    /// <summary>Adds a new context of the calling thread to its list and its table (allocating the table on the thread's
+    /// first context: <see cref="NativeMemory"/> throws <see cref="OutOfMemoryException"/> when it cannot).</summary>
     public static bool Adopt(ThreadContext* context)
     {
         Entry* table = t_table;

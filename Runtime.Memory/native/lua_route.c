@@ -43,6 +43,7 @@
  *   exit: a cache of an ended thread waits on the list until the route is destroyed.
  */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -466,5 +467,25 @@ RTMEM_LUA_EXPORT void rtmem_lua_route_destroy(rtmem_lua_route *r)
     pthread_mutex_destroy(&r->lock);
 }
 
-/* The size of rtmem_lua_route here, which the managed side checks against its own layout. */
+/* The size of rtmem_lua_route here, which the managed side allocates. */
 RTMEM_LUA_EXPORT size_t rtmem_lua_route_size(void) { return sizeof(rtmem_lua_route); }
+
+/* Offsets and sizes the managed side checks against its own declarations before it uses this library (a library built
+   from other sources would corrupt memory): -1 for an unknown question. */
+RTMEM_LUA_EXPORT int64_t rtmem_lua_route_layout(int32_t what)
+{
+    switch (what)
+    {
+    case 0: return (int64_t)offsetof(rtmem_lua_route, fast);
+    case 1: return (int64_t)offsetof(rtmem_lua_route, tag_tracker);
+    case 2: return (int64_t)offsetof(rtmem_lua_route, slow);
+    case 3: return (int64_t)offsetof(rtmem_lua_route, bind);
+    case 4: return (int64_t)offsetof(rtmem_lua_route, pool_mask);
+    case 5: return (int64_t)offsetof(rtmem_lua_route, h_magic);
+    case 6: return (int64_t)sizeof(rtmem_counters);
+    case 7: return (int64_t)offsetof(rtmem_counters, pending_live);
+    case 8: return (int64_t)offsetof(rtmem_tracker, gate);
+    case 9: return (int64_t)offsetof(rtmem_tracker, publish_at);
+    default: return -1;
+    }
+}

@@ -195,8 +195,37 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
         try
         {
             nint library = Platform.NativeLibraries.Load(Platform.NativeLibraries.RuntimeNative);
-            return NativeLibrary.TryGetExport(library, "rtmem_lua_alloc", out _)
-                && NativeLibrary.TryGetExport(library, "rtmem_lua_route_drain_mine", out _); // a library built from these sources
+            if (!NativeLibrary.TryGetExport(library, "rtmem_lua_alloc", out _)
+                || !NativeLibrary.TryGetExport(library, "rtmem_lua_route_layout", out nint layout))
+            {
+                return false; // a library built from older sources: the managed path
+            }
+
+            // The C structs must be these, field for field: a library built from other sources would corrupt memory.
+            var ask = (delegate* unmanaged<int, long>)layout;
+            long[] expected =
+            [
+                (long)Marshal.OffsetOf<NativeRoute>(nameof(NativeRoute.Fast)),
+                (long)Marshal.OffsetOf<NativeRoute>(nameof(NativeRoute.TagTracker)),
+                (long)Marshal.OffsetOf<NativeRoute>(nameof(NativeRoute.Slow)),
+                (long)Marshal.OffsetOf<NativeRoute>(nameof(NativeRoute.Bind)),
+                (long)Marshal.OffsetOf<NativeRoute>(nameof(NativeRoute.PoolMask)),
+                (long)Marshal.OffsetOf<NativeRoute>(nameof(NativeRoute.HeapMagic)),
+                sizeof(Accounting.DomainCounters),
+                (long)Marshal.OffsetOf<Accounting.DomainCounters>(nameof(Accounting.DomainCounters.PendingLive)),
+                (long)Marshal.OffsetOf<Accounting.PeakTracker>(nameof(Accounting.PeakTracker.Gate)),
+                (long)Marshal.OffsetOf<Accounting.PeakTracker>(nameof(Accounting.PeakTracker.PublishAt)),
+            ];
+            for (int i = 0; i < expected.Length; i++)
+            {
+                if (ask(i) != expected[i])
+                {
+                    throw new InvalidOperationException(
+                        $"libruntime_mem.so does not match this Runtime.Memory (the Lua route's layout differs at question {i}: {ask(i)} against {expected[i]}): rebuild them together.");
+                }
+            }
+
+            return true;
         }
         catch (DllNotFoundException)
         {
