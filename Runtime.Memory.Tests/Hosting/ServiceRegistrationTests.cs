@@ -45,6 +45,20 @@ public sealed class ServiceRegistrationTests
     }
 
     [Fact]
+    public unsafe void On_a_bare_service_collection_without_configuration_the_service_runs_on_the_defaults()
+    {
+        var services = new ServiceCollection(); // no IConfiguration registered, as in a console app without a host
+        services.AddRuntimeMemory();
+        using ServiceProvider provider = services.BuildServiceProvider();
+        IRuntimeMemory runtime = provider.ValidateRuntimeMemory();
+        Assert.Equal("default", runtime.AllocatorName);
+        void* p = runtime.Obj.Malloc(32);
+        Assert.True(p != null);
+        runtime.Obj.Free(p);
+        Assert.Same(runtime, provider.GetRequiredService<IRuntimeMemory>());
+    }
+
+    [Fact]
     public void With_no_section_the_default_allocator_is_used()
     {
         using ServiceProvider provider = Build([]);

@@ -23,7 +23,8 @@ public static class RuntimeMemoryServiceCollectionExtensions
 {
     /// <summary>
     /// Adds the memory service, bound to the configuration section at <paramref name="configSectionPath"/> of the
-    /// <see cref="IConfiguration"/> registered in the container (the generic host registers one).
+    /// <see cref="IConfiguration"/> registered in the container (the generic host registers one). Without one (a bare
+    /// <see cref="ServiceCollection"/>), the service runs on the defaults of <see cref="RuntimeMemoryOptions"/>.
     /// </summary>
     public static IRuntimeMemoryBuilder AddRuntimeMemory(
         this IServiceCollection services, string configSectionPath = RuntimeMemoryOptions.DefaultSectionName)
@@ -31,11 +32,42 @@ public static class RuntimeMemoryServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configSectionPath);
         services.AddOptions<RuntimeMemoryOptions>()
-            .Configure<IConfiguration, ReloadState>((options, configuration, state) => BindChecked(configuration.GetSection(configSectionPath), options, state));
+            .Configure<IServiceProvider, ReloadState>((options, sp, state) =>
+            {
+                if (sp.GetService<IConfiguration>() is { } configuration)
+                {
+                    BindChecked(configuration.GetSection(configSectionPath), options, state);
+                }
+            });
         services.AddSingleton<IOptionsChangeTokenSource<RuntimeMemoryOptions>>(sp =>
-            new ConfigurationChangeTokenSource<RuntimeMemoryOptions>(Options.DefaultName, sp.GetRequiredService<IConfiguration>().GetSection(configSectionPath)));
-        AddSectionValidator(services, sp => sp.GetRequiredService<IConfiguration>().GetSection(configSectionPath));
+            sp.GetService<IConfiguration>() is { } configuration
+                ? new ConfigurationChangeTokenSource<RuntimeMemoryOptions>(Options.DefaultName, configuration.GetSection(configSectionPath))
+                : new NoChanges());
+        AddSectionValidator(services, sp => sp.GetService<IConfiguration>()?.GetSection(configSectionPath));
         return AddCore(services);
+    }
+
+    /// <summary>The change token source without a configuration: nothing ever changes.</summary>
+    private sealed class NoChanges : IOptionsChangeTokenSource<RuntimeMemoryOptions>
+    {
+        public string Name => Options.DefaultName;
+
+        public Microsoft.Extensions.Primitives.IChangeToken GetChangeToken() => Never.Instance;
+
+        private sealed class Never : Microsoft.Extensions.Primitives.IChangeToken, IDisposable
+        {
+            public static readonly Never Instance = new();
+
+            public bool HasChanged => false;
+
+            public bool ActiveChangeCallbacks => false;
+
+            public IDisposable RegisterChangeCallback(Action<object?> callback, object? state) => this;
+
+            public void Dispose()
+            {
+            }
+        }
     }
 
     /// <summary>Adds the memory service, bound to <paramref name="section"/> (e.g. <c>configuration.GetSection("RuntimeMemory")</c>).</summary>
@@ -155,7 +187,7 @@ public static class RuntimeMemoryServiceCollectionExtensions
     }
 
     /// <summary>Registers the raw-section validator once, for the first section the service is bound to.</summary>
-    private static void AddSectionValidator(IServiceCollection services, Func<IServiceProvider, IConfigurationSection> section)
+    private static void AddSectionValidator(IServiceCollection services, Func<IServiceProvider, IConfigurationSection?> section)
     {
         if (services.Any(d => d.ServiceType == typeof(SectionValidatorMarker)))
         {
@@ -163,7 +195,9 @@ public static class RuntimeMemoryServiceCollectionExtensions
         }
 
         services.AddSingleton<SectionValidatorMarker>();
-        services.AddSingleton<IValidateOptions<RuntimeMemoryOptions>>(sp => new SectionValidator(section(sp), sp.GetRequiredService<ReloadState>()));
+        services.AddSingleton<IValidateOptions<RuntimeMemoryOptions>>(sp => section(sp) is { } bound
+            ? new SectionValidator(bound, sp.GetRequiredService<ReloadState>())
+            : new DefaultsValidator()); // no configuration: the options are the defaults (and what code configured)
     }
 
     private sealed class Builder(IServiceCollection services) : IRuntimeMemoryBuilder
@@ -180,6 +214,12 @@ public static class RuntimeMemoryServiceCollectionExtensions
 
         public ValidateOptionsResult Validate(string? name, RuntimeMemoryOptions options) =>
             state.Started ? ValidateOptionsResult.Skip : _inner.Validate(name, options); // after start: see BindChecked
+    }
+
+    /// <summary>Checks the options when <c>AddRuntimeMemory()</c> found no configuration to bind.</summary>
+    private sealed class DefaultsValidator : IValidateOptions<RuntimeMemoryOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, RuntimeMemoryOptions options) => new RuntimeMemoryOptionsValidator().Validate(name, options);
     }
 
     /// <summary>Checks the bound values when no section validator applies (options configured in code).</summary>
