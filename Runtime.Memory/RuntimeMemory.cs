@@ -93,6 +93,9 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     private readonly ILogger? _logger;
     private readonly TimeProvider _time;
 
+    /// <summary>The clock the runtime's rate limits and timestamps use (a registered <see cref="TimeProvider"/>, or the system's).</summary>
+    internal TimeProvider Time => _time;
+
     private readonly ILogger? _leakLogger;
 
     /// <summary>Allocation tracing of the three domains (tracemalloc): start, stop, snapshots, tracebacks of blocks.</summary>

@@ -59,6 +59,17 @@ public sealed class ServiceRegistrationTests
     }
 
     [Fact]
+    public void A_time_provider_registered_in_the_container_is_the_runtimes_clock()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        using ServiceProvider provider = Build([], services => services.AddSingleton<TimeProvider>(clock));
+        Assert.Same(clock, ((RuntimeMemory)provider.ValidateRuntimeMemory()).Time);
+
+        using ServiceProvider withoutOne = Build([]);
+        Assert.Same(TimeProvider.System, ((RuntimeMemory)withoutOne.ValidateRuntimeMemory()).Time);
+    }
+
+    [Fact]
     public void With_no_section_the_default_allocator_is_used()
     {
         using ServiceProvider provider = Build([]);

@@ -114,7 +114,8 @@ public static class RuntimeMemoryServiceCollectionExtensions
             var runtime = new RuntimeMemory(
                 sp.GetRequiredService<IAllocatorProvider>(),
                 sp.GetRequiredService<IOptions<RuntimeMemoryOptions>>().Value,
-                sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>());
+                sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>(),
+                sp.GetService<TimeProvider>()); // a TimeProvider registered in the container (a fake in tests), else the system's
             if (sp.GetService<System.Diagnostics.Metrics.IMeterFactory>() is { } meterFactory)
             {
                 runtime.EnableMetrics(meterFactory); // the generic host registers a factory; elsewhere services.AddMetrics()
