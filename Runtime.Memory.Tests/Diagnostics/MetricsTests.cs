@@ -59,8 +59,8 @@ public sealed unsafe class MetricsTests : IDisposable
     {
         using RuntimeMemory runtime = CreateRuntime(allocator);
         using MetricCollector<long> usage = Collect("runtime.memory.usage");
-        using MetricCollector<long> blocks = Collect("runtime.memory.blocks");
-        using MetricCollector<long> total = Collect("runtime.memory.total_allocated");
+        using MetricCollector<long> blocks = Collect("runtime.memory.block.count");
+        using MetricCollector<long> total = Collect("runtime.memory.allocated");
         using MetricCollector<long> allocations = Collect("runtime.memory.allocations");
         using MetricCollector<long> peak = Collect("runtime.memory.peak_usage");
 
@@ -222,7 +222,7 @@ public sealed unsafe class MetricsTests : IDisposable
     {
         using RuntimeMemory runtime = CreateRuntime();
         using MetricCollector<long> usage = Collect("runtime.memory.tracing.usage");
-        using MetricCollector<long> traced = Collect("runtime.memory.tracing.blocks");
+        using MetricCollector<long> traced = Collect("runtime.memory.tracing.block.count");
 
         usage.RecordObservableInstruments();
         Assert.Empty(usage.GetMeasurementSnapshot());
@@ -246,7 +246,7 @@ public sealed unsafe class MetricsTests : IDisposable
     {
         using RuntimeMemory runtime = CreateRuntime();
         using MetricCollector<long> usage = Collect("runtime.memory.library.usage");
-        using MetricCollector<long> blocks = Collect("runtime.memory.library.blocks");
+        using MetricCollector<long> blocks = Collect("runtime.memory.library.block.count");
         using var route = new TestRoute(runtime, "testlib");
 
         void* a = route.Allocate(1000);
@@ -279,19 +279,19 @@ public sealed unsafe class MetricsTests : IDisposable
         (string Name, Type Kind, string Unit)[] expected =
         [
             ("runtime.memory.usage", typeof(ObservableUpDownCounter<long>), "By"),
-            ("runtime.memory.blocks", typeof(ObservableUpDownCounter<long>), "{block}"),
+            ("runtime.memory.block.count", typeof(ObservableUpDownCounter<long>), "{block}"),
             ("runtime.memory.peak_usage", typeof(ObservableGauge<long>), "By"),
             ("runtime.memory.limit", typeof(ObservableUpDownCounter<long>), "By"),
-            ("runtime.memory.total_allocated", typeof(ObservableCounter<long>), "By"),
+            ("runtime.memory.allocated", typeof(ObservableCounter<long>), "By"),
             ("runtime.memory.allocations", typeof(ObservableCounter<long>), "{allocation}"),
             ("runtime.memory.allocation.failures", typeof(ObservableCounter<long>), "{failure}"),
             ("runtime.memory.debug.violations", typeof(ObservableCounter<long>), "{violation}"),
             ("runtime.memory.arena.count", typeof(ObservableUpDownCounter<long>), "{arena}"),
             ("runtime.memory.pool.count", typeof(ObservableUpDownCounter<long>), "{pool}"),
             ("runtime.memory.tracing.usage", typeof(ObservableUpDownCounter<long>), "By"),
-            ("runtime.memory.tracing.blocks", typeof(ObservableUpDownCounter<long>), "{block}"),
+            ("runtime.memory.tracing.block.count", typeof(ObservableUpDownCounter<long>), "{block}"),
             ("runtime.memory.library.usage", typeof(ObservableUpDownCounter<long>), "By"),
-            ("runtime.memory.library.blocks", typeof(ObservableUpDownCounter<long>), "{block}"),
+            ("runtime.memory.library.block.count", typeof(ObservableUpDownCounter<long>), "{block}"),
             ("runtime.memory.library.limit", typeof(ObservableUpDownCounter<long>), "By"),
             ("runtime.memory.library.allocation.failures", typeof(ObservableCounter<long>), "{failure}"),
         ];

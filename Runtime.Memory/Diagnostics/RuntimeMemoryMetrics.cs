@@ -15,22 +15,24 @@ namespace Runtime.Memory.Diagnostics;
 /// tags <c>memory.domain</c> (<c>raw</c>, <c>mem</c>, <c>obj</c>), <c>memory.library</c> (a route's tag) and
 /// <c>error.type</c> (<c>out_of_memory</c>, <c>limit</c>). An instrument with nothing to report (tracing off, no
 /// budget, no domain on the small-object allocator) yields no measurement rather than 0, as the runtime's own meter does.</para>
+/// <para>Names follow the OpenTelemetry semantic conventions: an UpDownCounter of things is <c>*.count</c>, never a
+/// plural, and no name says <c>total</c>.</para>
 /// <code>
 ///   instrument                                  kind           unit           tags
 ///   runtime.memory.usage                        UpDownCounter  By             memory.domain
-///   runtime.memory.blocks                       UpDownCounter  {block}        memory.domain
+///   runtime.memory.block.count                  UpDownCounter  {block}        memory.domain
 ///   runtime.memory.peak_usage                   Gauge          By             memory.domain
 ///   runtime.memory.limit                        UpDownCounter  By             memory.domain (domains with a budget)
-///   runtime.memory.total_allocated              Counter        By             memory.domain
+///   runtime.memory.allocated                    Counter        By             memory.domain
 ///   runtime.memory.allocations                  Counter        {allocation}   memory.domain
 ///   runtime.memory.allocation.failures          Counter        {failure}      memory.domain, error.type
 ///   runtime.memory.debug.violations             Counter        {violation}
 ///   runtime.memory.arena.count                  UpDownCounter  {arena}        memory.domain (pymalloc domains)
 ///   runtime.memory.pool.count                   UpDownCounter  {pool}         memory.domain (pymalloc domains)
 ///   runtime.memory.tracing.usage                UpDownCounter  By             (while tracing)
-///   runtime.memory.tracing.blocks               UpDownCounter  {block}        (while tracing)
+///   runtime.memory.tracing.block.count          UpDownCounter  {block}        (while tracing)
 ///   runtime.memory.library.usage                UpDownCounter  By             memory.library
-///   runtime.memory.library.blocks               UpDownCounter  {block}        memory.library
+///   runtime.memory.library.block.count          UpDownCounter  {block}        memory.library
 ///   runtime.memory.library.limit                UpDownCounter  By             memory.library (tags with a budget)
 ///   runtime.memory.library.allocation.failures  Counter        {failure}      memory.library, error.type
 /// </code>
@@ -95,13 +97,13 @@ public sealed class RuntimeMemoryMetrics : IDisposable
 
         _meter.CreateObservableUpDownCounter("runtime.memory.usage", () => PerDomain(static d => d.LiveBytes),
             "By", "Bytes callers requested that are live now, per domain.");
-        _meter.CreateObservableUpDownCounter("runtime.memory.blocks", () => PerDomain(static d => d.LiveBlocks),
+        _meter.CreateObservableUpDownCounter("runtime.memory.block.count", () => PerDomain(static d => d.LiveBlocks),
             "{block}", "Blocks allocated and not yet freed, per domain.");
         _meter.CreateObservableGauge("runtime.memory.peak_usage", () => PerDomain(static d => d.PeakBytes),
             "By", "The highest live bytes since the domain was created.");
         _meter.CreateObservableUpDownCounter("runtime.memory.limit", () => PerDomain(static d => d.MaxBytes),
             "By", "The domain's budget (RuntimeMemory:Limits:<domain>:MaxBytes), for domains that have one.");
-        _meter.CreateObservableCounter("runtime.memory.total_allocated", () => PerDomain(static d => d.BytesAllocated),
+        _meter.CreateObservableCounter("runtime.memory.allocated", () => PerDomain(static d => d.BytesAllocated),
             "By", "Bytes requested over the domain's life, including realloc growth (the native twin of dotnet.gc.heap.total_allocated).");
         _meter.CreateObservableCounter("runtime.memory.allocations", () => PerDomain(static d => d.Allocations),
             "{allocation}", "Blocks created: malloc, calloc and realloc of null.");
@@ -115,11 +117,11 @@ public sealed class RuntimeMemoryMetrics : IDisposable
             "{pool}", "Pools of the small-object allocator in use (carved for a size class), per domain on it.");
         _meter.CreateObservableUpDownCounter("runtime.memory.tracing.usage", () => Tracing(static t => t.TracingMemory),
             "By", "Bytes allocation tracing itself uses (tracemalloc's get_tracemalloc_memory).");
-        _meter.CreateObservableUpDownCounter("runtime.memory.tracing.blocks", () => Tracing(static t => t.TracedBlocks),
+        _meter.CreateObservableUpDownCounter("runtime.memory.tracing.block.count", () => Tracing(static t => t.TracedBlocks),
             "{block}", "Blocks the tracer holds a trace of.");
         _meter.CreateObservableUpDownCounter("runtime.memory.library.usage", () => PerLibrary(static a => a.LiveBytes),
             "By", "Bytes a native library routed into the runtime holds, per library tag.");
-        _meter.CreateObservableUpDownCounter("runtime.memory.library.blocks", () => PerLibrary(static a => a.LiveBlocks),
+        _meter.CreateObservableUpDownCounter("runtime.memory.library.block.count", () => PerLibrary(static a => a.LiveBlocks),
             "{block}", "Blocks a native library routed into the runtime holds, per library tag.");
         _meter.CreateObservableUpDownCounter("runtime.memory.library.limit", () => PerLibrary(static a => a.MaxBytes),
             "By", "The library tag's budget (RuntimeMemory:Limits:Tags:<tag>:MaxBytes), for tags that have one.");
