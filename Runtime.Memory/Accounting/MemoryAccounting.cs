@@ -538,7 +538,7 @@ internal sealed unsafe class MemoryAccounting
             Environment.FailFast("RuntimeMem: no memory for a thread's context (about 2 KiB); the process cannot go on allocating.");
         }
 
-        var shard = new ThreadShard(this, Thread.CurrentThread, context);
+        var shard = new ThreadShard(Thread.CurrentThread, context);
         context->Shard = GCHandle.ToIntPtr(GCHandle.Alloc(shard, GCHandleType.Weak));
         lock (_lock)
         {

@@ -8,11 +8,8 @@ namespace Runtime.Memory.Accounting;
 /// tracer's per-thread state, which holds managed references and so cannot live in the context. Reached from the
 /// context through a weak handle (<see cref="Of"/>), by the traced paths only.
 /// </summary>
-internal sealed unsafe class ThreadShard(MemoryAccounting owner, Thread thread, ThreadContext* context)
+internal sealed unsafe class ThreadShard(Thread thread, ThreadContext* context)
 {
-    /// <summary>The accounting this shard belongs to.</summary>
-    public readonly MemoryAccounting Owner = owner;
-
     /// <summary>The thread; once it has ended the context's counters are folded into the retired totals.</summary>
     public readonly Thread Thread = thread;
 

@@ -31,25 +31,6 @@ internal sealed unsafe class ClosedAllocator : MemoryAllocator
 
     public override nuint BlockSize(void* ptr) => 0;
 
-    internal override void* MallocCounted(nuint size, out nuint blockSize)
-    {
-        blockSize = 0;
-        return null;
-    }
-
-    internal override void* CallocCounted(nuint count, nuint size, out nuint blockSize)
-    {
-        blockSize = 0;
-        return null;
-    }
-
-    internal override void* ReallocCounted(void* ptr, nuint newSize, out nuint oldBlockSize, out nuint newBlockSize)
-    {
-        oldBlockSize = 0;
-        newBlockSize = 0;
-        return null;
-    }
-
     /// <summary>Does nothing, and says the block was not freed (it is not counted).</summary>
     internal override bool FreeCounted(void* ptr, out nuint blockSize)
     {

@@ -243,9 +243,11 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
     {
         using NativeCallScope scope = NativeCallScope.Enter();
         int got = 0;
+        LuaRouting? route = null;
         try
         {
-            if (RouteOf(ud)._cacheSource is { } source)
+            route = RouteOf(ud);
+            if (route._cacheSource is { } source)
             {
                 while (got < count && (blocks[got] = source.Malloc((nuint)size)) != null)
                 {
@@ -255,7 +257,7 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
         }
         catch (Exception ex)
         {
-            Interop.NativeFaults.Swallow(ex);
+            CacheFaulted(route, ex, MemoryOperation.Malloc);
         }
 
         return got;
@@ -266,9 +268,11 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
     private static void DrainCache(void* ud, void** blocks, int count)
     {
         using NativeCallScope scope = NativeCallScope.Enter();
+        LuaRouting? route = null;
         try
         {
-            SmallObjectAllocator source = RouteOf(ud)._cacheSource!;
+            route = RouteOf(ud);
+            SmallObjectAllocator source = route._cacheSource!;
             for (int i = 0; i < count; i++)
             {
                 source.Free(blocks[i]);
@@ -276,8 +280,31 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
         }
         catch (Exception ex)
         {
-            Interop.NativeFaults.Swallow(ex);
+            CacheFaulted(route, ex, MemoryOperation.Free);
         }
+    }
+
+    /// <summary>
+    /// A fault while the cache took blocks from, or gave them back to, the small-object allocator: the runtime's own
+    /// code, so it goes to the domain's fault report (memory corruption: the process stops unless the debug hooks say
+    /// otherwise), as a fault behind the domain's front door would. Never thrown into native code.
+    /// </summary>
+    private static void CacheFaulted(LuaRouting? route, Exception ex, MemoryOperation operation)
+    {
+        try
+        {
+            if (route?._cacheSource is { } source)
+            {
+                route.Domain.Faulted(source, ex, operation);
+                return;
+            }
+        }
+        catch (Exception reportFailed)
+        {
+            ex = reportFailed; // a violation the debug hooks throw must not cross into C either
+        }
+
+        Interop.NativeFaults.Swallow(ex);
     }
 
     /// <summary>A thread's first native call on the route: its accounts (its context's), null on failure.</summary>
