@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using Runtime.Memory;
 using Runtime.Memory.Diagnostics;
 using Runtime.Memory.Hosting;
+using Runtime.Memory.Debugging;
 
 namespace Runtime.Host;
 
@@ -52,7 +53,7 @@ public static class HostProgram
         }
 
         IHost? host = null;
-        RuntimeMemory runtime;
+        IRuntimeMemory runtime;
         HostSettings settings;
         try
         {
@@ -66,7 +67,7 @@ public static class HostProgram
             host = builder.Build();
 
             // Validate now rather than relying on StartAsync, so a bad setting stops us before any work.
-            runtime = (RuntimeMemory)host.Services.ValidateRuntimeMemory();
+            runtime = host.Services.ValidateRuntimeMemory();
         }
         catch (Exception ex) when (DescribeConfigurationError(ex) is { } lines)
         {
@@ -156,7 +157,7 @@ public static class HostProgram
     }
 
     /// <summary>The end-of-run report; deterministic for a given configuration and script, but for the figures.</summary>
-    internal static string FormatReport(RuntimeMemory runtime, string scriptName, Lua.LuaScript.Outcome outcome, RuntimeMemoryStatistics statistics, int topSites)
+    internal static string FormatReport(IRuntimeMemory runtime, string scriptName, Lua.LuaScript.Outcome outcome, RuntimeMemoryStatistics statistics, int topSites)
     {
         var text = new System.Text.StringBuilder();
         text.Append(CultureInfo.InvariantCulture, $"RuntimeMem host: allocator '{runtime.AllocatorName}'\n");

@@ -41,6 +41,16 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     /// <paramref name="timeProvider"/>'s clock (the system clock when null).
     /// </summary>
     public RuntimeMemory(IAllocatorProvider provider, RuntimeMemoryOptions? options, ILoggerFactory? loggerFactory, TimeProvider? timeProvider)
+        : this(provider, options, loggerFactory, timeProvider, configure: null)
+    {
+    }
+
+    /// <summary>
+    /// The constructor behind the others; <paramref name="configure"/> runs after the debug hooks and the limits are
+    /// in place and before tracing starts (the DI builder's hooks and frame provider: see
+    /// <c>RuntimeMemoryBuilderExtensions</c>), so that the tracer sits above every hook and starts with its provider.
+    /// </summary>
+    internal RuntimeMemory(IAllocatorProvider provider, RuntimeMemoryOptions? options, ILoggerFactory? loggerFactory, TimeProvider? timeProvider, Action<RuntimeMemory>? configure)
     {
         ArgumentNullException.ThrowIfNull(provider);
         var accounting = new MemoryAccounting();
@@ -80,10 +90,24 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
         Tracer = new Tracing.MemoryTracer(this);
         _tracingOptions = options?.Tracing ?? new RuntimeMemoryTracingOptions();
         _leakLogger = loggerFactory?.CreateLogger("Runtime.Memory.Tracing");
+        configure?.Invoke(this);
         if (_tracingOptions.Enabled)
         {
             Tracer.Start(_tracingOptions.Frames, _tracingOptions.SampleBytes); // above the debug hooks
         }
+    }
+
+    /// <summary>
+    /// The runtime behind <paramref name="memory"/>, for the parts that reach into it (library routes, native
+    /// extensions, metrics): only the runtime this library creates has the per-thread accounts they count in.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="memory"/> is another implementation (a hand-written fake).</exception>
+    internal static RuntimeMemory Of(IRuntimeMemory memory, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(memory))] string? parameter = null)
+    {
+        ArgumentNullException.ThrowIfNull(memory, parameter);
+        return memory as RuntimeMemory ?? throw new ArgumentException(
+            $"This needs the runtime that AddRuntimeMemory or RuntimeMemory.Create made; {memory.GetType().FullName} is another IRuntimeMemory implementation.",
+            parameter);
     }
 
     /// <summary>The per-thread accounting of the three domains (the tracer keeps its traced bytes in the same shards).</summary>
@@ -358,7 +382,7 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
     /// until no call is in flight before it releases anything. If a call does not finish within
     /// <see cref="DisposeDrainTimeout"/> (a user hook blocked), or Dispose is called from inside an allocator call of this
     /// runtime, nothing is released (event 4503): memory is left mapped rather than pulled from under a running call.</para>
-    /// <para>A process-global library routed into this runtime (<see cref="Extensions.OpenSslRouting"/>) is closed
+    /// <para>A process-global library routed into this runtime (<see cref="Extensions.OpenSsl.OpenSslRouting"/>) is closed
     /// first, so it never calls into the disposed runtime; the blocks it still holds stay valid (they are live) and are
     /// left to the process's exit.</para>
     /// </remarks>

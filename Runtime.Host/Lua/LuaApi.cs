@@ -4,7 +4,7 @@ namespace Runtime.Host.Lua;
 
 /// <summary>
 /// The Lua 5.4 C API functions the host calls, bound with source-generated interop to <c>liblua54</c>, which the KeraLua
-/// package ships (the state itself is created and closed by <see cref="Runtime.Memory.Extensions.LuaRouting"/>). None of them raises a Lua error: each either
+/// package ships (the state itself is created and closed by <see cref="Runtime.Memory.Extensions.Lua.LuaRouting"/>). None of them raises a Lua error: each either
 /// does not allocate or runs in protected mode (<c>luaL_loadbufferx</c>, <c>lua_pcallk</c>, <c>lua_checkstack</c>), so none can
 /// <c>longjmp</c> across a managed frame or reach Lua's panic function; <see cref="LuaProtected"/> builds everything
 /// that allocates on them.

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using Runtime.Memory.Tracing;
+using Runtime.Memory.Extensions.Lua;
 
 namespace Runtime.Host.Lua;
 
@@ -16,7 +17,7 @@ namespace Runtime.Host.Lua;
 /// depth.</para>
 /// <para>The provider reads a state only between <see cref="Enter"/> and the dispose of its scope (the host wraps each
 /// <c>lua_pcall</c> in one): never while the state is being created or closed, and never while one of its blocks is
-/// being resized (<see cref="Memory.Extensions.LuaRouting.IsResizing"/>: the block may be the stack Lua is moving); a
+/// being resized (<see cref="Memory.Extensions.Lua.LuaRouting.IsResizing"/>: the block may be the stack Lua is moving); a
 /// resize is charged to the frames read last in the same scope (unknown when there are none). A coroutine allocates on its own
 /// <c>lua_State</c>, which this provider does not see; its allocations are charged to the <c>coroutine.resume</c> line
 /// of the state that resumed it.</para>
@@ -111,7 +112,7 @@ internal sealed unsafe class LuaFrameProvider : IFrameProvider
         nint state = thread.State;
 
         int limit = frames.Length + IFrameProvider.Lookahead;
-        if (Memory.Extensions.LuaRouting.IsResizing)
+        if (Memory.Extensions.Lua.LuaRouting.IsResizing)
         {
             // A block of the state is being resized (a table's array, a buffer, or a stack Lua is moving, whose frames
             // are offsets meanwhile): charged to the frames read last on this thread, without reading the stack.

@@ -1,5 +1,7 @@
 using Runtime.Memory;
 using Runtime.Memory.Extensions;
+using Runtime.Memory.Extensions.Lua;
+using Runtime.Memory.Extensions.Zlib;
 
 namespace Runtime.Host.Lua;
 
@@ -22,7 +24,7 @@ internal static class LuaScript
         public (long PeakBytes, long LiveBlocks)? Zlib { get; init; }
     }
 
-    public static Outcome Run(RuntimeMemory runtime, string scriptPath, string scriptName, IReadOnlyList<string> args)
+    public static Outcome Run(IRuntimeMemory runtime, string scriptPath, string scriptName, IReadOnlyList<string> args)
     {
         using var route = new LuaRouting(runtime);
         using var zlib = new ZlibRouting(runtime); // the zlib module's streams: raw domain, tag "zlib"

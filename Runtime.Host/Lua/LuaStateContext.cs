@@ -2,6 +2,8 @@ using System.Runtime.InteropServices;
 using Runtime.Memory;
 using Runtime.Memory.Extensions;
 using Runtime.Memory.Tracing;
+using Runtime.Memory.Extensions.Lua;
+using Runtime.Memory.Extensions.Zlib;
 
 namespace Runtime.Host.Lua;
 
@@ -18,9 +20,9 @@ namespace Runtime.Host.Lua;
 /// <para>Layout: <c>*(nint*)(L - sizeof(nint))</c> is the handle; it is written once, before the state runs any Lua
 /// code, and freed after <c>lua_close</c>. Reading it is the one unsafe step (<see cref="Of"/>).</para>
 /// </remarks>
-internal sealed class LuaStateContext(RuntimeMemory runtime, LuaRouting route, ZlibRouting? zlib)
+internal sealed class LuaStateContext(IRuntimeMemory runtime, LuaRouting route, ZlibRouting? zlib)
 {
-    public RuntimeMemory Runtime { get; } = runtime;
+    public IRuntimeMemory Runtime { get; } = runtime;
 
     public LuaRouting Route { get; } = route;
 

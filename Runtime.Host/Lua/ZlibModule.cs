@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Runtime.Memory;
 using Runtime.Memory.Extensions;
+using Runtime.Memory.Extensions.Zlib;
 
 namespace Runtime.Host.Lua;
 

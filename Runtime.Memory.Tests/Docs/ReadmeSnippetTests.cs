@@ -18,8 +18,10 @@ public sealed partial class ReadmeSnippetTests
         using System.Security.Cryptography;
         using Microsoft.Extensions.DependencyInjection;
         using Runtime.Memory;
+        using Runtime.Memory.Allocators;
         using Runtime.Memory.Diagnostics;
-        using Runtime.Memory.Extensions;
+        using Runtime.Memory.Extensions.OpenSsl;
+        using Runtime.Memory.Extensions.Zlib;
         using Runtime.Memory.Hosting;
         using Runtime.Memory.Testing;
         using Runtime.Memory.Tracing;
@@ -117,7 +119,7 @@ public sealed partial class ReadmeSnippetTests
         }
     }
 
-    private static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         string? root = AppContext.BaseDirectory;
         while (root is not null && !File.Exists(Path.Combine(root, "RuntimeMem.sln")))

@@ -25,7 +25,7 @@ public sealed class DomainKnowsNoAllocatorTests
         Assert.Contains("SmallObjectAllocator", concrete);
         Assert.Contains("TracingHook", concrete);
 
-        string[] files = Directory.GetFiles(Path.Combine(root, "Runtime.Memory", "Domains"), "MemoryDomain*.cs");
+        string[] files = Directory.GetFiles(Path.Combine(root, "Runtime.Memory"), "MemoryDomain*.cs");
         Assert.NotEmpty(files);
         var found = new List<string>();
         foreach (string file in files)

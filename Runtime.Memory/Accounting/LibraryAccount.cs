@@ -1,7 +1,7 @@
 using Runtime.Memory.Accounting;
 using Runtime.Memory.Threading;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Accounting;
 
 /// <summary>
 /// What one native library routed into the runtime holds, under its tag (<c>zlib</c>, <c>sqlite</c>, …): live blocks

@@ -1,4 +1,4 @@
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators;
 
 /// <summary>
 /// The allocator names of the <c>RuntimeMemory:Allocator</c> setting: the names users know from CPython's
@@ -58,6 +58,18 @@ public static class AllocatorNames
         MallocDebug => Malloc,
         PymallocDebug => Pymalloc,
         MimallocDebug => Mimalloc,
+        var n => n,
+    };
+
+    /// <summary>The debug name of an allocator (<c>default</c> → <c>debug</c>, <c>malloc</c> → <c>malloc_debug</c>); a
+    /// debug name is returned as it is, an unknown name as it was given (validation reports it).</summary>
+    public static string? WithDebug(string? name) => Normalize(name) switch
+    {
+        Default => Debug,
+        Malloc => MallocDebug,
+        Pymalloc => PymallocDebug,
+        Mimalloc => MimallocDebug,
+        null => name,
         var n => n,
     };
 }

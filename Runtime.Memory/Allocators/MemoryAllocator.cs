@@ -1,4 +1,4 @@
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators;
 
 /// <summary>
 /// The allocator contract of one domain: PEP 445's <c>PyMemAllocatorEx</c> seen from C#.

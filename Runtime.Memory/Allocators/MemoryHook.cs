@@ -1,4 +1,4 @@
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators;
 
 /// <summary>
 /// An allocator that wraps the allocator it finds (PEP 445, use case 3): tracing, limits, debug guard bytes,

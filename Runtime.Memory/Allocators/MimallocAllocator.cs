@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Runtime.Memory.Platform;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators;
 
 /// <summary>
 /// The mimalloc backend (configuration names <c>mimalloc</c>, <c>mimalloc_debug</c>): Microsoft's mimalloc, the

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators;
 
 /// <summary>
 /// The 16-byte header that the C-library backends (<see cref="SystemAllocator"/>, <see cref="MimallocAllocator"/>)

@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators;
 
 /// <summary>Overflow-checked size arithmetic, the one place sizes are multiplied or added.</summary>
 internal static class SizeMath

@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Runtime.Memory.Platform;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators;
 
 /// <summary>
 /// The system allocator (configuration name <c>malloc</c>): the C library's <c>malloc</c> family, called directly,

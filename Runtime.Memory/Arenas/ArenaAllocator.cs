@@ -1,6 +1,6 @@
 using Runtime.Memory.Platform;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Arenas;
 
 /// <summary>
 /// Where the small-object allocator gets its arenas: PEP 445's <c>PyObjectArenaAllocator</c>
@@ -22,24 +22,4 @@ public abstract unsafe class ArenaAllocator
 
     /// <summary>Releases an arena returned by <see cref="Alloc"/> with the same <paramref name="size"/>.</summary>
     public abstract void Free(void* ptr, nuint size);
-}
-
-/// <summary>
-/// The default arena allocator: fresh OS pages (<c>mmap</c> on Unix, <c>VirtualAlloc</c> on Windows), aligned to the
-/// arena size, given back to the OS on free so resident memory drops.
-/// </summary>
-public sealed unsafe class OsArenaAllocator : ArenaAllocator
-{
-    /// <summary>The shared instance (the allocator is stateless).</summary>
-    public static OsArenaAllocator Instance { get; } = new();
-
-    /// <inheritdoc/>
-    public override string Name => "os-pages";
-
-    /// <inheritdoc/>
-    public override void* Alloc(nuint size) =>
-        nuint.IsPow2(size) ? OsPages.MapAligned(size, size) : OsPages.Map(size);
-
-    /// <inheritdoc/>
-    public override void Free(void* ptr, nuint size) => OsPages.Unmap(ptr, size);
 }

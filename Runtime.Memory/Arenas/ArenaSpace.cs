@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Runtime.Memory.Platform;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Arenas;
 
 /// <summary>
 /// One contiguous reservation of address space that a small-object allocator takes its arenas from, so that "is this
@@ -25,7 +25,7 @@ internal sealed unsafe class ArenaSpace : ArenaAllocator
     /// <summary>Arenas one reservation holds: 4 GiB of address space (4,096 arenas of 1 MiB) on 64-bit, 256 MiB on 32-bit.</summary>
     public static readonly int Capacity = nint.Size == 8 ? 4096 : 256;
 
-    private static readonly nuint Size = (nuint)Capacity * SmallObject.SizeClasses.ArenaSize;
+    private static readonly nuint Size = (nuint)Capacity * Allocators.SmallObject.SizeClasses.ArenaSize;
 
     private readonly ulong[] _used = new ulong[Capacity / 64];
 
@@ -42,14 +42,14 @@ internal sealed unsafe class ArenaSpace : ArenaAllocator
     /// <summary>A new reservation, or null when the OS refuses one.</summary>
     public static ArenaSpace? TryReserve()
     {
-        void* start = OsPages.Reserve(Size, SmallObject.SizeClasses.ArenaSize);
+        void* start = OsPages.Reserve(Size, Allocators.SmallObject.SizeClasses.ArenaSize);
         return start == null ? null : new ArenaSpace((byte*)start);
     }
 
     /// <summary>Commits the lowest free arena slot; null when the space is full or the OS refuses.</summary>
     public override void* Alloc(nuint size)
     {
-        Debug.Assert(size == SmallObject.SizeClasses.ArenaSize, "the space holds arenas only");
+        Debug.Assert(size == Allocators.SmallObject.SizeClasses.ArenaSize, "the space holds arenas only");
         for (int word = 0; word < _used.Length; word++)
         {
             ulong free = ~_used[word];
@@ -59,8 +59,8 @@ internal sealed unsafe class ArenaSpace : ArenaAllocator
             }
 
             int slot = word * 64 + System.Numerics.BitOperations.TrailingZeroCount(free);
-            byte* arena = Base + (nuint)slot * SmallObject.SizeClasses.ArenaSize;
-            if (!OsPages.Commit(arena, SmallObject.SizeClasses.ArenaSize))
+            byte* arena = Base + (nuint)slot * Allocators.SmallObject.SizeClasses.ArenaSize;
+            if (!OsPages.Commit(arena, Allocators.SmallObject.SizeClasses.ArenaSize))
             {
                 return null;
             }
@@ -75,9 +75,9 @@ internal sealed unsafe class ArenaSpace : ArenaAllocator
     /// <summary>Decommits an arena and frees its slot.</summary>
     public override void Free(void* ptr, nuint size)
     {
-        nuint slot = (nuint)((byte*)ptr - Base) / SmallObject.SizeClasses.ArenaSize;
+        nuint slot = (nuint)((byte*)ptr - Base) / Allocators.SmallObject.SizeClasses.ArenaSize;
         Debug.Assert(slot < (nuint)Capacity && (_used[slot / 64] & (1UL << (int)(slot & 63))) != 0, "an arena of this space, in use");
-        OsPages.Decommit(ptr, SmallObject.SizeClasses.ArenaSize);
+        OsPages.Decommit(ptr, Allocators.SmallObject.SizeClasses.ArenaSize);
         _used[slot / 64] &= ~(1UL << (int)(slot & 63));
     }
 

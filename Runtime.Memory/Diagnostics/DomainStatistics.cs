@@ -1,4 +1,4 @@
-namespace Runtime.Memory;
+namespace Runtime.Memory.Diagnostics;
 
 /// <summary>
 /// The accounting of one domain at one moment. Sizes are the sizes callers requested, not what the allocator

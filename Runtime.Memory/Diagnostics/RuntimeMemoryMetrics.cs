@@ -88,11 +88,10 @@ public sealed class RuntimeMemoryMetrics : IDisposable
     private volatile bool _disposed;
 
     /// <summary>Creates the instruments for <paramref name="runtime"/> on a meter from <paramref name="meterFactory"/>.</summary>
-    public RuntimeMemoryMetrics(RuntimeMemory runtime, IMeterFactory meterFactory)
+    public RuntimeMemoryMetrics(IRuntimeMemory runtime, IMeterFactory meterFactory)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
+        _runtime = RuntimeMemory.Of(runtime);
         ArgumentNullException.ThrowIfNull(meterFactory);
-        _runtime = runtime;
         _meter = meterFactory.Create(MeterName);
 
         _meter.CreateObservableUpDownCounter("runtime.memory.usage", () => PerDomain(static d => d.LiveBytes),

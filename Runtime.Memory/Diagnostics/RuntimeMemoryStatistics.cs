@@ -1,4 +1,4 @@
-namespace Runtime.Memory;
+namespace Runtime.Memory.Diagnostics;
 
 /// <summary>
 /// One snapshot of everything the memory service counts: per domain (with its budget and, on the small-object
@@ -34,52 +34,6 @@ public sealed record RuntimeMemoryStatistics(string AllocatorName, IReadOnlyList
     /// <summary>The account of <paramref name="tag"/> (ignoring case), or null when no route has used that tag.</summary>
     public LibraryStatistics? Library(string tag) =>
         Libraries.FirstOrDefault(l => string.Equals(l.Tag, tag, StringComparison.OrdinalIgnoreCase));
-}
-
-/// <summary>What one library tag's routes hold (<see cref="LibraryAccount"/> read at one moment).</summary>
-/// <param name="Tag">The library's tag.</param>
-/// <param name="LiveBlocks">Blocks the library holds.</param>
-/// <param name="LiveBytes">Bytes the library holds (the sizes it asked for).</param>
-/// <param name="PeakBytes">The most bytes it has held at once.</param>
-/// <param name="Allocations">Allocations (a realloc counts as one allocation and one free).</param>
-/// <param name="Frees">Frees.</param>
-/// <param name="BytesAllocated">Bytes asked for over the library's life.</param>
-/// <param name="Failures">Requests that returned null, for any reason.</param>
-/// <param name="LimitRefusals">The part of <paramref name="Failures"/> that the tag's budget refused.</param>
-/// <param name="MaxBytes">The tag's budget, or null for none.</param>
-public sealed record LibraryStatistics(
-    string Tag, long LiveBlocks, long LiveBytes, long PeakBytes, long Allocations, long Frees, long BytesAllocated,
-    long Failures, long LimitRefusals, long? MaxBytes)
-{
-    internal static LibraryStatistics Of(LibraryAccount a) =>
-        new(a.Tag, a.LiveBlocks, a.LiveBytes, a.PeakBytes, a.Allocations, a.Frees, a.BytesAllocated, a.Failures, a.LimitRefusals, a.MaxBytes);
-}
-
-/// <summary>The tracer at one moment (<see cref="Tracing.MemoryTracer"/>).</summary>
-/// <param name="IsTracing">Whether tracing runs.</param>
-/// <param name="Frames">Frames kept per traceback (0 when off).</param>
-/// <param name="SampleBytes">The sampling interval (0: every block traced).</param>
-/// <param name="TracedBlocks">Blocks traced now.</param>
-/// <param name="TracedBytes">Traced memory now (tracemalloc's <c>get_traced_memory()[0]</c>).</param>
-/// <param name="PeakTracedBytes">Peak traced memory since tracing started or the peak was reset.</param>
-/// <param name="TracingMemory">Bytes the tracing itself uses.</param>
-/// <param name="TraceFailures">Traces that could not be stored (their blocks were served untraced).</param>
-public sealed record TracingStatistics(
-    bool IsTracing, int Frames, long SampleBytes, long TracedBlocks, long TracedBytes, long PeakTracedBytes, long TracingMemory, long TraceFailures)
-{
-    /// <summary>Tracing off.</summary>
-    public static TracingStatistics Off { get; } = new(false, 0, 0, 0, 0, 0, 0, 0);
-}
-
-/// <summary>The debug hooks at one moment (<see cref="MemoryDebugger"/>).</summary>
-/// <param name="HookedDomains">Domains with the debug hooks installed.</param>
-/// <param name="Violations">Misuses found since the runtime was created.</param>
-/// <param name="LiveBlocks">Blocks the hooks are guarding now.</param>
-/// <param name="ShadowBytes">Bytes of the hooks' shadow map.</param>
-public sealed record DebugStatistics(IReadOnlyList<MemoryDomainKind> HookedDomains, long Violations, long LiveBlocks, long ShadowBytes)
-{
-    /// <summary>No debug hook installed and nothing found.</summary>
-    public static DebugStatistics None { get; } = new([], 0, 0, 0);
 }
 
 /// <summary>The parts of a <see cref="RuntimeMemoryStatistics"/> a reader needs (internal: the public snapshot has all).</summary>

@@ -5,7 +5,7 @@ namespace Runtime.Memory.Extensions;
 
 /// <summary>
 /// Routes one native library's allocations into a domain of a runtime and accounts them under the library's tag.
-/// The library-specific adapters (<see cref="ZlibRouting"/>, …) hand the library callbacks that land here.
+/// The library-specific adapters (<see cref="Zlib.ZlibRouting"/>, …) hand the library callbacks that land here.
 /// </summary>
 /// <remarks>
 /// <code>

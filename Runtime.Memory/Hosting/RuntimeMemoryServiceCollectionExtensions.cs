@@ -1,16 +1,9 @@
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using OptionsName = Microsoft.Extensions.Options.Options;
 
-namespace Runtime.Memory.Hosting;
-
-/// <summary>What <c>AddRuntimeMemory</c> returns: the service collection, for extensions that configure the service further.</summary>
-public interface IRuntimeMemoryBuilder
-{
-    /// <summary>The services the runtime memory was added to.</summary>
-    IServiceCollection Services { get; }
-}
+namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>Registers the memory service in a service collection.</summary>
 /// <remarks>
@@ -41,7 +34,7 @@ public static class RuntimeMemoryServiceCollectionExtensions
             });
         services.AddSingleton<IOptionsChangeTokenSource<RuntimeMemoryOptions>>(sp =>
             sp.GetService<IConfiguration>() is { } configuration
-                ? new ConfigurationChangeTokenSource<RuntimeMemoryOptions>(Options.DefaultName, configuration.GetSection(configSectionPath))
+                ? new ConfigurationChangeTokenSource<RuntimeMemoryOptions>(OptionsName.DefaultName, configuration.GetSection(configSectionPath))
                 : new NoChanges());
         AddSectionValidator(services, sp => sp.GetService<IConfiguration>()?.GetSection(configSectionPath));
         return AddCore(services);
@@ -50,7 +43,7 @@ public static class RuntimeMemoryServiceCollectionExtensions
     /// <summary>The change token source without a configuration: nothing ever changes.</summary>
     private sealed class NoChanges : IOptionsChangeTokenSource<RuntimeMemoryOptions>
     {
-        public string Name => Options.DefaultName;
+        public string Name => OptionsName.DefaultName;
 
         public Microsoft.Extensions.Primitives.IChangeToken GetChangeToken() => Never.Instance;
 
@@ -77,7 +70,7 @@ public static class RuntimeMemoryServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(section);
         services.AddOptions<RuntimeMemoryOptions>().Configure<ReloadState>((options, state) => BindChecked(section, options, state));
         services.AddSingleton<IOptionsChangeTokenSource<RuntimeMemoryOptions>>(
-            new ConfigurationChangeTokenSource<RuntimeMemoryOptions>(Options.DefaultName, section));
+            new ConfigurationChangeTokenSource<RuntimeMemoryOptions>(OptionsName.DefaultName, section));
         AddSectionValidator(services, _ => section);
         return AddCore(services);
     }
@@ -111,11 +104,19 @@ public static class RuntimeMemoryServiceCollectionExtensions
         services.TryAddSingleton<IAllocatorProvider, DefaultAllocatorProvider>();
         services.TryAddSingleton(sp =>
         {
+            RuntimeMemoryConfigureAction[] configure = sp.GetServices<RuntimeMemoryConfigureAction>().ToArray();
             var runtime = new RuntimeMemory(
                 sp.GetRequiredService<IAllocatorProvider>(),
                 sp.GetRequiredService<IOptions<RuntimeMemoryOptions>>().Value,
                 sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>(),
-                sp.GetService<TimeProvider>()); // a TimeProvider registered in the container (a fake in tests), else the system's
+                sp.GetService<TimeProvider>(), // a TimeProvider registered in the container (a fake in tests), else the system's
+                configure.Length == 0 ? null : created =>
+                {
+                    foreach (RuntimeMemoryConfigureAction action in configure)
+                    {
+                        action.Apply(sp, created); // the builder's hooks and frame provider, in registration order
+                    }
+                });
             if (sp.GetService<System.Diagnostics.Metrics.IMeterFactory>() is { } meterFactory)
             {
                 runtime.EnableMetrics(meterFactory); // the generic host registers a factory; elsewhere services.AddMetrics()
@@ -128,7 +129,7 @@ public static class RuntimeMemoryServiceCollectionExtensions
             IOptionsMonitor<RuntimeMemoryOptions> monitor = sp.GetRequiredService<IOptionsMonitor<RuntimeMemoryOptions>>();
             runtime.FollowLimits(monitor.OnChange((options, name) =>
             {
-                if (name == Options.DefaultName)
+                if (name == OptionsName.DefaultName)
                 {
                     runtime.ApplyLimitsFromReload(options, state.TakeFailures());
                 }
@@ -156,13 +157,13 @@ public static class RuntimeMemoryServiceCollectionExtensions
                 return;
             }
 
-            throw new OptionsValidationException(Options.DefaultName, typeof(RuntimeMemoryOptions), failures);
+            throw new OptionsValidationException(OptionsName.DefaultName, typeof(RuntimeMemoryOptions), failures);
         }
 
         section.Bind(options);
         if (state.Started)
         {
-            IReadOnlyList<string> bound = new RuntimeMemoryOptionsValidator(section.Path).Validate(Options.DefaultName, options).Failures?.ToArray() ?? [];
+            IReadOnlyList<string> bound = new RuntimeMemoryOptionsValidator(section.Path).Validate(OptionsName.DefaultName, options).Failures?.ToArray() ?? [];
             state.Failures = bound;
         }
     }

@@ -1,4 +1,4 @@
-namespace Runtime.Memory;
+namespace Runtime.Memory.Interop;
 
 /// <summary>
 /// Marks the current thread as serving a call that came from native code (an allocator callback of zlib, SQLite,

@@ -30,9 +30,9 @@ public sealed unsafe class NativeExtension : IDisposable
     /// <exception cref="DllNotFoundException">The library cannot be loaded.</exception>
     /// <exception cref="EntryPointNotFoundException">It does not export <c>rtmem_extension_init</c>.</exception>
     /// <exception cref="InvalidOperationException">Its init function returned non-zero (the value is in the message).</exception>
-    public static NativeExtension Load(RuntimeMemory runtime, string path)
+    public static NativeExtension Load(IRuntimeMemory runtime, string path)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
+        RuntimeMemory target = RuntimeMemory.Of(runtime);
         ArgumentNullException.ThrowIfNull(path);
         nint library = NativeLibrary.Load(path);
         try
@@ -42,7 +42,7 @@ public sealed unsafe class NativeExtension : IDisposable
                 throw new EntryPointNotFoundException($"Native extension '{path}' does not export {InitExport}(const rtmem_api *).");
             }
 
-            int status = ((delegate* unmanaged<RtMemApi*, int>)init)(runtime.NativeApi);
+            int status = ((delegate* unmanaged<RtMemApi*, int>)init)(target.NativeApi);
             if (status != 0)
             {
                 throw new InvalidOperationException($"Native extension '{path}': {InitExport} returned {status}.");

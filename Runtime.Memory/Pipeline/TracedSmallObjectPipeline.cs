@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using Runtime.Memory.Accounting;
-using Runtime.Memory.SmallObject;
 using Runtime.Memory.Threading;
 using Runtime.Memory.Tracing;
 

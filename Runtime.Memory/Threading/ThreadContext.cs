@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Runtime.Memory.Accounting;
-using Runtime.Memory.SmallObject;
 
 namespace Runtime.Memory.Threading;
 

@@ -54,8 +54,8 @@ internal sealed unsafe partial class TraceTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool AddPooled(ThreadShard shard, uint domain, void* block, long size, int traceback)
     {
-        nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
-        int cls = (int)((size - 1) >> SmallObject.SizeClasses.AlignmentShift);
+        nuint pool = (nuint)block & ~(nuint)(Allocators.SmallObject.SizeClasses.PoolSize - 1);
+        int cls = (int)((size - 1) >> Allocators.SmallObject.SizeClasses.AlignmentShift);
         if ((uint)traceback > MaxShadowTraceback || domain > 2)
         {
             return false;
@@ -92,7 +92,7 @@ internal sealed unsafe partial class TraceTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryAddPooledCached(ThreadShard shard, uint domain, void* block, nuint size, int traceback)
     {
-        nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
+        nuint pool = (nuint)block & ~(nuint)(Allocators.SmallObject.SizeClasses.PoolSize - 1);
         TraceEpoch epoch = _epoch;
         if ((uint)traceback > MaxShadowTraceback)
         {
@@ -106,7 +106,7 @@ internal sealed unsafe partial class TraceTable
         }
 
         System.Diagnostics.Debug.Assert(domain <= 2 && size - 1 < SmallObjectAllocator.SmallRequestThreshold);
-        int cls = (int)((size - 1) >> SmallObject.SizeClasses.AlignmentShift);
+        int cls = (int)((size - 1) >> Allocators.SmallObject.SizeClasses.AlignmentShift);
         StoreDenseWord(shard, epoch, words + SmallObjectAllocator.IndexInPool(block, pool, cls), domain, traceback, cls, (long)size);
         return true;
     }
@@ -120,7 +120,7 @@ internal sealed unsafe partial class TraceTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void RemovePooled(ThreadShard shard, uint domain, void* block, int poolClass)
     {
-        nuint pool = (nuint)block & ~(nuint)(SmallObject.SizeClasses.PoolSize - 1);
+        nuint pool = (nuint)block & ~(nuint)(Allocators.SmallObject.SizeClasses.PoolSize - 1);
         TraceEpoch epoch = _epoch;
         ulong* words = PoolWords(shard, pool, epoch, create: false); // null above 2^47, where no pool has dense slots
         if (words != null && SmallObjectAllocator.TryIndexInOwnPool(block, pool, poolClass, out uint index))

@@ -24,10 +24,10 @@ services.AddMetrics();
 services.AddRuntimeMemory();
 using ServiceProvider provider = services.BuildServiceProvider();
 
-RuntimeMemory runtime;
+IRuntimeMemory runtime;
 try
 {
-    runtime = (RuntimeMemory)provider.ValidateRuntimeMemory();
+    runtime = provider.ValidateRuntimeMemory();
 }
 catch (OptionsValidationException ex)
 {

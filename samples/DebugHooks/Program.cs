@@ -22,6 +22,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Runtime.Memory;
 using Runtime.Memory.Hosting;
+using Runtime.Memory.Allocators;
+using Runtime.Memory.Debugging;
 
 string mode = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "tour";
 bool overrun = mode != "tour";

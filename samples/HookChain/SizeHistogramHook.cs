@@ -1,3 +1,5 @@
+using Runtime.Memory.Allocators;
+
 namespace Runtime.Memory.Samples;
 
 /// <summary>

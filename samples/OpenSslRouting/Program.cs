@@ -16,6 +16,9 @@ using Runtime.Memory;
 using Runtime.Memory.Extensions;
 using Runtime.Memory.Hosting;
 using Runtime.Memory.Testing;
+using Runtime.Memory.Extensions.OpenSsl;
+using Runtime.Memory.Accounting;
+using Runtime.Memory.Allocators;
 
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 string mode = args.Length > 0 ? args[0] : "demo";

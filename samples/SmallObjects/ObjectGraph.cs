@@ -1,3 +1,5 @@
+using Runtime.Memory.Arenas;
+
 namespace Runtime.Memory.Samples;
 
 /// <summary>

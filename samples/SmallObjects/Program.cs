@@ -9,6 +9,7 @@ using System.Collections.Concurrent;
 using Runtime.Memory;
 using Runtime.Memory.Diagnostics;
 using Runtime.Memory.Samples;
+using Runtime.Memory.Allocators.SmallObject;
 
 using var runtime = RuntimeMemory.Create(); // "default": pymalloc for mem and obj, malloc for raw
 SmallObjectAllocator pymalloc = runtime.SmallObjects(MemoryDomainKind.Obj)!;

@@ -7,6 +7,7 @@ using System.Runtime.InteropServices;
 using Runtime.Memory;
 using Runtime.Memory.Diagnostics;
 using Runtime.Memory.Extensions;
+using Runtime.Memory.Extensions.Sqlite;
 
 using RuntimeMemory runtime = RuntimeMemory.Create();
 long sum = 0;

@@ -7,6 +7,7 @@ using System.Text;
 using Runtime.Memory;
 using Runtime.Memory.Diagnostics;
 using Runtime.Memory.Extensions;
+using Runtime.Memory.Extensions.Zlib;
 
 string version = Zlib.EnsureAvailable(); // a missing libz.so.1 is reported here, naming the files tried
 using RuntimeMemory runtime = RuntimeMemory.Create();

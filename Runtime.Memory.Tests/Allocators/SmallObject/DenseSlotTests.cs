@@ -1,4 +1,3 @@
-using Runtime.Memory.SmallObject;
 
 namespace Runtime.Memory.Tests.Allocators.SmallObject;
 

@@ -82,7 +82,7 @@ public sealed unsafe class SmallObjectAllocatorTests
     public void Blocks_come_from_one_pool_until_it_is_full_then_from_a_new_one()
     {
         using var allocator = new SmallObjectAllocator();
-        int perPool = allocator.GetStatistics().Classes.Count > 0 ? (16384 - Runtime.Memory.SmallObject.SizeClasses.PoolOverhead) / 64 : 0;
+        int perPool = allocator.GetStatistics().Classes.Count > 0 ? (16384 - Runtime.Memory.Allocators.SmallObject.SizeClasses.PoolOverhead) / 64 : 0;
         var blocks = new List<nint>();
         for (int i = 0; i < perPool + 1; i++)
         {

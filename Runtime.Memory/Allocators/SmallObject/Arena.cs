@@ -1,4 +1,4 @@
-namespace Runtime.Memory.SmallObject;
+namespace Runtime.Memory.Allocators.SmallObject;
 
 /// <summary>
 /// One arena: <see cref="SizeClasses.ArenaSize"/> bytes from an <see cref="ArenaAllocator"/>, carved into pools.

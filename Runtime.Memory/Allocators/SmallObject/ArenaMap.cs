@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
-namespace Runtime.Memory.SmallObject;
+namespace Runtime.Memory.Allocators.SmallObject;
 
 /// <summary>
 /// Which addresses belong to this allocator's arenas, answered in O(1) without touching the memory asked about

@@ -1,4 +1,4 @@
-namespace Runtime.Memory.SmallObject;
+namespace Runtime.Memory.Allocators.SmallObject;
 
 /// <summary>
 /// One thread's pools, per size class (unmanaged, so pool headers can point at it and the fast path reaches it

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
-namespace Runtime.Memory.SmallObject;
+namespace Runtime.Memory.Allocators.SmallObject;
 
 /// <summary>
 /// The header at the start of every pool (unmanaged memory, inside an arena).

@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 
-namespace Runtime.Memory.SmallObject;
+namespace Runtime.Memory.Allocators.SmallObject;
 
 /// <summary>
 /// The geometry of the small-object allocator. Glossary (after mimalloc's <c>types.h</c>):

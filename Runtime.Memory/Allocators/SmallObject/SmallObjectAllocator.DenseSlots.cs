@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
-using Runtime.Memory.SmallObject;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators.SmallObject;
 
 /// <summary>
 /// Dense slots: a numbering of pool blocks for side tables keyed like addresses (the tracer's shadow), so that the

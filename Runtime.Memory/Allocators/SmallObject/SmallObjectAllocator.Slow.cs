@@ -1,9 +1,8 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Runtime.Memory.SmallObject;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators.SmallObject;
 
 // Slow paths of the small-object allocator. Methods named ...Locked run under _arenaLock; everything else here runs
 // on the thread that owns the heap it is given.

@@ -1,39 +1,5 @@
-using Runtime.Memory.SmallObject;
 
-namespace Runtime.Memory;
-
-/// <summary>One size class in <see cref="SmallObjectStatistics"/>.</summary>
-/// <param name="Index">Class index (0 for 16 bytes ... 31 for 512).</param>
-/// <param name="Size">Block size in bytes.</param>
-/// <param name="Pools">Pools of this class in use.</param>
-/// <param name="BlocksInUse">Blocks handed out and not freed.</param>
-/// <param name="AvailableBlocks">Free blocks in those pools (including never-used ones).</param>
-public sealed record SizeClassStatistics(int Index, int Size, long Pools, long BlocksInUse, long AvailableBlocks);
-
-/// <summary>
-/// The state of a <see cref="SmallObjectAllocator"/>, with the figures of CPython's <c>sys._debugmallocstats()</c>.
-/// Exact when no thread is allocating; read while threads allocate, per-pool figures are from slightly different
-/// moments. The byte figures always add up to <see cref="TotalBytes"/> (arenas × 1 MiB).
-/// </summary>
-public sealed record SmallObjectStatistics(
-    IReadOnlyList<SizeClassStatistics> Classes,
-    long ArenasAllocatedTotal,
-    long ArenasReclaimed,
-    long ArenasHighWater,
-    long ArenasCurrent,
-    long BytesInAllocatedBlocks,
-    long BytesInAvailableBlocks,
-    long UnusedPools,
-    long BytesLostToPoolHeaders,
-    long BytesLostToQuantization,
-    long BytesLostToArenaAlignment)
-{
-    /// <summary>Blocks handed out and not freed, over all classes.</summary>
-    public long BlocksInUse => Classes.Sum(c => c.BlocksInUse);
-
-    /// <summary>Bytes of the arenas currently allocated.</summary>
-    public long TotalBytes => ArenasCurrent * (long)SizeClasses.ArenaSize;
-}
+namespace Runtime.Memory.Allocators.SmallObject;
 
 public sealed unsafe partial class SmallObjectAllocator
 {

@@ -1,6 +1,5 @@
-using Runtime.Memory.SmallObject;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators.SmallObject;
 
 // The walker that checks every arena, pool and heap list against the invariants written next to the structures
 // (SizeClasses, Pool, Heap, Arena). Used by the tests after every stress and model run; O(arenas × pools + blocks).

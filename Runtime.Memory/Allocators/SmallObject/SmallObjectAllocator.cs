@@ -1,9 +1,8 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Runtime.Memory.SmallObject;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators.SmallObject;
 
 /// <summary>
 /// The small-object allocator (configuration name <c>pymalloc</c>, the default of <c>mem</c> and <c>obj</c>):

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Runtime.Memory.Extensions;
+namespace Runtime.Memory.Extensions.Lua;
 
 /// <summary>
 /// Routes a Lua 5.4 state's allocations into a domain (by default <c>obj</c>) and accounts them under a tag (by default
@@ -53,8 +53,8 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
     private readonly NativeRoute* _route;
 
     /// <summary>A route into <paramref name="domain"/> of <paramref name="runtime"/>, accounted under <paramref name="tag"/>.</summary>
-    public LuaRouting(RuntimeMemory runtime, MemoryDomainKind domain = MemoryDomainKind.Obj, string tag = "lua")
-        : base(runtime, domain, tag)
+    public LuaRouting(IRuntimeMemory runtime, MemoryDomainKind domain = MemoryDomainKind.Obj, string tag = "lua")
+        : base(RuntimeMemory.Of(runtime), domain, tag)
     {
         nuint size = s_native ? Math.Max(rtmem_lua_route_size(), (nuint)sizeof(NativeRoute)) : (nuint)sizeof(NativeRoute);
         _route = (NativeRoute*)NativeMemory.AlignedAlloc(size, 64);
@@ -62,11 +62,11 @@ public sealed unsafe partial class LuaRouting : LibraryRoute
         _route->Handle = (nint)Handle;
         _route->Id = (ulong)Interlocked.Increment(ref s_ids);
         _route->TagTracker = Account.Tracker;
-        _route->DomainTracker = runtime.Accounting.TrackerOf((int)domain);
+        _route->DomainTracker = RuntimeMemory.Of(runtime).Accounting.TrackerOf((int)domain);
         _route->TagAccount = Account.Index;
         _route->DomainAccount = (int)domain;
         _route->PoolMask = ~(nuint)(SmallObjectAllocator.PoolSize - 1);
-        _route->BlockSizeOffset = (int)Marshal.OffsetOf<SmallObject.Pool>(nameof(SmallObject.Pool.BlockSize));
+        _route->BlockSizeOffset = (int)Marshal.OffsetOf<Allocators.SmallObject.Pool>(nameof(Allocators.SmallObject.Pool.BlockSize));
         _route->Slow = &LuaAlloc;
         _route->Refill = &RefillCache;
         _route->Drain = &DrainCache;

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Runtime.Memory.Platform;
 
-namespace Runtime.Memory.Extensions;
+namespace Runtime.Memory.Extensions.OpenSsl;
 
 /// <summary>
 /// Routes every allocation OpenSSL's libcrypto (the system's <c>libcrypto.so.3</c>) makes into a domain of one runtime
@@ -96,9 +96,9 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
     /// which).</exception>
     /// <exception cref="DllNotFoundException">libcrypto, or this library's C part (<c>libruntime_mem.so</c>), is missing;
     /// the message names the files tried and what to install.</exception>
-    public static OpenSslRouting Install(RuntimeMemory runtime, MemoryDomainKind domain = MemoryDomainKind.Raw, string tag = "openssl")
+    public static OpenSslRouting Install(IRuntimeMemory runtime, MemoryDomainKind domain = MemoryDomainKind.Raw, string tag = "openssl")
     {
-        ArgumentNullException.ThrowIfNull(runtime);
+        RuntimeMemory target = RuntimeMemory.Of(runtime);
         lock (s_lock)
         {
             if (s_installed is { } other)
@@ -132,12 +132,12 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
             }
             catch (DllNotFoundException ex)
             {
-                runtime.ReportBackendMissing("OpenSSL", ex);
+                target.ReportBackendMissing("OpenSSL", ex);
                 throw;
             }
 
             // Everything that can fail on the managed side happens before OpenSSL is touched (the arguments included).
-            var route = new OpenSslRouting(runtime, domain, tag, shared, shim, crypto, version);
+            var route = new OpenSslRouting(target, domain, tag, shared, shim, crypto, version);
             try
             {
                 route.RefuseForeignAllocator();
@@ -167,7 +167,7 @@ public sealed unsafe partial class OpenSslRouting : LibraryRoute
                 throw new InvalidOperationException("libruntime_mem.so's OpenSSL route was bound before in this process (another copy of Runtime.Memory, in another load context?).");
             }
 
-            runtime.BindProcessGlobalRoute(route.Close);
+            target.BindProcessGlobalRoute(route.Close);
             AppDomain.CurrentDomain.ProcessExit += (_, _) => route.Close(); // OPENSSL_cleanup runs after, from atexit
             return route;
         }

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Runtime.Memory.Extensions;
+namespace Runtime.Memory.Extensions.Sqlite;
 
 /// <summary>
 /// Routes every allocation SQLite (the system's <c>libsqlite3.so.0</c>) makes into a domain of one runtime (by default
@@ -57,8 +57,9 @@ public sealed unsafe partial class SqliteRouting : LibraryRoute
     /// <exception cref="InvalidOperationException">Another route is installed (the message names its runtime), or SQLite
     /// could not be shut down or configured (a connection is open; the SQLite result code is in the message).</exception>
     /// <exception cref="DllNotFoundException">SQLite is not installed; the message names the files tried.</exception>
-    public static SqliteRouting Install(RuntimeMemory runtime, MemoryDomainKind domain = MemoryDomainKind.Raw, string tag = "sqlite")
+    public static SqliteRouting Install(IRuntimeMemory runtime, MemoryDomainKind domain = MemoryDomainKind.Raw, string tag = "sqlite")
     {
+        RuntimeMemory target = RuntimeMemory.Of(runtime);
         lock (s_lock)
         {
             if (s_installed is { } other)
@@ -67,7 +68,7 @@ public sealed unsafe partial class SqliteRouting : LibraryRoute
                     $"SQLite's allocator is already routed into the {other.Domain.Name} domain of another runtime (tag '{other.Account.Tag}'): SQLite has one allocator per process. Dispose that route first.");
             }
 
-            var route = new SqliteRouting(runtime, domain, tag);
+            var route = new SqliteRouting(target, domain, tag);
             s_installed = route; // the methods find their route here, from SQLite's first call on
             try
             {
@@ -77,7 +78,7 @@ public sealed unsafe partial class SqliteRouting : LibraryRoute
             {
                 if (ex is DllNotFoundException missing)
                 {
-                    runtime.ReportBackendMissing("SQLite", missing);
+                    target.ReportBackendMissing("SQLite", missing);
                 }
 
                 route.Dispose();

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Runtime.Memory.Extensions;
+namespace Runtime.Memory.Extensions.Zlib;
 
 /// <summary>
 /// Routes zlib's allocations into a domain (by default <c>raw</c>, where CPython's zlib module puts them since
@@ -15,8 +15,8 @@ namespace Runtime.Memory.Extensions;
 public sealed unsafe class ZlibRouting : LibraryRoute
 {
     /// <summary>A route into <paramref name="domain"/> of <paramref name="runtime"/>, accounted under <paramref name="tag"/>.</summary>
-    public ZlibRouting(RuntimeMemory runtime, MemoryDomainKind domain = MemoryDomainKind.Raw, string tag = "zlib")
-        : base(runtime, domain, tag)
+    public ZlibRouting(IRuntimeMemory runtime, MemoryDomainKind domain = MemoryDomainKind.Raw, string tag = "zlib")
+        : base(RuntimeMemory.Of(runtime), domain, tag)
     {
     }
 

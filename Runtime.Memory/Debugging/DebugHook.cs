@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Debugging;
 
 /// <summary>
 /// The debug hook of one domain (PyMem_SetupDebugHooks): guard bytes around every block, fill patterns, serial

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Runtime.Memory.Hosting;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Debugging;
 
 /// <summary>
 /// The debug state of one runtime, shared by the debug hooks of its three domains: the shadow map of every block they

@@ -1,4 +1,4 @@
-namespace Runtime.Memory;
+namespace Runtime.Memory.Debugging;
 
 /// <summary>What the debug hooks do when they find a misuse (configuration key <c>RuntimeMemory:Debug:OnViolation</c>).</summary>
 public enum ViolationAction
@@ -20,18 +20,4 @@ public enum ViolationAction
     /// back to an allocator. A free returns normally; a realloc returns null (the caller sees an allocation failure).
     /// </summary>
     Log,
-}
-
-/// <summary>A misuse found by the debug hooks under <see cref="ViolationAction.Throw"/>.</summary>
-public sealed class MemoryViolationException : Exception
-{
-    /// <summary>Wraps <paramref name="violation"/>; the message is its full report.</summary>
-    public MemoryViolationException(MemoryViolation violation)
-        : base((violation ?? throw new ArgumentNullException(nameof(violation))).Report)
-    {
-        Violation = violation;
-    }
-
-    /// <summary>What was found.</summary>
-    public MemoryViolation Violation { get; }
 }

@@ -1,4 +1,4 @@
-namespace Runtime.Memory;
+namespace Runtime.Memory.Allocators;
 
 /// <summary>
 /// The chain of a domain whose runtime has been disposed: every allocation fails with null and every free does

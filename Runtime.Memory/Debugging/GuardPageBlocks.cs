@@ -1,6 +1,6 @@
 using Runtime.Memory.Platform;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Debugging;
 
 /// <summary>
 /// Blocks with their own pages and an inaccessible page right after the data (guard-page mode; the layout is drawn

@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Runtime.Memory.Diagnostics;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Debugging;
 
 /// <summary>The state of a debug block, as its shadow byte records it.</summary>
 internal enum BlockState : byte

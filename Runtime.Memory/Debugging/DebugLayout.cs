@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 
-namespace Runtime.Memory;
+namespace Runtime.Memory.Debugging;
 
 /// <summary>
 /// The byte layout of a block under the debug hooks, and the small unsafe primitives that write and check it.

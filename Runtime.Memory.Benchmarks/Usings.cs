@@ -1,0 +1,19 @@
+// The library's namespaces, imported in every benchmark file.
+global using Microsoft.Extensions.DependencyInjection;
+global using Runtime.Memory.Accounting;
+global using Runtime.Memory.Allocators;
+global using Runtime.Memory.Allocators.SmallObject;
+global using Runtime.Memory.Arenas;
+global using Runtime.Memory.Debugging;
+global using Runtime.Memory.Diagnostics;
+global using Runtime.Memory.Extensions;
+global using Runtime.Memory.Extensions.Lua;
+global using Runtime.Memory.Extensions.OpenSsl;
+global using Runtime.Memory.Extensions.Sqlite;
+global using Runtime.Memory.Extensions.Zlib;
+global using Runtime.Memory.Hosting;
+global using Runtime.Memory.Interop;
+global using Runtime.Memory.Pipeline;
+global using Runtime.Memory.Platform;
+global using Runtime.Memory.Threading;
+global using Runtime.Memory.Tracing;

@@ -1,0 +1,20 @@
+using System.Globalization;
+using System.Text;
+
+namespace Runtime.Memory.Debugging;
+
+/// <summary>The call in which a violation was found.</summary>
+public enum MemoryOperation
+{
+    /// <summary>Free.</summary>
+    Free,
+
+    /// <summary>Realloc.</summary>
+    Realloc,
+
+    /// <summary>Malloc.</summary>
+    Malloc,
+
+    /// <summary>Calloc.</summary>
+    Calloc,
+}
