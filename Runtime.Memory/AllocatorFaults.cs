@@ -19,14 +19,18 @@ namespace Runtime.Memory;
 /// </remarks>
 internal static class AllocatorFaults
 {
-    private static readonly Assembly Runtime = typeof(MemoryAllocator).Assembly;
+    private static readonly string? CoreLibrary = typeof(object).Assembly.GetName().Name;
+
+    private static readonly string? Runtime = typeof(MemoryAllocator).Assembly.GetName().Name;
 
     /// <summary>Whether the innermost non-framework frame of <paramref name="ex"/>'s stack trace is the runtime's own code.</summary>
     public static bool RaisedByRuntime(Exception ex)
     {
         foreach (StackFrame frame in new StackTrace(ex, fNeedFileInfo: false).GetFrames())
         {
-            Assembly? assembly = frame.GetMethod()?.DeclaringType?.Assembly;
+            // DiagnosticMethodInfo rather than GetMethod(): it keeps the owner's name under trimming and NativeAOT,
+            // where GetMethod() may return null for want of reflection metadata.
+            string? assembly = DiagnosticMethodInfo.Create(frame)?.DeclaringAssemblyName is { } full ? new AssemblyName(full).Name : null;
             if (assembly is null || IsFramework(assembly))
             {
                 continue;
@@ -38,10 +42,9 @@ internal static class AllocatorFaults
         return false; // nothing but framework frames: not the runtime's own code
     }
 
-    private static bool IsFramework(Assembly assembly)
+    private static bool IsFramework(string name)
     {
-        string? name = assembly.GetName().Name;
-        return assembly == typeof(object).Assembly || name is null
+        return name == CoreLibrary
             || name.StartsWith("System.", StringComparison.Ordinal) || name.StartsWith("Microsoft.", StringComparison.Ordinal)
             || name is "System" or "mscorlib" or "netstandard";
     }

@@ -36,10 +36,12 @@ public sealed class ManagedStackFrameProvider : IFrameProvider
                 break;
             }
 
-            var method = frame.GetMethod();
-            string? ns = method?.DeclaringType?.Namespace;
-            if (totalFrames == 0 && written == 0 && ns is not null && ns.StartsWith(OwnNamespace, StringComparison.Ordinal)
-                && !ns.StartsWith(OwnNamespace + ".Tests", StringComparison.Ordinal))
+            // DiagnosticMethodInfo rather than GetMethod(): it keeps the method's and its type's names under trimming
+            // and NativeAOT. DeclaringTypeName is the type's full name (namespace included, nested types after '+').
+            var method = DiagnosticMethodInfo.Create(frame);
+            string? typeName = method?.DeclaringTypeName;
+            if (totalFrames == 0 && written == 0 && typeName is not null && typeName.StartsWith(OwnNamespace + ".", StringComparison.Ordinal)
+                && !typeName.StartsWith(OwnNamespace + ".Tests.", StringComparison.Ordinal))
             {
                 continue; // the runtime's own frames: the domain, the hooks, the tracer
             }
@@ -47,13 +49,17 @@ public sealed class ManagedStackFrameProvider : IFrameProvider
             totalFrames++;
             if (written < frames.Length)
             {
-                string function = method is null ? "?" : $"{method.DeclaringType?.Name}.{method.Name}";
+                string function = method is null ? "?" : $"{SimpleName(typeName)}.{method.Name}";
                 frames[written++] = frame.GetFileName() is { } file
                     ? new Frame(file, frame.GetFileLineNumber(), function)
-                    : new Frame(method?.DeclaringType?.FullName ?? "<unknown>", 0, function);
+                    : new Frame(typeName ?? "<unknown>", 0, function);
             }
         }
 
         return written;
     }
+
+    /// <summary>A type's name without its namespace or enclosing types, as <c>Type.Name</c> gives it.</summary>
+    private static string? SimpleName(string? fullName) =>
+        fullName?[(fullName.LastIndexOfAny(['.', '+']) + 1)..];
 }
