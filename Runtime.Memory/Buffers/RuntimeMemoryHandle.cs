@@ -59,12 +59,17 @@ public sealed unsafe class RuntimeMemoryHandle : SafeHandle
     /// <inheritdoc/>
     public override bool IsInvalid => handle == IntPtr.Zero;
 
+    /// <summary>Set by the first Dispose (or Close): the handle takes no new users, though the block stays until the last
+    /// <see cref="SafeHandle.DangerousAddRef"/> is released (SafeHandle's own disposed state is not public).</summary>
+    private volatile bool _disposed;
+
     /// <summary>The block as a span. Keep the handle open while the span is used (a span does not hold a reference).</summary>
-    /// <exception cref="ObjectDisposedException">The handle is closed.</exception>
+    /// <exception cref="ObjectDisposedException">The handle is disposed or closed (even while a
+    /// <see cref="SafeHandle.DangerousAddRef"/> still keeps the block allocated).</exception>
     /// <exception cref="InvalidOperationException">The block is larger than a span can be (<see cref="int.MaxValue"/> bytes).</exception>
     public Span<byte> AsSpan()
     {
-        if (IsClosed || IsInvalid)
+        if (_disposed || IsClosed || IsInvalid)
         {
             throw new ObjectDisposedException(nameof(RuntimeMemoryHandle),
                 $"This handle of {Size:N0} bytes from the {_domain.Name} domain is closed: its block went back to the domain.");
@@ -76,6 +81,13 @@ public sealed unsafe class RuntimeMemoryHandle : SafeHandle
         }
 
         return new Span<byte>((void*)handle, (int)Size);
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        _disposed = true;
+        base.Dispose(disposing);
     }
 
     /// <summary>Frees the block through its domain; never throws (see the remarks).</summary>
