@@ -17,8 +17,8 @@ namespace Runtime.Memory.Buffers;
 ///   Disposed          disposed and unpinned: the block has been freed (or is being freed by the thread that got here)
 /// </code>
 /// <para><b>Invariants.</b> The block is freed exactly once, by the one thread whose atomic operation moved the state to
-/// exactly <see cref="Disposed"/>: <see cref="Dispose(bool)"/> setting the bit while no pin is held, or the last
-/// <see cref="Unpin"/> after <see cref="Dispose(bool)"/>. The bit is never cleared, so a second (or racing) Dispose
+/// exactly <see cref="Disposed"/>: <see cref="Dispose(bool)">Dispose</see> setting the bit while no pin is held, or the last
+/// <see cref="Unpin"/> after <see cref="Dispose(bool)">Dispose</see>. The bit is never cleared, so a second (or racing) Dispose
 /// sees it and does nothing. Pins are taken only while the bit is clear (compare-exchange), so no pin is ever taken on a
 /// freed block. Once the bit is set, <see cref="Memory"/>, <see cref="GetSpan"/> and <see cref="Pin"/> throw
 /// <see cref="ObjectDisposedException"/> without reading the block.</para>
@@ -31,7 +31,7 @@ namespace Runtime.Memory.Buffers;
 /// <para>A span taken from the owner and used while another thread disposes it is a use after free, as with any
 /// <see cref="MemoryManager{T}"/> (or an array returned to <see cref="ArrayPool{T}"/>): Dispose once nobody uses it.</para>
 /// </remarks>
-internal sealed unsafe class NativeBlockOwner : MemoryManager<byte>
+internal sealed unsafe class NativeBlockOwner : MemoryManager<byte>, IDisposable
 {
     /// <summary>The sign bit of <see cref="_state"/>: Dispose has been called.</summary>
     private const int Disposed = int.MinValue;
@@ -160,7 +160,18 @@ internal sealed unsafe class NativeBlockOwner : MemoryManager<byte>
     /// <see cref="ViolationAction.Throw"/>, a damaged block (an overrun past the rented length) makes this throw the
     /// <see cref="MemoryViolationException"/>; the owner is disposed all the same (a second Dispose does nothing).
     /// </remarks>
-    protected override void Dispose(bool disposing)
+    protected override void Dispose(bool disposing) => DisposeOnce();
+
+    /// <summary>
+    /// The interface Dispose (<c>IMemoryOwner&lt;byte&gt;.Dispose</c>), reimplemented to go straight to <see cref="DisposeOnce"/>:
+    /// <see cref="MemoryManager{T}"/>'s own calls the virtual <see cref="Dispose(bool)">Dispose</see> and then
+    /// <see cref="GC.SuppressFinalize"/>, which an owner without a finalizer does not need.
+    /// </summary>
+    void IDisposable.Dispose() => DisposeOnce();
+
+    /// <summary>The one atomic step that decides who frees (see the invariants).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void DisposeOnce()
     {
         if (Interlocked.Or(ref _state, Disposed) == 0)
         {
