@@ -5,11 +5,11 @@ using BenchmarkDotNet.Running;
 namespace Runtime.Memory.Benchmarks;
 
 /// <summary>
-/// <c>--compare</c>: every workload (pair16, pair64, batch, churn, grow, xthread, zlib, lua, sqlite) in one
+/// <c>--compare</c>: every workload (pair16, pair64, batch, churn, grow, xthread, pool4k, zlib, lua, sqlite) in one
 /// BenchmarkDotNet run, then one table of ratios: each of our rows (the obj domain plain and with debug hooks, tracing,
 /// sampling, metrics, a budget; the raw domain; the Lua, zlib and SQLite routes) against glibc, mimalloc and tcmalloc
 /// measured in the same run, against the native library's own allocator (a route's workload), and against our plain
-/// row (the overhead of a feature). A ratio below 1 means we are faster. Then the footprint table
+/// row (the overhead of a feature; on pool4k, the safe API's MemoryPool against the raw pair). A ratio below 1 means we are faster. Then the footprint table
 /// (<see cref="Footprint"/>), each allocator in a child process.
 /// </summary>
 internal static class Comparison
@@ -26,6 +26,7 @@ internal static class Comparison
         ["churn"] = ("obj domain", "glibc", "mimalloc", "tcmalloc", null),
         ["grow"] = ("obj domain", "glibc", "mimalloc", "tcmalloc", null),
         ["xthread"] = ("obj domain", "glibc", "mimalloc", "tcmalloc", null),
+        ["pool4k"] = ("obj domain", "glibc", null, null, null),
         ["lua"] = ("route -> obj on default", "glibc (Lua's own l_alloc)", "mimalloc (lua_Alloc through function pointers)", "tcmalloc (lua_Alloc through function pointers)", "glibc (Lua's own l_alloc)"),
         ["zlib"] = ("routed into raw", "zlib's own allocator", null, null, "zlib's own allocator"),
         ["sqlite"] = ("routed into raw", "SQLite's own allocator", null, null, "SQLite's own allocator"),

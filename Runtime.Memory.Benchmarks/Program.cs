@@ -5,7 +5,7 @@ using Runtime.Memory.Benchmarks;
 // "mimalloc" and "tcmalloc"; results are per operation (OperationsPerInvoke):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*'                 every workload
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --anyCategories churn        one workload by category:
-//       pair16, pair64, batch, churn, grow, xthread, zlib, lua, sqlite   (or --filter '*ChurnBenchmarks*')
+//       pair16, pair64, batch, churn, grow, xthread, pool4k, zlib, lua, sqlite   (or --filter '*ChurnBenchmarks*')
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --filter '*' -j Dry          smoke check only
 // Footprint (resident memory in a warm second cycle of 1,000,000 blocks, not timing; each allocator in a fresh child
 // process, prints a markdown table):
@@ -18,6 +18,9 @@ using Runtime.Memory.Benchmarks;
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --lua-loop
 // The same for the metrics (listened to, collected every 100 ms) and a budget (set, never reached):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --observability-loop
+// A 4 KiB buffer through the safe API (Obj.AsMemoryPool().Rent + Dispose) against a raw Malloc/Free pair and
+// ArrayPool<byte>.Shared, as Stopwatch loops (a quick check of the pool4k rows):
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --pool-loop
 // The whole comparison in one run, printing one table of ratios against glibc, mimalloc, tcmalloc and a routed
 // library's own allocator, then the footprint table (optional BenchmarkDotNet arguments after it replace the default
 // --warmupCount 3 --iterationCount 8; a --filter among them runs only the workloads it names, a check of the table):
@@ -56,6 +59,11 @@ if (args is ["--observability-loop-one", var observedWorkload, var observedMode]
 if (args is ["--lua-loop", .. var luaRows])
 {
     return LuaLoop.Run(luaRows.FirstOrDefault()); // optional: only the rows whose name contains this
+}
+
+if (args is ["--pool-loop"])
+{
+    return PoolLoop.Run();
 }
 
 if (args is ["--footprint"])

@@ -85,6 +85,9 @@ public sealed unsafe partial class MemoryDomain
     /// <summary>Which domain this is.</summary>
     public MemoryDomainKind Kind { get; }
 
+    /// <summary>The pool <c>AsMemoryPool()</c> hands out for this domain, made on first use (Buffers/MemoryDomainBufferExtensions).</summary>
+    internal Buffers.RuntimeMemoryPool? SharedMemoryPool;
+
     /// <summary><c>raw</c>, <c>mem</c> or <c>obj</c>.</summary>
     public string Name => Kind.ToName();
 

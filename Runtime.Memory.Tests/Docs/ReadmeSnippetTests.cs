@@ -14,11 +14,14 @@ public sealed partial class ReadmeSnippetTests
 {
     private const string Prelude = """
         using System;
+        using System.Buffers;
+        using System.IO.Pipelines;
         using System.Linq;
         using System.Security.Cryptography;
         using Microsoft.Extensions.DependencyInjection;
         using Runtime.Memory;
         using Runtime.Memory.Allocators;
+        using Runtime.Memory.Buffers;
         using Runtime.Memory.Diagnostics;
         using Runtime.Memory.Extensions.OpenSsl;
         using Runtime.Memory.Extensions.Zlib;
