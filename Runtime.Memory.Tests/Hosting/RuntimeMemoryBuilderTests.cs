@@ -124,6 +124,31 @@ public sealed unsafe class RuntimeMemoryBuilderTests
     }
 
     [Fact]
+    public void The_container_hands_out_the_obj_pool_and_UseMemoryPool_chooses_another_domain()
+    {
+        using (ServiceProvider provider = Build(_ => { }))
+        {
+            IRuntimeMemory runtime = provider.ValidateRuntimeMemory();
+            var pool = Assert.IsType<Runtime.Memory.Buffers.RuntimeMemoryPool>(provider.GetRequiredService<System.Buffers.MemoryPool<byte>>());
+            Assert.Same(runtime.Obj, pool.Domain);
+            Assert.Same(pool, provider.GetRequiredService<Runtime.Memory.Buffers.RuntimeMemoryPool>());
+        }
+
+        using (ServiceProvider provider = Build(b => b.UseMemoryPool(MemoryDomainKind.Raw)))
+        {
+            IRuntimeMemory runtime = provider.ValidateRuntimeMemory();
+            var pool = Assert.IsType<Runtime.Memory.Buffers.RuntimeMemoryPool>(provider.GetRequiredService<System.Buffers.MemoryPool<byte>>());
+            Assert.Same(runtime.Raw, pool.Domain);
+            using (System.Buffers.IMemoryOwner<byte> owner = pool.Rent(100))
+            {
+                Assert.Equal(1, runtime.Raw.LiveBlocks);
+            }
+
+            Assert.Equal(0, runtime.Raw.LiveBlocks);
+        }
+    }
+
+    [Fact]
     public void UseFakeAllocator_swaps_in_the_fake_in_one_line_and_it_records_and_fails_on_demand()
     {
         using ServiceProvider provider = Build(b => b.UseFakeAllocator());

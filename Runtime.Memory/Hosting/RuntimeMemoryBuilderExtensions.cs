@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Runtime.Memory;
 using Runtime.Memory.Allocators;
+using Runtime.Memory.Buffers;
 using Runtime.Memory.Debugging;
 using Runtime.Memory.Hosting;
 using Runtime.Memory.Tracing;
@@ -163,6 +164,22 @@ public static class RuntimeMemoryBuilderExtensions
             options.Debug.OnViolation = onViolation;
             options.Debug.GuardPages = guardPages;
         });
+    }
+
+    /// <summary>
+    /// Makes the <see cref="System.Buffers.MemoryPool{T}"/> (and <see cref="RuntimeMemoryPool"/>) the container hands
+    /// out the pool of <paramref name="domain"/>; without this call it is the <c>obj</c> domain's.
+    /// </summary>
+    public static IRuntimeMemoryBuilder UseMemoryPool(this IRuntimeMemoryBuilder builder, MemoryDomainKind domain)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        if (!Enum.IsDefined(domain))
+        {
+            throw new ArgumentOutOfRangeException(nameof(domain), domain, "Not a memory domain: use Raw, Mem or Obj.");
+        }
+
+        builder.Services.Replace(ServiceDescriptor.Singleton(sp => sp.GetRequiredService<IRuntimeMemory>()[domain].AsMemoryPool()));
+        return builder;
     }
 
     /// <summary>Changes the options in code, after the configuration section is bound.</summary>

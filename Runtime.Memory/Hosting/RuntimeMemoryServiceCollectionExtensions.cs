@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Runtime.Memory.Buffers;
 using OptionsName = Microsoft.Extensions.Options.Options;
 
 namespace Microsoft.Extensions.DependencyInjection;
@@ -137,6 +138,11 @@ public static class RuntimeMemoryServiceCollectionExtensions
             return runtime;
         });
         services.TryAddSingleton<IRuntimeMemory>(sp => sp.GetRequiredService<RuntimeMemory>());
+
+        // Safe buffers from the container: the obj domain's shared pool (UseMemoryPool chooses another domain). Its
+        // Dispose does nothing, so the container's disposal at shutdown leaves the runtime to free what is still rented.
+        services.TryAddSingleton(sp => sp.GetRequiredService<IRuntimeMemory>().Obj.AsMemoryPool());
+        services.TryAddSingleton<System.Buffers.MemoryPool<byte>>(sp => sp.GetRequiredService<RuntimeMemoryPool>());
         return new Builder(services);
     }
 
