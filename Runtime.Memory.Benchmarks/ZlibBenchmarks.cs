@@ -23,7 +23,7 @@ public unsafe class ZlibBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _version = [.. System.Text.Encoding.ASCII.GetBytes(Zlib.EnsureAvailable()), 0];
+        _version = [.. System.Text.Encoding.ASCII.GetBytes(ZlibNative.EnsureAvailable()), 0];
         _input = new byte[Size];
         var random = new Random(11);
         for (int i = 0; i < Size; i++)
@@ -61,21 +61,21 @@ public unsafe class ZlibBenchmarks
         fixed (byte* input = _input)
         fixed (byte* output = _output)
         {
-            Check(Zlib.DeflateInit2(&stream, 6, Zlib.Deflated, 15, 8, 0, version, sizeof(ZStream)));
+            Check(ZlibNative.DeflateInit2(&stream, 6, ZlibNative.Deflated, 15, 8, 0, version, sizeof(ZStream)));
             stream.NextIn = input;
             stream.AvailIn = (uint)_input.Length;
             stream.NextOut = output;
             stream.AvailOut = (uint)_output.Length;
-            int status = Zlib.Deflate(&stream, Zlib.Finish);
+            int status = ZlibNative.Deflate(&stream, ZlibNative.Finish);
             int produced = _output.Length - (int)stream.AvailOut;
-            Check(Zlib.DeflateEnd(&stream));
-            return status == Zlib.StreamEnd ? produced : throw new InvalidOperationException($"deflate returned {status}");
+            Check(ZlibNative.DeflateEnd(&stream));
+            return status == ZlibNative.StreamEnd ? produced : throw new InvalidOperationException($"deflate returned {status}");
         }
     }
 
     private static void Check(int status)
     {
-        if (status != Zlib.Ok)
+        if (status != ZlibNative.Ok)
         {
             throw new InvalidOperationException($"zlib returned {status}");
         }

@@ -28,7 +28,7 @@ internal static unsafe class ZlibModule
         string version;
         try
         {
-            version = Zlib.EnsureAvailable();
+            version = ZlibNative.EnsureAvailable();
         }
         catch (DllNotFoundException)
         {
@@ -73,8 +73,8 @@ internal static unsafe class ZlibModule
             fixed (byte* source = input)
             fixed (byte* target = output)
             {
-                int status = Zlib.DeflateInit2(&stream, (int)level, Zlib.Deflated, 15, 8, 0, version, sizeof(ZStream));
-                if (status != Zlib.Ok)
+                int status = ZlibNative.DeflateInit2(&stream, (int)level, ZlibNative.Deflated, 15, 8, 0, version, sizeof(ZStream));
+                if (status != ZlibNative.Ok)
                 {
                     return MemoryModule.Fail(l, $"zlib.compress: deflateInit2_ returned {status}");
                 }
@@ -83,10 +83,10 @@ internal static unsafe class ZlibModule
                 stream.AvailIn = (uint)input.Length;
                 stream.NextOut = target;
                 stream.AvailOut = (uint)output.Length;
-                status = Zlib.Deflate(&stream, Zlib.Finish);
+                status = ZlibNative.Deflate(&stream, ZlibNative.Finish);
                 int written = output.Length - (int)stream.AvailOut;
-                Zlib.DeflateEnd(&stream);
-                if (status != Zlib.StreamEnd)
+                ZlibNative.DeflateEnd(&stream);
+                if (status != ZlibNative.StreamEnd)
                 {
                     return MemoryModule.Fail(l, $"zlib.compress: deflate returned {status}");
                 }
@@ -118,8 +118,8 @@ internal static unsafe class ZlibModule
             fixed (byte* source = input)
             fixed (byte* target = output)
             {
-                int status = Zlib.InflateInit2(&stream, 15, version, sizeof(ZStream));
-                if (status != Zlib.Ok)
+                int status = ZlibNative.InflateInit2(&stream, 15, version, sizeof(ZStream));
+                if (status != ZlibNative.Ok)
                 {
                     return MemoryModule.Fail(l, $"zlib.decompress: inflateInit2_ returned {status}");
                 }
@@ -128,9 +128,9 @@ internal static unsafe class ZlibModule
                 stream.AvailIn = (uint)input.Length;
                 stream.NextOut = target;
                 stream.AvailOut = (uint)output.Length;
-                status = Zlib.Inflate(&stream, Zlib.Finish);
-                bool whole = status == Zlib.StreamEnd && stream.AvailOut == 0;
-                Zlib.InflateEnd(&stream);
+                status = ZlibNative.Inflate(&stream, ZlibNative.Finish);
+                bool whole = status == ZlibNative.StreamEnd && stream.AvailOut == 0;
+                ZlibNative.InflateEnd(&stream);
                 if (!whole)
                 {
                     return MemoryModule.Fail(l, $"zlib.decompress: not a zlib stream of {size} bytes (inflate returned {status})");

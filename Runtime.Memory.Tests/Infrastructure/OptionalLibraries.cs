@@ -30,7 +30,7 @@ public enum OptionalLibrary
 /// The one place where a test asks whether an optional native library is on this machine. A test that needs a missing
 /// one is skipped (it must be a <c>[SkippableFact]</c> or <c>[SkippableTheory]</c>), with a reason that names the files
 /// tried and the Debian package that brings them: never failed, never passed without running. The answers come from the
-/// library itself where it has them (<see cref="MimallocAllocator.LoadProblem"/>, <see cref="Zlib.EnsureAvailable"/>,
+/// library itself where it has them (<see cref="MimallocAllocator.LoadProblem"/>, <see cref="ZlibNative.EnsureAvailable"/>,
 /// the file names of <see cref="NativeLibraries.CandidatesOf"/>). <c>.ci/run</c> installs every package and fails when
 /// any test but the opt-in soak was skipped, so in CI these rows always run.
 /// </summary>
@@ -43,7 +43,7 @@ public static class OptionalLibraries
     {
         try
         {
-            Zlib.EnsureAvailable();
+            ZlibNative.EnsureAvailable();
             return null;
         }
         catch (DllNotFoundException ex)

@@ -9,7 +9,7 @@ using Runtime.Memory.Diagnostics;
 using Runtime.Memory.Extensions;
 using Runtime.Memory.Extensions.Zlib;
 
-string version = Zlib.EnsureAvailable(); // a missing libz.so.1 is reported here, naming the files tried
+string version = ZlibNative.EnsureAvailable(); // a missing libz.so.1 is reported here, naming the files tried
 using RuntimeMemory runtime = RuntimeMemory.Create();
 using var route = new ZlibRouting(runtime); // raw domain, tag "zlib"
 Console.WriteLine($"zlib {version}, routed into the {route.Domain.Name} domain under the tag '{route.Account.Tag}'");
@@ -29,26 +29,26 @@ unsafe
     fixed (byte* compressed = packed)
     fixed (byte* target = unpacked)
     {
-        Check(Zlib.DeflateInit2(&deflate, 6, Zlib.Deflated, 15, 8, 0, v, sizeof(ZStream)), "deflateInit2_");
+        Check(ZlibNative.DeflateInit2(&deflate, 6, ZlibNative.Deflated, 15, 8, 0, v, sizeof(ZStream)), "deflateInit2_");
         Console.WriteLine($"after deflateInit2_:  {route.Account}");
         deflate.NextIn = source;
         deflate.AvailIn = (uint)input.Length;
         deflate.NextOut = compressed;
         deflate.AvailOut = (uint)packed.Length;
-        Check(Zlib.Deflate(&deflate, Zlib.Finish), "deflate", Zlib.StreamEnd);
+        Check(ZlibNative.Deflate(&deflate, ZlibNative.Finish), "deflate", ZlibNative.StreamEnd);
         uint packedLength = (uint)packed.Length - deflate.AvailOut;
 
-        Check(Zlib.InflateInit2(&inflate, 15, v, sizeof(ZStream)), "inflateInit2_");
+        Check(ZlibNative.InflateInit2(&inflate, 15, v, sizeof(ZStream)), "inflateInit2_");
         inflate.NextIn = compressed;
         inflate.AvailIn = packedLength;
         inflate.NextOut = target;
         inflate.AvailOut = (uint)unpacked.Length;
-        Check(Zlib.Inflate(&inflate, Zlib.Finish), "inflate", Zlib.StreamEnd);
+        Check(ZlibNative.Inflate(&inflate, ZlibNative.Finish), "inflate", ZlibNative.StreamEnd);
         Console.WriteLine($"both streams open:    {route.Account}");
         Console.WriteLine($"{input.Length:N0} bytes -> {packedLength:N0} compressed -> {(unpacked.AsSpan().SequenceEqual(input) ? "identical" : "DIFFERENT")}");
 
-        Check(Zlib.DeflateEnd(&deflate), "deflateEnd");
-        Check(Zlib.InflateEnd(&inflate), "inflateEnd");
+        Check(ZlibNative.DeflateEnd(&deflate), "deflateEnd");
+        Check(ZlibNative.InflateEnd(&inflate), "inflateEnd");
     }
 }
 
@@ -56,7 +56,7 @@ Console.WriteLine($"after the ends:       {route.Account}");
 Console.Write(StatisticsReport.Format(runtime.GetStatistics()));
 return route.Account.LiveBlocks == 0 && runtime.GetStatistics().LiveBlocks == 0 && unpacked.AsSpan().SequenceEqual(input) ? 0 : 1;
 
-static void Check(int status, string call, int expected = Zlib.Ok)
+static void Check(int status, string call, int expected = ZlibNative.Ok)
 {
     if (status != expected)
     {

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Runtime.Memory.Extensions.Zlib;
 
 /// <summary>The zlib functions the routing needs, from the system's zlib (<c>libz.so.1</c>).</summary>
-public static unsafe partial class Zlib
+public static unsafe partial class ZlibNative
 {
     /// <summary>Z_OK.</summary>
     public const int Ok = 0;
@@ -26,7 +26,7 @@ public static unsafe partial class Zlib
     /// <summary>Z_DEFLATED.</summary>
     public const int Deflated = 8;
 
-    static Zlib() => Platform.NativeLibraries.EnsureResolver();
+    static ZlibNative() => Platform.NativeLibraries.EnsureResolver();
 
     /// <summary>
     /// Loads zlib now, so that a missing library is reported at start rather than at the first stream.
