@@ -151,6 +151,16 @@ public sealed unsafe class FlameGraphTests
         }
     }
 
+    [Fact]
+    public void Markup_and_control_characters_in_a_frame_make_valid_xml()
+    {
+        var snapshot = new TraceSnapshot([new Trace(0, 100, new Traceback([new Frame("a<&>\"'\u0001.lua", 2, "f\tg")]))], 1);
+        var writer = new StringWriter();
+        snapshot.WriteFlameGraph(writer, "<title & more>");
+        Dictionary<string, Bar> bars = Bars(writer.ToString()); // parses as XML
+        Assert.Contains("a<&>\"'\uFFFD.lua:2 (f\uFFFDg)", bars.Keys);
+    }
+
     /// <summary>Where <c>rsvg-convert</c> is, or null.</summary>
     private static string? RsvgConvert() =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)

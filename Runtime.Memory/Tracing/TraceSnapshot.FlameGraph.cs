@@ -154,5 +154,14 @@ public sealed partial class TraceSnapshot
 
     private static string F(double value) => value.ToString("0.##", CultureInfo.InvariantCulture);
 
-    private static string Escape(string text) => WebUtility.HtmlEncode(text);
+    /// <summary>Text for XML: markup characters escaped, and control characters (which XML 1.0 does not allow, and a
+    /// file name may hold) shown as U+FFFD.</summary>
+    private static string Escape(string text) =>
+        WebUtility.HtmlEncode(string.Create(text.Length, text, static (span, t) =>
+        {
+            for (int i = 0; i < t.Length; i++)
+            {
+                span[i] = char.IsControl(t[i]) ? '\uFFFD' : t[i];
+            }
+        }));
 }
