@@ -26,7 +26,8 @@ public static class HostProgram
     public const int ExitOk = 0;
 
     /// <summary>The script raised a Lua error (a syntax error, a runtime error, an uncaught "not enough memory"), or
-    /// could not be read; the message went to stderr as <c>lua</c> prints it.</summary>
+    /// could not be read; the message went to stderr as <c>lua</c> prints it. Also when a file asked for with
+    /// <c>--Host:FlameGraph</c> or <c>--Host:Profile</c> could not be written (a line on stderr says why).</summary>
     public const int ExitScriptError = 1;
 
     /// <summary>The configuration is invalid; one line per problem went to stderr.</summary>
@@ -68,6 +69,7 @@ public static class HostProgram
 
             // Validate now rather than relying on StartAsync, so a bad setting stops us before any work.
             runtime = host.Services.ValidateRuntimeMemory();
+            settings.RequireTracingForOutputs(runtime.Tracer.IsTracing); // RuntimeMemory:Tracing:Enabled started it
         }
         catch (Exception ex) when (DescribeConfigurationError(ex) is { } lines)
         {
@@ -124,6 +126,7 @@ public static class HostProgram
                 }
             }
 
+            bool written = await WriteOutputs(settings, outcome, stderr);
             await host.StopAsync();
 
             (int exit, string? verdict) = Verdict(runtime.Debugger.Violations, outcome);
@@ -132,8 +135,48 @@ public static class HostProgram
                 await stderr.WriteLineAsync(verdict);
             }
 
-            return exit;
+            return exit == ExitOk && !written ? ExitScriptError : exit;
         }
+    }
+
+    /// <summary>
+    /// Writes the flame graph (<c>--Host:FlameGraph</c>) and the pprof profile (<c>--Host:Profile</c>) of the snapshot
+    /// the report's top sites come from (live blocks of the Lua state before <c>lua_close</c>). False, with a line on
+    /// stderr, when one could not be written (no snapshot because the script stopped tracing, or an I/O error).
+    /// </summary>
+    private static async Task<bool> WriteOutputs(HostSettings settings, Lua.LuaScript.Outcome outcome, TextWriter stderr)
+    {
+        bool ok = true;
+        foreach ((string key, string? path, Action<Memory.Tracing.TraceSnapshot, string> write) in new (string, string?, Action<Memory.Tracing.TraceSnapshot, string>)[]
+            {
+                (HostSettings.FlameGraphKey, settings.FlameGraph, static (s, p) => s.SaveFlameGraph(p, "Live bytes of the Lua state by traceback, before lua_close")),
+                (HostSettings.ProfileKey, settings.Profile, static (s, p) => s.SaveProfile(p)),
+            })
+        {
+            if (path is null)
+            {
+                continue;
+            }
+
+            if (outcome.Sites is not { } snapshot)
+            {
+                await stderr.WriteLineAsync($"Runtime.Host: {key}: nothing written to {path}: tracing was off when the script ended (memory.stop()?).");
+                ok = false;
+                continue;
+            }
+
+            try
+            {
+                write(snapshot, path);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                await stderr.WriteLineAsync($"Runtime.Host: {key}: cannot write {path}: {ex.Message}");
+                ok = false;
+            }
+        }
+
+        return ok;
     }
 
     /// <summary>
@@ -249,12 +292,15 @@ public static class HostProgram
           --Host:TopSites=<1-1000>                 allocation sites in the report when tracing (default 10)
           --Host:AllocatorStatistics=true          small-object allocator statistics (as sys._debugmallocstats())
           --Host:RunSeconds=<0-86400>              repeat the script for that long (dotnet-counters monitor -n Runtime.Host --counters Runtime.Memory)
+          --Host:FlameGraph=<file.svg>             an SVG flame graph of the live bytes by Lua traceback (needs tracing)
+          --Host:Profile=<file.pb.gz>              the same snapshot as a pprof heap profile (go tool pprof, speedscope; needs tracing)
 
         Settings come from appsettings.json, then environment variables (RuntimeMemory__Allocator=malloc), then
         switches; later sources win. Scripts get the memory module: memory.used(), memory.start([frames]),
-        memory.stop(), memory.traced(), memory.snapshot(), memory.top([n], [snapshot]), memory.compare(new, old, [n]).
+        memory.stop(), memory.traced(), memory.snapshot(), memory.top([n], [snapshot]), memory.compare(new, old, [n]),
+        memory.dump_profile(path, [snapshot]).
 
-        Exit codes: 0 success, 1 Lua error, 2 configuration error, 3 memory violation, 4 blocks left live after lua_close.
+        Exit codes: 0 success, 1 Lua error (or an output file not written), 2 configuration error, 3 memory violation, 4 blocks left live after lua_close.
 
         """;
 }

@@ -17,6 +17,8 @@ namespace Runtime.Host.Lua;
 ///  memory.snapshot()             takes a snapshot; returns its number (nil, message when not tracing)
 ///  memory.top([n], [snapshot])   the n (10) largest allocation sites by Lua file and line, tracemalloc-style lines
 ///  memory.compare(new, old, [n]) the n (10) largest differences between two snapshots, by line
+///  memory.dump_profile(path, [snapshot])  writes a snapshot (a new one when none is given) as a gzip-compressed pprof
+///                                heap profile; true, or nil, message (not tracing, a bad path, an I/O error)
 /// </code>
 /// </summary>
 /// <remarks>
@@ -39,6 +41,7 @@ internal static unsafe class MemoryModule
             ("snapshot", (nint)(delegate* unmanaged<nint, int>)&Snapshot),
             ("top", (nint)(delegate* unmanaged<nint, int>)&Top),
             ("compare", (nint)(delegate* unmanaged<nint, int>)&Compare),
+            ("dump_profile", (nint)(delegate* unmanaged<nint, int>)&DumpProfile),
         ]);
 
     private static MemoryTracer Tracer(nint l) => LuaStateContext.Of(l).Runtime.Tracer;
@@ -214,5 +217,38 @@ internal static unsafe class MemoryModule
         }
 
         return Return(l, Encoding.UTF8.GetBytes(text.ToString()));
+    });
+
+    [UnmanagedCallersOnly]
+    private static int DumpProfile(nint l) => Guarded(l, static l =>
+    {
+        if (LuaApi.lua_type(l, 1) != LuaApi.TypeString)
+        {
+            return Fail(l, "memory.dump_profile: expects the path of the file to write");
+        }
+
+        nuint length;
+        string path = Encoding.UTF8.GetString(LuaApi.lua_tolstring(l, 1, &length), checked((int)length));
+        if (path.Length == 0 || path.Contains('\0', StringComparison.Ordinal))
+        {
+            return Fail(l, "memory.dump_profile: expects the path of the file to write");
+        }
+
+        if (SnapshotAt(l, 2, out string? error) is not { } snapshot)
+        {
+            return Fail(l, "memory.dump_profile: " + error);
+        }
+
+        try
+        {
+            snapshot.SaveProfile(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException)
+        {
+            return Fail(l, $"memory.dump_profile: cannot write {path}: {ex.Message}");
+        }
+
+        LuaApi.lua_pushboolean(l, 1);
+        return 1;
     });
 }

@@ -8,7 +8,7 @@ namespace Runtime.Memory.Tests.Host;
 /// The tests of this class run one at a time (xunit runs a class's tests sequentially), which the environment
 /// variable tests rely on.
 /// </summary>
-public sealed class HostProgramTests : IDisposable
+public sealed partial class HostProgramTests : IDisposable
 {
     private readonly string _tempRoot = Directory.CreateTempSubdirectory("runtimemem-host-").FullName;
 

@@ -73,6 +73,14 @@ if (runtime.Tracer.IsTracing)
     TraceStatistic biggest = runtime.Tracer.TakeSnapshot().Statistics(TraceGrouping.Traceback)[0];
     Console.WriteLine($"biggest allocation site: {biggest}");
     Console.WriteLine(string.Join('\n', biggest.Traceback.Format()));
+
+    // The pictures of the heap under NativeAOT: the pprof profile (Google.Protobuf) and the SVG flame graph.
+    TraceSnapshot heap = runtime.Tracer.TakeSnapshot();
+    using var profile = new MemoryStream();
+    heap.WriteProfile(profile);
+    var flame = new StringWriter();
+    heap.WriteFlameGraph(flame);
+    Console.WriteLine($"pprof profile: {profile.Length:N0} bytes (gzip); flame graph: {flame.ToString().Length:N0} characters of SVG");
 }
 
 unsafe
