@@ -442,25 +442,23 @@ public sealed unsafe class DebugHook : MemoryHook
     /// </summary>
     private void MakeRoom(FreeQuarantine quarantine, nuint bytes, MemoryOperation operation)
     {
-        List<QuarantinedBlock> leaving = quarantine.Reserve(bytes);
-        if (leaving.Count == 0)
+        int leaving = quarantine.Reserve(bytes, out QuarantinedBlock first, out List<QuarantinedBlock>? more);
+        if (leaving == 0)
         {
             return;
         }
 
-        List<MemoryViolation>? found = null;
-        for (int i = 0; i < leaving.Count; i++)
+        List<MemoryViolation>? found = Leave(first, operation, null);
+        if (more is not null)
         {
-            QuarantinedBlock block = leaving[i];
-            if (FreeQuarantine.FirstChanged(block) is { } offset)
+            foreach (QuarantinedBlock block in more)
             {
-                (found ??= []).Add(FreeQuarantine.Report(block, offset, operation, _domain));
+                found = Leave(block, operation, found);
             }
 
-            Inner.Free((byte*)block.Data - DebugLayout.HeaderSize);
+            more.Clear();
         }
 
-        leaving.Clear();
         if (found is not null)
         {
             try
@@ -473,6 +471,19 @@ public sealed unsafe class DebugHook : MemoryHook
                 throw;
             }
         }
+    }
+
+    /// <summary>Checks the fill of a block that leaves the quarantine and frees it below; a damaged one is added to <paramref name="found"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private List<MemoryViolation>? Leave(in QuarantinedBlock block, MemoryOperation operation, List<MemoryViolation>? found)
+    {
+        if (FreeQuarantine.FirstChanged(block) is { } offset)
+        {
+            (found ??= []).Add(FreeQuarantine.Report(block, offset, operation, _domain));
+        }
+
+        Inner.Free((byte*)block.Data - DebugLayout.HeaderSize);
+        return found;
     }
 
     /// <summary>

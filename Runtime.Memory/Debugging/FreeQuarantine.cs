@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Runtime.Memory.Tracing;
 
@@ -32,35 +33,59 @@ internal readonly struct QuarantinedBlock(nuint data, nuint size, ulong serial, 
 /// fill is checked (a changed byte is a <see cref="MemoryViolationKind.WriteAfterFree"/>), and it is freed below.
 /// </summary>
 /// <remarks>
-/// <para><b>Lock.</b> One short lock per free: enqueue, and pop what must leave. No fill is checked under it.</para>
+/// <para><b>Lock.</b> A spin lock, taken twice per free (reserve and pop what must leave; enqueue), each time for a few
+/// loads and stores: no fill is checked and nothing is freed under it. (<see cref="Lock"/> cost about 35 ns a free here.)</para>
 /// <para><b>Order.</b> Room is made (and the leaving blocks checked) before the block being freed is accepted, so that a
 /// report that throws (<see cref="ViolationAction.Throw"/>) leaves that block live and untouched, as every other report
 /// does; its bytes are reserved meanwhile, so the bound holds with frees racing on other threads.</para>
 /// </remarks>
 internal sealed unsafe class FreeQuarantine
 {
-    private readonly Lock _lock = new();
     private readonly Queue<QuarantinedBlock> _blocks = new();
+    private int _lock; // a spin lock: every critical section is a few loads and stores (no fill is checked under it)
     private long _bytes; // quarantined and reserved, under _lock
     private long _reserved; // reserved by frees in flight, under _lock
 
     [ThreadStatic]
-    private static List<QuarantinedBlock>? t_leaving;
+    private static List<QuarantinedBlock>? t_more;
 
     public FreeQuarantine(long capacity) => Capacity = capacity;
 
     /// <summary>The bound, in bytes (data and guard bytes).</summary>
     public long Capacity { get; }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Enter()
+    {
+        if (Interlocked.CompareExchange(ref _lock, 1, 0) != 0)
+        {
+            EnterContended();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EnterContended()
+    {
+        var spin = default(SpinWait);
+        do
+        {
+            spin.SpinOnce(); // yields, then sleeps, when the holder is descheduled
+        }
+        while (Volatile.Read(ref _lock) != 0 || Interlocked.CompareExchange(ref _lock, 1, 0) != 0);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Exit() => Volatile.Write(ref _lock, 0);
+
     /// <summary>Bytes held now.</summary>
     public long Bytes
     {
         get
         {
-            lock (_lock)
-            {
-                return _bytes - _reserved;
-            }
+            Enter();
+            long bytes = _bytes - _reserved;
+            Exit();
+            return bytes;
         }
     }
 
@@ -69,83 +94,106 @@ internal sealed unsafe class FreeQuarantine
     {
         get
         {
-            lock (_lock)
-            {
-                return _blocks.Count;
-            }
+            Enter();
+            int count = _blocks.Count;
+            Exit();
+            return count;
         }
     }
 
     /// <summary>Whether a block of <paramref name="size"/> data bytes is quarantined at all (else freed at once).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Takes(nuint size) => (ulong)(size + DebugLayout.Overhead) <= (ulong)Capacity;
 
     /// <summary>
-    /// Reserves room for a block of <paramref name="bytes"/> and pops the oldest blocks that must leave to make it;
-    /// the caller checks and frees them (<see cref="DebugHook"/>), then <see cref="Commit"/>s or <see cref="Unreserve"/>s.
+    /// Reserves room for a block of <paramref name="bytes"/> and pops the oldest blocks that must leave to make it:
+    /// returns how many, the first in <paramref name="first"/> and any others in <paramref name="more"/> (a list of this
+    /// thread's). The caller checks and frees them (<see cref="DebugHook"/>), then <see cref="Commit"/>s or
+    /// <see cref="Unreserve"/>s.
     /// </summary>
-    public List<QuarantinedBlock> Reserve(nuint bytes)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int Reserve(nuint bytes, out QuarantinedBlock first, out List<QuarantinedBlock>? more)
     {
-        List<QuarantinedBlock> leaving = t_leaving ??= [];
-        leaving.Clear();
-        lock (_lock)
+        first = default;
+        more = null;
+        int leaving = 0;
+        Enter();
+        _bytes += (long)bytes;
+        _reserved += (long)bytes;
+        if (_bytes > Capacity && _blocks.Count > 0)
         {
-            _bytes += (long)bytes;
-            _reserved += (long)bytes;
+            first = _blocks.Dequeue();
+            _bytes -= (long)first.Bytes;
+            leaving = 1;
             while (_bytes > Capacity && _blocks.Count > 0)
             {
-                QuarantinedBlock oldest = _blocks.Dequeue();
-                _bytes -= (long)oldest.Bytes;
-                leaving.Add(oldest);
+                if (more is null)
+                {
+                    more = t_more ??= [];
+                    more.Clear();
+                }
+
+                QuarantinedBlock next = _blocks.Dequeue();
+                _bytes -= (long)next.Bytes;
+                more.Add(next);
+                leaving++;
             }
         }
 
+        Exit();
         return leaving;
     }
 
     /// <summary>Gives back a reservation whose block was not freed after all.</summary>
     public void Unreserve(nuint bytes)
     {
-        lock (_lock)
-        {
-            _bytes -= (long)bytes;
-            _reserved -= (long)bytes;
-        }
+        Enter();
+        _bytes -= (long)bytes;
+        _reserved -= (long)bytes;
+        Exit();
     }
 
     /// <summary>Puts a freed block, already filled, in the room reserved for it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Commit(in QuarantinedBlock block)
     {
-        lock (_lock)
-        {
-            _reserved -= (long)block.Bytes;
-            _blocks.Enqueue(block);
-        }
+        Enter();
+        _reserved -= (long)block.Bytes;
+        _blocks.Enqueue(block);
+        Exit();
     }
 
     /// <summary>Takes every block out (a flush), oldest first.</summary>
     public QuarantinedBlock[] TakeAll()
     {
-        lock (_lock)
-        {
-            QuarantinedBlock[] all = _blocks.ToArray();
-            _blocks.Clear();
-            _bytes = _reserved;
-            return all;
-        }
+        Enter();
+        QuarantinedBlock[] all = _blocks.ToArray(); // allocates: a flush is rare, and the lock is held for a copy only
+        _blocks.Clear();
+        _bytes = _reserved;
+        Exit();
+        return all;
     }
 
     /// <summary>The quarantined block at <paramref name="data"/>, for a report (a scan: cold).</summary>
     public bool TryFind(nuint data, out QuarantinedBlock found)
     {
-        lock (_lock)
+        QuarantinedBlock[] all;
+        Enter();
+        try
         {
-            foreach (QuarantinedBlock block in _blocks)
+            all = _blocks.ToArray(); // a report is cold: copy under the lock, search outside it
+        }
+        finally
+        {
+            Exit();
+        }
+
+        foreach (QuarantinedBlock block in all)
+        {
+            if (block.Data == data)
             {
-                if (block.Data == data)
-                {
-                    found = block;
-                    return true;
-                }
+                found = block;
+                return true;
             }
         }
 
