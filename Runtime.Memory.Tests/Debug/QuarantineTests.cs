@@ -265,6 +265,22 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
         runtime.Tracer.Stop();
     }
 
+    [Fact]
+    public void The_DebugHooks_sample_catches_a_write_after_free_without_guard_pages_and_names_both_tracebacks()
+    {
+        ChildProcess.Result run = ChildProcess.Run("DebugHooks");
+        output.WriteLine(run.Stdout);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("7 of 7 misuses caught", run.Stdout);
+        string report = run.Stdout[run.Stdout.IndexOf("--- a write after free", StringComparison.Ordinal)..];
+        Assert.Contains("write after free (a byte of a freed block changed while it was in the quarantine, at p+5)", report);
+        int allocated = report.IndexOf("Memory block allocated at (most recent call first):", StringComparison.Ordinal);
+        int freed = report.IndexOf("Memory block freed at (most recent call first):", StringComparison.Ordinal);
+        Assert.True(allocated > 0 && freed > allocated, report);
+        Assert.Contains("MakeBuffer", report[allocated..freed]);
+        Assert.Contains("DropBuffer", report[freed..]);
+    }
+
     // ---- budgets and statistics --------------------------------------------------------------------------------
 
     [Fact]

@@ -1,7 +1,11 @@
 // DebugHooks: what the debug hooks catch and how they report it.
 //
 //   dotnet run --project samples/DebugHooks
-//       a tour of six misuses under OnViolation=Throw; each report is printed; exits 0 when all six are caught
+//       a tour of seven misuses under OnViolation=Throw; each report is printed; exits 0 when all seven are caught.
+//       The seventh is a write after free caught without guard pages: the freed block waits in the quarantine
+//       (RuntimeMemory:Debug:QuarantineBytes, 1 MiB per domain by default) filled with 0xDD, and its fill is checked
+//       when it leaves or, here, when the quarantine is flushed; tracing is on for it, so the report names where the
+//       block was allocated and where it was freed.
 //
 //   dotnet run --project samples/DebugHooks -- overrun [switches]
 //       writes one byte past a 32-byte block of the mem domain, then frees it. With the defaults
@@ -177,9 +181,31 @@ static unsafe int Tour(IRuntimeMemory runtime)
         }
     });
 
-    Console.WriteLine($"{caught} of 6 misuses caught; {runtime.Debugger.LiveBlocks} suspect blocks were leaked rather than freed.");
-    return caught == 6 ? 0 : 1;
+    caught += Expect(MemoryViolationKind.WriteAfterFree, "a write after free, found in the quarantine without guard pages", () =>
+    {
+        runtime.Tracer.Start(frames: 3); // so that the report names where the block was allocated and freed
+        try
+        {
+            byte* p = MakeBuffer(runtime);
+            DropBuffer(runtime, p);
+            p[5] = 1; // the stale pointer: the block is freed, filled with 0xDD and held in the quarantine
+            runtime.Debugger.FlushQuarantine(); // also done by Collect, by Dispose, and when the block leaves the quarantine
+        }
+        finally
+        {
+            runtime.Tracer.Stop();
+        }
+    });
+
+    Console.WriteLine($"{caught} of 7 misuses caught; {runtime.Debugger.LiveBlocks} suspect blocks were leaked rather than freed.");
+    return caught == 7 ? 0 : 1;
 }
+
+[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+static unsafe byte* MakeBuffer(IRuntimeMemory runtime) => (byte*)runtime.Obj.Malloc(32);
+
+[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+static unsafe void DropBuffer(IRuntimeMemory runtime, byte* buffer) => runtime.Obj.Free(buffer);
 
 static int Expect(MemoryViolationKind expected, string what, Action misuse)
 {
