@@ -48,6 +48,9 @@ public sealed unsafe class DebugHook : MemoryHook
     private readonly byte _busyCode;
     private readonly byte _freedCode;
 
+    /// <summary>Whether the allocator below is the small-object allocator (whose free reads the block's pool header).</summary>
+    private bool _innerIsSmallObjects => Inner is SmallObjectAllocator;
+
     /// <summary>Freed blocks held back from the allocator below (guard-byte mode with a quarantine), else null.</summary>
     private readonly FreeQuarantine? _quarantine;
 
@@ -442,7 +445,18 @@ public sealed unsafe class DebugHook : MemoryHook
     /// </summary>
     private void MakeRoom(FreeQuarantine quarantine, nuint bytes, MemoryOperation operation)
     {
-        int leaving = quarantine.Reserve(bytes, out QuarantinedBlock first, out List<QuarantinedBlock>? more);
+        int leaving = quarantine.Reserve(bytes, out QuarantinedBlock first, out List<QuarantinedBlock>? more, out nuint next);
+        if (Sse.IsSupported && next != 0)
+        {
+            // The block that leaves next was freed a quarantine ago and is cold: fetch its header (and, below the
+            // small-object allocator, its pool's header, which that free reads) while this free goes on. A prefetch never faults.
+            Sse.Prefetch0((byte*)next - DebugLayout.HeaderSize);
+            if (_innerIsSmallObjects)
+            {
+                Sse.Prefetch0((void*)((next - DebugLayout.HeaderSize) & ~(nuint)(Allocators.SmallObject.SizeClasses.PoolSize - 1)));
+            }
+        }
+
         if (leaving == 0)
         {
             return;

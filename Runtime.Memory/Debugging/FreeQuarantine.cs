@@ -109,10 +109,10 @@ internal sealed unsafe class FreeQuarantine
     /// Reserves room for a block of <paramref name="bytes"/> and pops the oldest blocks that must leave to make it:
     /// returns how many, the first in <paramref name="first"/> and any others in <paramref name="more"/> (a list of this
     /// thread's). The caller checks and frees them (<see cref="DebugHook"/>), then <see cref="Commit"/>s or
-    /// <see cref="Unreserve"/>s.
+    /// <see cref="Unreserve"/>s. <paramref name="next"/> is the block that will leave next (0 for none), to prefetch.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int Reserve(nuint bytes, out QuarantinedBlock first, out List<QuarantinedBlock>? more)
+    public int Reserve(nuint bytes, out QuarantinedBlock first, out List<QuarantinedBlock>? more, out nuint next)
     {
         first = default;
         more = null;
@@ -133,13 +133,14 @@ internal sealed unsafe class FreeQuarantine
                     more.Clear();
                 }
 
-                QuarantinedBlock next = _blocks.Dequeue();
-                _bytes -= (long)next.Bytes;
-                more.Add(next);
+                QuarantinedBlock another = _blocks.Dequeue();
+                _bytes -= (long)another.Bytes;
+                more.Add(another);
                 leaving++;
             }
         }
 
+        next = _blocks.TryPeek(out QuarantinedBlock oldest) ? oldest.Data : 0;
         Exit();
         return leaving;
     }
