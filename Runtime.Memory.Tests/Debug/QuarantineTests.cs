@@ -203,6 +203,21 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void With_guard_pages_a_double_free_of_a_block_in_their_quarantine_names_its_size_and_serial_number()
+    {
+        using RuntimeMemory runtime = DebugRuntimes.Create(AllocatorNames.Pymalloc, ViolationAction.Throw, guardPages: true);
+        void* p = runtime.Obj.Malloc(24);
+        ulong serial = runtime.Debugger.Calls;
+        runtime.Obj.Free(p);
+        MemoryViolation v = DebugRuntimes.Catch(() => runtime.Obj.Free(p));
+        Assert.Equal(MemoryViolationKind.AlreadyFreed, v.Kind);
+        Assert.Equal((nuint)24, v.RequestedSize);
+        Assert.Equal(serial, v.Serial);
+        Assert.Contains("still in the quarantine (its pages inaccessible, not yet\n    unmapped)", v.Report);
+        Assert.Equal(0, runtime.Debugger.QuarantineBytes > 0 ? runtime.Debugger.QuarantinedBytes : 0); // no byte quarantine with guard pages
+    }
+
+    [Fact]
     public void Without_the_quarantine_a_write_after_free_goes_unreported_and_a_double_free_has_no_size()
     {
         using RuntimeMemory runtime = Create(AllocatorNames.PymallocDebug, ViolationAction.Throw, quarantineBytes: 0);

@@ -393,8 +393,16 @@ public sealed unsafe class DebugHook : MemoryHook
     {
         if (_guardPages)
         {
+            DebugLayout.TryReadSerial(DebugLayout.SerialField(data, size, guardPage: true), out ulong serial); // intact: checked before
+            Tracing.Traceback? allocated = null;
+            Tracing.Traceback? freed = null;
+            if (_debugger.Tracer is { IsTracing: true } tracer)
+            {
+                tracer.TracebacksForFree((nuint)data, _domain, out allocated, out freed);
+            }
+
             GuardPageBlocks.Retire((nuint)data, size); // inaccessible while in quarantine
-            _debugger.Quarantine((nuint)data, size);
+            _debugger.Quarantine(new QuarantinedBlock((nuint)data, size, serial, allocated, freed));
             return;
         }
 

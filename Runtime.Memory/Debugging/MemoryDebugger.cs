@@ -24,7 +24,7 @@ public sealed partial class MemoryDebugger : IDisposable
     public const int QuarantineCapacity = 1024;
 
     private readonly Lock _quarantineLock = new();
-    private readonly (nuint Data, nuint Size)[] _quarantine;
+    private readonly QuarantinedBlock[] _quarantine;
     private int _quarantineNext;
     private int _quarantineCount;
     private long _quarantineReleased;
@@ -42,7 +42,7 @@ public sealed partial class MemoryDebugger : IDisposable
         GuardPages = options.GuardPages;
         _logger = logger;
         Shadow = new DebugShadowMap();
-        _quarantine = GuardPages ? new (nuint, nuint)[QuarantineCapacity] : [];
+        _quarantine = GuardPages ? new QuarantinedBlock[QuarantineCapacity] : [];
         QuarantineBytes = options.QuarantineBytes;
     }
 
@@ -110,6 +110,17 @@ public sealed partial class MemoryDebugger : IDisposable
             if (hook.FreeQuarantine is { } quarantine && quarantine.TryFind(data, out QuarantinedBlock block))
             {
                 return block;
+            }
+        }
+
+        lock (_quarantineLock) // guard-page mode: the freed blocks kept inaccessible
+        {
+            for (int i = 0; i < _quarantineCount; i++)
+            {
+                if (_quarantine[i].Data == data)
+                {
+                    return _quarantine[i];
+                }
             }
         }
 
@@ -223,9 +234,9 @@ public sealed partial class MemoryDebugger : IDisposable
     /// Keeps a retired guard-page block inaccessible until <see cref="QuarantineCapacity"/> newer ones have been
     /// freed, then unmaps it. A use after free faults meanwhile; a second free is reported from the shadow map.
     /// </summary>
-    internal void Quarantine(nuint data, nuint size)
+    internal void Quarantine(in QuarantinedBlock block)
     {
-        (nuint Data, nuint Size) evicted = default;
+        QuarantinedBlock evicted = default;
         lock (_quarantineLock)
         {
             if (_quarantineCount == QuarantineCapacity)
@@ -237,7 +248,7 @@ public sealed partial class MemoryDebugger : IDisposable
                 _quarantineCount++;
             }
 
-            _quarantine[_quarantineNext] = (data, size);
+            _quarantine[_quarantineNext] = block;
             _quarantineNext = (_quarantineNext + 1) % QuarantineCapacity;
         }
 

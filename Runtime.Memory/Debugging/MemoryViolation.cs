@@ -195,8 +195,9 @@ internal static unsafe class ViolationReport
         text.Append(CultureInfo.InvariantCulture, $"Debug memory block at address p={Address(record.Address)}: API '{(char)record.Api}'\n");
         if (record is { State: BlockState.Freed, Quarantined: { } held })
         {
-            text.Append("    The block was freed already and is still in the quarantine (filled with DEADBYTE, not yet given\n");
-            text.Append("    back to the allocator):\n");
+            text.Append(record.GuardPage
+                ? "    The block was freed already and is still in the quarantine (its pages inaccessible, not yet\n    unmapped):\n"
+                : "    The block was freed already and is still in the quarantine (filled with DEADBYTE, not yet given\n    back to the allocator):\n");
             text.Append(CultureInfo.InvariantCulture, $"    {held.Size} bytes originally requested\n");
             text.Append(CultureInfo.InvariantCulture, $"    The block was made by call #{held.Serial} to debug malloc/realloc.\n");
             FreeQuarantine.AppendTracebacks(text, held.Allocated, held.Freed);
