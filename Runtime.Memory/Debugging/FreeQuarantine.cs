@@ -175,6 +175,20 @@ internal sealed unsafe class FreeQuarantine
         return all;
     }
 
+    /// <summary>The blocks held now, oldest first (a copy: for diagnostics and tests).</summary>
+    internal QuarantinedBlock[] Peek()
+    {
+        Enter();
+        try
+        {
+            return _blocks.ToArray();
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
     /// <summary>The quarantined block at <paramref name="data"/>, for a report (a scan: cold).</summary>
     public bool TryFind(nuint data, out QuarantinedBlock found)
     {
