@@ -296,6 +296,23 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
         Assert.Contains("DropBuffer", report[freed..]);
     }
 
+    [Fact]
+    public void Under_FailFast_a_write_after_free_found_by_a_flush_stops_the_process_with_the_report()
+    {
+        ChildProcess.Result run = ChildProcess.Run("DebugHooks", "stale-write");
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains("flushing the quarantine", run.Stdout);
+        Assert.DoesNotContain("flushed;", run.Stdout); // nothing ran after the violation
+        Assert.Contains("Memory violation in a quarantine flush through the obj domain: write after free", run.Stderr);
+        Assert.Contains("at p+63 (offset 63 from p)", run.Stderr);
+        Assert.Contains("    64 bytes originally requested\n", run.Stderr);
+        Assert.Contains("RuntimeMemory debug hooks:", run.Stderr); // FailFast's own message
+
+        ChildProcess.Result off = ChildProcess.Run("DebugHooks", "stale-write", "--RuntimeMemory:Debug:QuarantineBytes=0");
+        Assert.Equal(0, off.ExitCode);
+        Assert.Contains("flushed; writes after free found: 0", off.Stdout); // without the quarantine: missed
+    }
+
     // ---- budgets and statistics --------------------------------------------------------------------------------
 
     [Fact]

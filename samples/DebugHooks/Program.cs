@@ -17,6 +17,11 @@
 //         --Sample:LogEvents=true                    also log through ILogger, one line per event on stderr
 //                                                    (written at once: FailFast leaves no time for a queued logger)
 //
+//   dotnet run --project samples/DebugHooks -- stale-write [switches]
+//       frees a 64-byte block of the obj domain, writes into it, then flushes the quarantine (as Collect and Dispose
+//       do). With the defaults the flush finds the changed byte: a WriteAfterFree report, and the process stops.
+//         --RuntimeMemory:Debug:QuarantineBytes=0    no quarantine: the write goes unnoticed (exit 0)
+//
 //   dotnet run --project samples/DebugHooks -- use-after-free [switches]
 //       frees a 64-byte block and then reads it. With the guard bytes alone the read sees the 0xDD the hooks left
 //       there; with --RuntimeMemory:Debug:GuardPages=true the freed block is inaccessible and the read faults.
@@ -69,14 +74,27 @@ return mode switch
     "tour" => Tour(runtime),
     "overrun" => Overrun(runtime),
     "use-after-free" => UseAfterFree(runtime),
+    "stale-write" => StaleWrite(runtime),
     "write-after-free" => WriteAfterFree(runtime, configuration.GetValue<bool>("Sample:PassThroughHook")),
     _ => Usage(mode),
 };
 
 static int Usage(string mode)
 {
-    Console.Error.WriteLine($"DebugHooks: unknown mode '{mode}'. Modes: (none) for the tour, overrun, use-after-free, write-after-free.");
+    Console.Error.WriteLine($"DebugHooks: unknown mode '{mode}'. Modes: (none) for the tour, overrun, stale-write, use-after-free, write-after-free.");
     return 2;
+}
+
+static unsafe int StaleWrite(IRuntimeMemory runtime)
+{
+    Console.WriteLine($"obj chain: {runtime.Obj.DescribeChain()}; quarantine {runtime.Debugger.QuarantineBytes} bytes per domain");
+    byte* p = (byte*)runtime.Obj.Malloc(64);
+    runtime.Obj.Free(p);
+    p[63] = 7; // the last byte, through a stale pointer
+    Console.WriteLine("wrote into the freed block; flushing the quarantine");
+    int found = runtime.Debugger.FlushQuarantine();
+    Console.WriteLine($"flushed; writes after free found: {found}");
+    return 0;
 }
 
 static unsafe int UseAfterFree(IRuntimeMemory runtime)
