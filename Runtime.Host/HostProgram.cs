@@ -116,6 +116,17 @@ public static class HostProgram
                 await stderr.WriteLineAsync(error);
             }
 
+            // Freed blocks still in the debug hooks' quarantine are checked now, so that a write after free counts in
+            // the verdict below (at Dispose it would only be logged).
+            try
+            {
+                runtime.Debugger.FlushQuarantine();
+            }
+            catch (MemoryViolationException ex)
+            {
+                await stderr.WriteAsync(ex.Violation.Report); // OnViolation=Throw: the report, and the verdict below
+            }
+
             RuntimeMemoryStatistics statistics = runtime.GetStatistics();
             if (settings.Report ?? line.Script is null)
             {

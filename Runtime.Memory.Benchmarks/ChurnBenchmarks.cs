@@ -26,6 +26,7 @@ public unsafe class ChurnBenchmarks
     private readonly nint[] _blocks = new nint[Live];
     private RuntimeMemory _runtime = null!;
     private RuntimeMemory _debug = null!;
+    private RuntimeMemory _debugNoQuarantine = null!;
     private RuntimeMemory _traced = null!;
     private RuntimeMemory _sampled = null!;
     private RuntimeMemory _listened = null!;
@@ -38,6 +39,7 @@ public unsafe class ChurnBenchmarks
         SetupWorkload();
         _runtime = RuntimeMemory.Create();
         _debug = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug });
+        _debugNoQuarantine = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug, Debug = { QuarantineBytes = 0 } });
         _traced = TracingSetup.Traced();
         _sampled = TracingSetup.Traced(TracingSetup.SampleBytes);
         (_listened, _listening) = ObservabilitySetup.Listened();
@@ -63,6 +65,7 @@ public unsafe class ChurnBenchmarks
     {
         _runtime.Dispose();
         _debug.Dispose();
+        _debugNoQuarantine.Dispose();
         _traced.Dispose();
         _sampled.Dispose();
         _listening.Dispose();
@@ -103,6 +106,10 @@ public unsafe class ChurnBenchmarks
     /// blocks need more kernel mappings than Linux allows a process by default.</summary>
     [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + debug hooks")]
     public void ObjDomainDebug() => Run(new DomainOps(_debug.Obj));
+
+    /// <summary>The same without the quarantine of freed blocks (<c>QuarantineBytes = 0</c>).</summary>
+    [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + debug hooks, no quarantine")]
+    public void ObjDomainDebugNoQuarantine() => Run(new DomainOps(_debugNoQuarantine.Obj));
 
     /// <summary>The same while tracing every block with 1 frame (tracemalloc's default).</summary>
     [Benchmark(OperationsPerInvoke = Steps, Description = "obj domain + tracing (1 frame)")]

@@ -176,3 +176,43 @@ internal static class ObservabilityLoop
         }
     }
 }
+
+/// <summary>
+/// <c>--debug-loop</c>: <c>pair16</c> and <c>churn</c> under the debug hooks (<c>pymalloc_debug</c>) with the default
+/// quarantine of freed blocks (1 MiB per domain) and without it (<c>QuarantineBytes = 0</c>), against the plain obj domain.
+/// </summary>
+internal static class DebugLoop
+{
+    private const string Child = "--debug-loop-one";
+    private static readonly string[] Modes = ["off", "debug-no-quarantine", "debug"];
+
+    public static int RunAll() =>
+        OverheadLoop.RunAll("debug-hook loop (pymalloc_debug; quarantine 1 MiB per domain, or 0)", Child, Modes);
+
+    public static int RunOne(string workload, string mode)
+    {
+        // "debug-q<bytes>": another quarantine size, for a one-off comparison (not in the table).
+        long? quarantine = mode.StartsWith("debug-q", StringComparison.Ordinal) && long.TryParse(mode["debug-q".Length..], CultureInfo.InvariantCulture, out long q) ? q : null;
+        if (quarantine is null && !OverheadLoop.IsWorkload(Child, workload, mode, Modes))
+        {
+            return 2;
+        }
+
+        using RuntimeMemory runtime = mode switch
+        {
+            _ when quarantine is { } bytes => RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug, Debug = { QuarantineBytes = bytes } }),
+            "debug" => RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug }),
+            "debug-no-quarantine" => RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug, Debug = { QuarantineBytes = 0 } }),
+            _ => RuntimeMemory.Create(),
+        };
+        double best = OverheadLoop.Measure(runtime, workload);
+        if (runtime.Debugger.Violations != 0)
+        {
+            Console.Error.WriteLine($"{workload} {mode}: the debug hooks reported a violation");
+            return 1;
+        }
+
+        Console.WriteLine(best.ToString("F2", CultureInfo.InvariantCulture));
+        return 0;
+    }
+}

@@ -18,6 +18,7 @@ public unsafe class Pair16Benchmarks
     private RuntimeMemory _plain = null!;
     private RuntimeMemory _hooked = null!;
     private RuntimeMemory _debug = null!;
+    private RuntimeMemory _debugNoQuarantine = null!;
     private RuntimeMemory _guarded = null!;
     private RuntimeMemory _traced = null!;
     private RuntimeMemory _sampled = null!;
@@ -33,6 +34,7 @@ public unsafe class Pair16Benchmarks
         _plain.Dispose();
         _hooked.Dispose();
         _debug.Dispose();
+        _debugNoQuarantine.Dispose();
         _guarded.Dispose();
         _traced.Dispose();
         _sampled.Dispose();
@@ -48,6 +50,7 @@ public unsafe class Pair16Benchmarks
         _hooked = RuntimeMemory.Create();
         _hooked.Obj.InstallHook(new PassThroughHook());
         _debug = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug });
+        _debugNoQuarantine = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug, Debug = { QuarantineBytes = 0 } });
         _guarded = RuntimeMemory.Create(new Hosting.RuntimeMemoryOptions { Allocator = AllocatorNames.PymallocDebug, Debug = { GuardPages = true } });
         _traced = TracingSetup.Traced();
         _sampled = TracingSetup.Traced(TracingSetup.SampleBytes);
@@ -165,11 +168,23 @@ public unsafe class Pair16Benchmarks
         }
     }
 
-    /// <summary>"obj domain" under the debug hooks (<c>pymalloc_debug</c>): guard bytes, fills, serial numbers, registry.</summary>
+    /// <summary>"obj domain" under the debug hooks (<c>pymalloc_debug</c>): guard bytes, fills, serial numbers, registry, and the
+    /// quarantine of freed blocks (1 MiB, the default).</summary>
     [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain + debug hooks")]
     public void ObjDomainDebug()
     {
         MemoryDomain obj = _debug.Obj;
+        for (int i = 0; i < Pairs; i++)
+        {
+            obj.Free(obj.Malloc(16));
+        }
+    }
+
+    /// <summary>The debug hooks without the quarantine of freed blocks (<c>QuarantineBytes = 0</c>): a freed block goes straight back.</summary>
+    [Benchmark(OperationsPerInvoke = Pairs, Description = "obj domain + debug hooks, no quarantine")]
+    public void ObjDomainDebugNoQuarantine()
+    {
+        MemoryDomain obj = _debugNoQuarantine.Obj;
         for (int i = 0; i < Pairs; i++)
         {
             obj.Free(obj.Malloc(16));

@@ -18,6 +18,8 @@ using Runtime.Memory.Benchmarks;
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --lua-loop
 // The same for the metrics (listened to, collected every 100 ms) and a budget (set, never reached):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --observability-loop
+// The debug hooks with their quarantine of freed blocks (1 MiB per domain) and without it, against the plain obj domain:
+//   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --debug-loop
 // A 4 KiB buffer through the safe API (Obj.AsMemoryPool().Rent + Dispose) against a raw Malloc/Free pair and
 // ArrayPool<byte>.Shared, as Stopwatch loops (a quick check of the pool4k rows):
 //   dotnet run -c Release --project Runtime.Memory.Benchmarks -- --pool-loop
@@ -54,6 +56,16 @@ if (args is ["--observability-loop"])
 if (args is ["--observability-loop-one", var observedWorkload, var observedMode])
 {
     return ObservabilityLoop.RunOne(observedWorkload, observedMode);
+}
+
+if (args is ["--debug-loop"])
+{
+    return DebugLoop.RunAll();
+}
+
+if (args is ["--debug-loop-one", var debugWorkload, var debugMode])
+{
+    return DebugLoop.RunOne(debugWorkload, debugMode);
 }
 
 if (args is ["--lua-loop", .. var luaRows])

@@ -417,6 +417,10 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
             return;
         }
 
+        // Freed blocks still in the debug hooks' quarantine are checked and given back while the allocators below are
+        // there; a write after free found now is reported, logged rather than thrown under Throw (Dispose does not throw).
+        Debugger.FlushQuarantine(Debugger.OnViolation == ViolationAction.Throw ? ViolationAction.Log : null);
+
         if (Tracer.IsTracing)
         {
             if (_tracingOptions.LeakReportOnDispose && Tracer.TracedBlocks > 0)
@@ -454,6 +458,20 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
 
     /// <summary>How long <see cref="Dispose"/> waits for calls in flight on other threads before it gives up releasing memory.</summary>
     public static TimeSpan DisposeDrainTimeout { get; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Gives back what is held without need: the debug hooks' quarantine of freed blocks is flushed (every block is
+    /// checked, and a write after free reported, see <see cref="MemoryDebugger.FlushQuarantine()"/>), then each domain's
+    /// small-object allocator collects on the calling thread (<see cref="SmallObjectAllocator.Collect"/>).
+    /// </summary>
+    public void Collect()
+    {
+        Debugger.FlushQuarantine();
+        foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
+        {
+            SmallObjects(kind)?.Collect();
+        }
+    }
 
     /// <inheritdoc/>
     public RuntimeMemoryStatistics GetStatistics() => GetStatistics(StatisticsParts.All);
@@ -493,7 +511,11 @@ public sealed class RuntimeMemory : IRuntimeMemory, IDisposable
                 bool full = (parts & StatisticsParts.DebugBlocks) != 0;
                 statistics = statistics with
                 {
-                    Debug = new DebugStatistics(hooked, Debugger.Violations, full ? Debugger.LiveBlocks : 0, full ? Debugger.ShadowBytes : 0),
+                    Debug = new DebugStatistics(hooked, Debugger.Violations, full ? Debugger.LiveBlocks : 0, full ? Debugger.ShadowBytes : 0)
+                    {
+                        QuarantinedBytes = Debugger.QuarantinedBytes,
+                        QuarantinedBlocks = Debugger.QuarantinedBlocks,
+                    },
                 };
             }
         }

@@ -101,8 +101,13 @@ public sealed unsafe class DebugHookTests
         });
         byte* p = (byte*)runtime.Mem.Malloc(24);
         runtime.Mem.Free(p);
-        Assert.True(keep.WasFreed(p - 16));
+        Assert.False(keep.WasFreed(p - 16)); // held in the quarantine, not given back
+        Assert.Equal(24 + 32, runtime.Debugger.QuarantinedBytes);
         Assert.True(All(p - 16, 16 + 24 + 16, 0xDD), "header, data, pad and serial are DEADBYTE");
+        Assert.Equal(0, runtime.Debugger.FlushQuarantine()); // intact: checked, then given back
+        Assert.True(keep.WasFreed(p - 16));
+        Assert.Equal(0, runtime.Debugger.QuarantinedBytes);
+        Assert.True(All(p - 16, 16 + 24 + 16, 0xDD), "still DEADBYTE after the check");
     }
 
     [Fact]

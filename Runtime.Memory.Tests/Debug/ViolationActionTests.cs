@@ -82,8 +82,8 @@ public sealed unsafe class ViolationActionTests
             Assert.Equal(MemoryOperation.Free, ex.Violation.Operation);
             Assert.Equal(MemoryDomainKind.Obj, ex.Violation.Domain);
             Assert.Equal(MemoryDomainKind.Obj, ex.Violation.AllocatedBy);
-            Assert.Null(ex.Violation.RequestedSize); // its size and serial number went back with its memory
-            Assert.Null(ex.Violation.Serial);
+            Assert.Equal((nuint)16, ex.Violation.RequestedSize); // still in the quarantine, which keeps its size and serial number
+            Assert.Equal(runtime.Debugger.Calls, ex.Violation.Serial);
             Assert.Equal((nuint)p, ex.Violation.Address);
             Assert.Equal(ex.Violation.Report, ex.Message);
             Assert.Empty(logs.GetSnapshot());

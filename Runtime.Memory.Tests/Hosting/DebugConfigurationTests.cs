@@ -85,10 +85,46 @@ public sealed unsafe class DebugConfigurationTests
     }
 
     [Fact]
+    public void The_quarantine_is_1_MiB_per_domain_by_default_bound_from_configuration_and_0_turns_it_off()
+    {
+        using (ServiceProvider provider = Build(new() { ["RuntimeMemory:Allocator"] = "malloc_debug" }))
+        {
+            Assert.Equal(1L << 20, provider.ValidateRuntimeMemory().Debugger.QuarantineBytes);
+        }
+
+        using (ServiceProvider provider = Build(new() { ["RuntimeMemory:Allocator"] = "malloc_debug", ["RuntimeMemory:Debug:QuarantineBytes"] = "65536" }))
+        {
+            Assert.Equal(65536, provider.ValidateRuntimeMemory().Debugger.QuarantineBytes);
+        }
+
+        using (ServiceProvider provider = Build(new() { ["RuntimeMemory:Allocator"] = "malloc_debug", ["RuntimeMemory:Debug:QuarantineBytes"] = "0" }))
+        {
+            IRuntimeMemory runtime = provider.ValidateRuntimeMemory();
+            Assert.Equal(0, runtime.Debugger.QuarantineBytes);
+            unsafe
+            {
+                runtime.Obj.Free(runtime.Obj.Malloc(16));
+            }
+
+            Assert.Equal(0, runtime.Debugger.QuarantinedBlocks); // off: a freed block goes straight back
+        }
+    }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("1MB")]
+    [InlineData("9223372036854775808")]
+    public void A_bad_quarantine_size_stops_the_start_naming_the_key_the_value_and_the_allowed_values(string value)
+    {
+        string message = Failure(new() { ["RuntimeMemory:Debug:QuarantineBytes"] = value });
+        Assert.Contains($"RuntimeMemory:Debug:QuarantineBytes = '{value}': not a quarantine size. Allowed values: 0 (no quarantine) or a positive number of bytes per domain.", message);
+    }
+
+    [Fact]
     public void An_unknown_debug_key_is_rejected_with_the_allowed_keys()
     {
         string message = Failure(new() { ["RuntimeMemory:Debug:OnViolaton"] = "Log" });
-        Assert.Contains("RuntimeMemory:Debug:OnViolaton is not a setting of RuntimeMemory:Debug. Allowed keys: OnViolation, GuardPages.", message);
+        Assert.Contains("RuntimeMemory:Debug:OnViolaton is not a setting of RuntimeMemory:Debug. Allowed keys: OnViolation, GuardPages, QuarantineBytes.", message);
     }
 
     [Fact]

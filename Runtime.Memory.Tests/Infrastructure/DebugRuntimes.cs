@@ -8,11 +8,12 @@ namespace Runtime.Memory.Tests.Infrastructure;
 internal static partial class DebugRuntimes
 {
     /// <summary>A runtime on <paramref name="allocator"/> (a plain name) with the debug hooks installed at creation.</summary>
-    public static RuntimeMemory Create(string allocator = AllocatorNames.Malloc, ViolationAction onViolation = ViolationAction.Throw, bool guardPages = false) =>
+    public static RuntimeMemory Create(string allocator = AllocatorNames.Malloc, ViolationAction onViolation = ViolationAction.Throw, bool guardPages = false,
+        long quarantineBytes = RuntimeMemoryDebugOptions.DefaultQuarantineBytes) =>
         RuntimeMemory.Create(new RuntimeMemoryOptions
         {
             Allocator = allocator + "_debug",
-            Debug = new RuntimeMemoryDebugOptions { OnViolation = onViolation, GuardPages = guardPages },
+            Debug = new RuntimeMemoryDebugOptions { OnViolation = onViolation, GuardPages = guardPages, QuarantineBytes = quarantineBytes },
         });
 
     /// <summary>Runs <paramref name="misuse"/>, which must make the debug hooks throw, and returns the violation.</summary>

@@ -226,8 +226,10 @@ public sealed unsafe class BadInputTests
 
                 case BadPointer.Freed:
                     Assert.Equal(Kind, violation.AllocatedBy);
-                    Assert.Null(violation.RequestedSize);
-                    Assert.Contains("The block was freed already", violation.Report);
+                    Assert.Equal((nuint)BlockSize, violation.RequestedSize); // still in the quarantine, which keeps it
+                    Assert.NotNull(violation.Serial);
+                    Assert.Contains("The block was freed already and is still in the quarantine", violation.Report);
+                    Assert.Contains($"    {BlockSize} bytes originally requested\n", violation.Report);
                     break;
 
                 default:

@@ -278,6 +278,8 @@ public sealed unsafe class ConcurrencyStressTests(Xunit.Abstractions.ITestOutput
     private static void AssertArenasReturned(RuntimeMemory runtime, string allocator)
     {
         bool smallObjects = AllocatorNames.WithoutDebug(allocator) == AllocatorNames.Pymalloc;
+        Assert.Equal(0, runtime.Debugger.FlushQuarantine()); // freed debug blocks held in the quarantine go back (none damaged)
+        Assert.Equal(0, runtime.Debugger.QuarantinedBlocks);
         foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
         {
             SmallObjectAllocator? small = runtime.SmallObjects(kind);

@@ -37,6 +37,7 @@ public sealed class ConfigurationSweepTests
         ["Allocator"] = ("default, debug, malloc, malloc_debug, pymalloc, pymalloc_debug, mimalloc, mimalloc_debug.", ["", " ", "jemalloc", "pymalloc_debug_debug", "malloc,debug"]),
         ["Debug:OnViolation"] = ("FailFast, Throw, Log.", ["", "0", "2", "Log, Throw", "FailFastX"]),
         ["Debug:GuardPages"] = (BooleanAllowed, ["", "yes", "1", "0"]),
+        ["Debug:QuarantineBytes"] = ("0 (no quarantine) or a positive number of bytes per domain.", ["", "-1", "9223372036854775808", "1.5", "1MB"]),
         ["Tracing:Enabled"] = (BooleanAllowed, ["", "on", "1"]),
         ["Tracing:Frames"] = ("an integer from 1 to 65535.", ["", "0", "65536", "2147483648", "1.5", "0x10", "5 frames"]),
         ["Tracing:SampleBytes"] = ("0 (trace every block) or a positive number of bytes.", ["", "9223372036854775808", "1.5", "4k"]),
@@ -56,6 +57,7 @@ public sealed class ConfigurationSweepTests
     {
         ["Allocator"] = "jemalloc",
         ["Debug:OnViolation"] = (ViolationAction)99,
+        ["Debug:QuarantineBytes"] = -1L,
         ["Tracing:Frames"] = 0,
         ["Tracing:SampleBytes"] = -1L,
         ["Limits:Raw:MaxBytes"] = (long?)-1,
@@ -204,7 +206,7 @@ public sealed class ConfigurationSweepTests
         Assert.Equal(
             settings.Where(s => s.Property.PropertyType != typeof(bool)).Select(s => s.Key).Order(StringComparer.Ordinal),
             CodeCases.Keys.Order(StringComparer.Ordinal));
-        Assert.Equal(11, bound.Length); // the keys of this version; a new one needs cases above, then this number
+        Assert.Equal(12, bound.Length); // the keys of this version; a new one needs cases above, then this number
     }
 
     [Fact]
@@ -382,7 +384,7 @@ public sealed class ConfigurationSweepTests
             }
         }
 
-        Assert.Equal(2 + 6, settings.Count); // Frames, SampleBytes, and the budgets of three domains and a tag
+        Assert.Equal(3 + 6, settings.Count); // QuarantineBytes, Frames, SampleBytes, and the budgets of three domains and a tag
         using ServiceProvider provider = Build(Entries[0], settings);
         using var runtime = (RuntimeMemory)provider.ValidateRuntimeMemory();
         // A budget of long.MaxValue bytes is the library's "no budget" (Budget.None): it reads back as none.
@@ -394,6 +396,7 @@ public sealed class ConfigurationSweepTests
         Assert.Null(runtime.Tag(SampleTag).MaxBytes);
         Assert.Equal(long.MaxValue, runtime.Tracer.SampleBytes);
         Assert.Equal(RuntimeMemoryTracingOptions.MaxFrames, runtime.Tracer.TracebackLimit);
+        Assert.Equal(long.MaxValue, runtime.Debugger.QuarantineBytes); // never full: freed blocks wait for a flush
         AllocatesEverywhere(runtime);
         runtime.Tracer.Stop();
     }
@@ -404,6 +407,7 @@ public sealed class ConfigurationSweepTests
         using ServiceProvider provider = Build(Entries[0], new()
         {
             ["RuntimeMemory:Allocator"] = "malloc",
+            ["RuntimeMemory:Debug:QuarantineBytes"] = "0",
             ["RuntimeMemory:Tracing:Enabled"] = "true",
             ["RuntimeMemory:Tracing:Frames"] = "1",
             ["RuntimeMemory:Tracing:SampleBytes"] = "0",

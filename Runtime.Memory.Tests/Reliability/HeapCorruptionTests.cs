@@ -22,7 +22,7 @@ public sealed unsafe class HeapCorruptionTests
     [InlineData(true)]
     public void An_overrun_into_a_free_neighbour_is_reported_at_the_next_malloc_naming_the_corrupted_block(bool passThroughHook)
     {
-        using RuntimeMemory runtime = DebugRuntimes.Create(AllocatorNames.Pymalloc, ViolationAction.Throw);
+        using RuntimeMemory runtime = DebugRuntimes.Create(AllocatorNames.Pymalloc, ViolationAction.Throw, quarantineBytes: 0); // freed blocks must reach pymalloc's free lists
         MemoryDomain obj = runtime.Obj;
         if (passThroughHook)
         {
@@ -62,7 +62,7 @@ public sealed unsafe class HeapCorruptionTests
     [Fact]
     public void Under_Log_the_corruption_is_reported_once_and_later_allocations_succeed()
     {
-        using RuntimeMemory runtime = DebugRuntimes.Create(AllocatorNames.Pymalloc, ViolationAction.Log);
+        using RuntimeMemory runtime = DebugRuntimes.Create(AllocatorNames.Pymalloc, ViolationAction.Log, quarantineBytes: 0); // freed blocks must reach pymalloc's free lists
         MemoryDomain obj = runtime.Obj;
         obj.InstallHook(new PassThroughHook());
         (nint a, nint b) = AdjacentPair(obj, 48);
@@ -88,7 +88,7 @@ public sealed unsafe class HeapCorruptionTests
     [Fact]
     public void A_damaged_link_in_the_list_of_remote_frees_is_reported_when_the_owner_collects_it()
     {
-        using RuntimeMemory runtime = DebugRuntimes.Create(AllocatorNames.Pymalloc, ViolationAction.Throw);
+        using RuntimeMemory runtime = DebugRuntimes.Create(AllocatorNames.Pymalloc, ViolationAction.Throw, quarantineBytes: 0); // freed blocks must reach pymalloc's free lists
         MemoryDomain obj = runtime.Obj;
         var blocks = new List<nint>();
         for (int i = 0; i < 300; i++)

@@ -48,6 +48,12 @@ public sealed unsafe class DebugHook : MemoryHook
     private readonly byte _busyCode;
     private readonly byte _freedCode;
 
+    /// <summary>Whether the allocator below is the small-object allocator (whose free reads the block's pool header).</summary>
+    private bool _innerIsSmallObjects => Inner is SmallObjectAllocator;
+
+    /// <summary>Freed blocks held back from the allocator below (guard-byte mode with a quarantine), else null.</summary>
+    private readonly FreeQuarantine? _quarantine;
+
     /// <summary>Unknown pointers still to pass to the allocator below: the domain's live blocks when the hook was installed.</summary>
     private long _adopted;
 
@@ -61,7 +67,11 @@ public sealed unsafe class DebugHook : MemoryHook
         _liveCode = DebugShadowMap.Code(BlockState.Live, domain);
         _busyCode = DebugShadowMap.Code(BlockState.Busy, domain);
         _freedCode = DebugShadowMap.Code(BlockState.Freed, domain);
+        _quarantine = !_guardPages && debugger.QuarantineBytes > 0 ? new FreeQuarantine(debugger.QuarantineBytes) : null;
     }
+
+    /// <summary>The quarantine of freed blocks, or null (guard pages, or <c>QuarantineBytes</c> = 0).</summary>
+    internal FreeQuarantine? FreeQuarantine => _quarantine;
 
     /// <inheritdoc/>
     public override string Name => _guardPages ? "debug(guard pages)" : "debug";
@@ -162,11 +172,22 @@ public sealed unsafe class DebugHook : MemoryHook
             }
 
             nuint n = DebugLayout.ReadSize(data);
-            if (Intact(data, n, held) && _shadow.TryChange((nuint)data, _liveCode, _freedCode))
+            if (Intact(data, n, held))
             {
-                blockSize = n;
-                Release(data, n);
-                return true;
+                if (_quarantine is { } quarantine && quarantine.Takes(n))
+                {
+                    if (FreeIntoQuarantine(quarantine, data, n, MemoryOperation.Free))
+                    {
+                        blockSize = n;
+                        return true;
+                    }
+                }
+                else if (_shadow.TryChange((nuint)data, _liveCode, _freedCode))
+                {
+                    blockSize = n;
+                    Release(data, n);
+                    return true;
+                }
             }
 
             code = Shadow(ptr); // damaged, or freed by another thread a moment ago
@@ -199,8 +220,16 @@ public sealed unsafe class DebugHook : MemoryHook
         }
 
         nuint n = code == _liveCode ? DebugLayout.ReadSize(data) : 0;
-        if (code != _liveCode || !Intact(data, n) || !_shadow.TryChange((nuint)data, _liveCode, _busyCode))
+        bool intact = code == _liveCode && Intact(data, n);
+        FreeQuarantine? quarantine = intact && _quarantine is { } q && q.Takes(n) ? q : null;
+        if (quarantine is not null)
         {
+            MakeRoom(quarantine, n + DebugLayout.Overhead, MemoryOperation.Realloc); // before anything changes: a report may throw
+        }
+
+        if (!intact || !_shadow.TryChange((nuint)data, _liveCode, _busyCode))
+        {
+            quarantine?.Unreserve(n + DebugLayout.Overhead);
             Violation(code == _liveCode ? Shadow(ptr) : code, MemoryOperation.Realloc, data);
             return null;
         }
@@ -208,13 +237,22 @@ public sealed unsafe class DebugHook : MemoryHook
         byte* moved = Allocate(newSize, zeroed: false);
         if (moved == null)
         {
+            quarantine?.Unreserve(n + DebugLayout.Overhead);
             _shadow.TryChange((nuint)data, _busyCode, _liveCode); // the old block is live and unchanged
             return null;
         }
 
         DebugLayout.Copy(data, moved, Math.Min(n, newSize)); // bytes past the old size stay 0xCD
         _shadow.TryChange((nuint)data, _busyCode, _freedCode);
-        Release(data, n);
+        if (quarantine is not null)
+        {
+            Quarantine(quarantine, data, n);
+        }
+        else
+        {
+            Release(data, n);
+        }
+
         oldBlockSize = n;
         newBlockSize = newSize;
         return moved;
@@ -355,13 +393,150 @@ public sealed unsafe class DebugHook : MemoryHook
     {
         if (_guardPages)
         {
+            DebugLayout.TryReadSerial(DebugLayout.SerialField(data, size, guardPage: true), out ulong serial); // intact: checked before
+            Tracing.Traceback? allocated = null;
+            Tracing.Traceback? freed = null;
+            if (_debugger.Tracer is { IsTracing: true } tracer)
+            {
+                tracer.TracebacksForFree((nuint)data, _domain, out allocated, out freed);
+            }
+
             GuardPageBlocks.Retire((nuint)data, size); // inaccessible while in quarantine
-            _debugger.Quarantine((nuint)data, size);
+            _debugger.Quarantine(new QuarantinedBlock((nuint)data, size, serial, allocated, freed));
             return;
         }
 
         DebugLayout.Fill(data - DebugLayout.HeaderSize, size + DebugLayout.Overhead, DebugLayout.DeadByte);
         Inner.Free(data - DebugLayout.HeaderSize);
+    }
+
+    // ---- the quarantine of freed blocks (guard-byte mode) -------------------------------------------------------
+
+    /// <summary>
+    /// Frees a live, intact block into the quarantine: room is made first (the blocks that leave are checked and freed
+    /// below; a report may throw, and then this block is untouched and still live), then the block is marked freed,
+    /// filled with 0xDD and queued. False when another thread freed it first (the caller reports it).
+    /// </summary>
+    private bool FreeIntoQuarantine(FreeQuarantine quarantine, byte* data, nuint n, MemoryOperation operation)
+    {
+        nuint bytes = n + DebugLayout.Overhead;
+        MakeRoom(quarantine, bytes, operation);
+        if (!_shadow.TryChange((nuint)data, _liveCode, _freedCode))
+        {
+            quarantine.Unreserve(bytes);
+            return false;
+        }
+
+        Quarantine(quarantine, data, n);
+        return true;
+    }
+
+    /// <summary>Fills a block that has just been marked freed with 0xDD and queues it in the room reserved for it.</summary>
+    private void Quarantine(FreeQuarantine quarantine, byte* data, nuint n)
+    {
+        DebugLayout.TryReadSerial(data + n + DebugLayout.FieldSize, out ulong serial); // intact: checked before
+        Tracing.Traceback? allocated = null;
+        Tracing.Traceback? freed = null;
+        if (_debugger.Tracer is { IsTracing: true } tracer)
+        {
+            tracer.TracebacksForFree((nuint)data, _domain, out allocated, out freed);
+        }
+
+        DebugLayout.Fill(data - DebugLayout.HeaderSize, n + DebugLayout.Overhead, DebugLayout.DeadByte);
+        quarantine.Commit(new QuarantinedBlock((nuint)data, n, serial, allocated, freed));
+    }
+
+    /// <summary>
+    /// Reserves <paramref name="bytes"/> in the quarantine; the blocks that must leave to make room are checked
+    /// (outside the lock) and freed below, and a changed fill is reported after all of them are freed. When a report
+    /// throws, the reservation is given back.
+    /// </summary>
+    private void MakeRoom(FreeQuarantine quarantine, nuint bytes, MemoryOperation operation)
+    {
+        int leaving = quarantine.Reserve(bytes, out QuarantinedBlock first, out List<QuarantinedBlock>? more, out nuint next);
+        if (Sse.IsSupported && next != 0)
+        {
+            // The block that leaves next was freed a quarantine ago and is cold: fetch its header (and, below the
+            // small-object allocator, its pool's header, which that free reads) while this free goes on. A prefetch never faults.
+            Sse.Prefetch0((byte*)next - DebugLayout.HeaderSize);
+            if (_innerIsSmallObjects)
+            {
+                Sse.Prefetch0((void*)((next - DebugLayout.HeaderSize) & ~(nuint)(Allocators.SmallObject.SizeClasses.PoolSize - 1)));
+            }
+        }
+
+        if (leaving == 0)
+        {
+            return;
+        }
+
+        List<MemoryViolation>? found = Leave(first, operation, null);
+        if (more is not null)
+        {
+            foreach (QuarantinedBlock block in more)
+            {
+                found = Leave(block, operation, found);
+            }
+
+            more.Clear();
+        }
+
+        if (found is not null)
+        {
+            try
+            {
+                _debugger.ReportAll(found, null);
+            }
+            catch
+            {
+                quarantine.Unreserve(bytes);
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Checks the fill of a block that leaves the quarantine and frees it below; a damaged one is added to <paramref name="found"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private List<MemoryViolation>? Leave(in QuarantinedBlock block, MemoryOperation operation, List<MemoryViolation>? found)
+    {
+        if (FreeQuarantine.FirstChanged(block) is { } offset)
+        {
+            (found ??= []).Add(FreeQuarantine.Report(block, offset, operation, _domain));
+        }
+
+        Inner.Free((byte*)block.Data - DebugLayout.HeaderSize);
+        return found;
+    }
+
+    /// <summary>
+    /// Checks every quarantined block and frees it below; reports what changed (under <paramref name="action"/> when
+    /// given, else the debugger's). Returns the number of writes after free found.
+    /// </summary>
+    internal int FlushQuarantine(ViolationAction? action)
+    {
+        if (_quarantine is not { } quarantine)
+        {
+            return 0;
+        }
+
+        List<MemoryViolation>? found = null;
+        foreach (QuarantinedBlock block in quarantine.TakeAll())
+        {
+            if (FreeQuarantine.FirstChanged(block) is { } offset)
+            {
+                (found ??= []).Add(FreeQuarantine.Report(block, offset, MemoryOperation.Flush, _domain));
+            }
+
+            Inner.Free((byte*)block.Data - DebugLayout.HeaderSize);
+        }
+
+        if (found is null)
+        {
+            return 0;
+        }
+
+        _debugger.ReportAll(found, action);
+        return found.Count;
     }
 
     private void GiveBack(byte* data, nuint size)
@@ -421,6 +596,13 @@ public sealed unsafe class DebugHook : MemoryHook
                 _ when owner != _domain => MemoryViolationKind.WrongDomain,
                 _ => ClassifyCorruption(ptr),
             };
+        }
+
+        if (block is { State: BlockState.Freed } freedBlock && _debugger.FindQuarantined(freedBlock.Address) is { } held)
+        {
+            BlockRecord record = freedBlock;
+            record.Quarantined = held;
+            block = record;
         }
 
         string? traceback = block is { State: not BlockState.Freed } b ? _debugger.TracebackOf?.Invoke(b.Address) : null;

@@ -24,7 +24,7 @@ public sealed partial class MemoryDebugger : IDisposable
     public const int QuarantineCapacity = 1024;
 
     private readonly Lock _quarantineLock = new();
-    private readonly (nuint Data, nuint Size)[] _quarantine;
+    private readonly QuarantinedBlock[] _quarantine;
     private int _quarantineNext;
     private int _quarantineCount;
     private long _quarantineReleased;
@@ -42,8 +42,115 @@ public sealed partial class MemoryDebugger : IDisposable
         GuardPages = options.GuardPages;
         _logger = logger;
         Shadow = new DebugShadowMap();
-        _quarantine = GuardPages ? new (nuint, nuint)[QuarantineCapacity] : [];
+        _quarantine = GuardPages ? new QuarantinedBlock[QuarantineCapacity] : [];
+        QuarantineBytes = options.QuarantineBytes;
     }
+
+    /// <summary>
+    /// The bound of each domain's quarantine of freed blocks, in bytes (data and guard bytes), fixed when the runtime is
+    /// created (<c>RuntimeMemory:Debug:QuarantineBytes</c>); 0 when there is none. Not used with guard pages, whose
+    /// freed blocks are kept inaccessible instead (<see cref="QuarantineCapacity"/>).
+    /// </summary>
+    public long QuarantineBytes { get; }
+
+    /// <summary>Bytes of freed blocks held in the quarantines of all domains right now: live to the OS, dead to the
+    /// program, and counted in no domain's live bytes or budget.</summary>
+    public long QuarantinedBytes
+    {
+        get
+        {
+            long bytes = 0;
+            foreach (DebugHook hook in AllHooks())
+            {
+                bytes += hook.FreeQuarantine?.Bytes ?? 0;
+            }
+
+            return bytes;
+        }
+    }
+
+    /// <summary>
+    /// Checks every freed block in the quarantines of all domains and gives it back to the allocator below; a changed
+    /// byte is reported as a <see cref="MemoryViolationKind.WriteAfterFree"/> under <see cref="OnViolation"/> (under
+    /// <see cref="ViolationAction.Throw"/> every block is checked and freed first; the exception carries the first
+    /// report and <see cref="Violations"/> counts them all). Returns the number of writes after free found. Also done by
+    /// <see cref="RuntimeMemory.Collect"/> and when the runtime is disposed.
+    /// </summary>
+    public int FlushQuarantine() => FlushQuarantine(null);
+
+    internal int FlushQuarantine(ViolationAction? action)
+    {
+        int found = 0;
+        List<Exception>? thrown = null;
+        foreach (DebugHook hook in AllHooks())
+        {
+            try
+            {
+                found += hook.FlushQuarantine(action);
+            }
+            catch (MemoryViolationException ex)
+            {
+                (thrown ??= []).Add(ex);
+            }
+        }
+
+        if (thrown is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(thrown[0]);
+        }
+
+        return found;
+    }
+
+    /// <summary>The freed block at <paramref name="data"/> if one of the quarantines holds it (for a report: a scan).</summary>
+    internal QuarantinedBlock? FindQuarantined(nuint data)
+    {
+        foreach (DebugHook hook in AllHooks())
+        {
+            if (hook.FreeQuarantine is { } quarantine && quarantine.TryFind(data, out QuarantinedBlock block))
+            {
+                return block;
+            }
+        }
+
+        lock (_quarantineLock) // guard-page mode: the freed blocks kept inaccessible
+        {
+            for (int i = 0; i < _quarantineCount; i++)
+            {
+                if (_quarantine[i].Data == data)
+                {
+                    return _quarantine[i];
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Reports each violation; under Throw, all are counted and the first is thrown after the last.</summary>
+    internal void ReportAll(List<MemoryViolation> violations, ViolationAction? action)
+    {
+        MemoryViolationException? first = null;
+        foreach (MemoryViolation violation in violations)
+        {
+            try
+            {
+                Report(violation, action ?? _onViolation);
+            }
+            catch (MemoryViolationException ex)
+            {
+                first ??= ex;
+            }
+        }
+
+        if (first is not null)
+        {
+            throw first;
+        }
+    }
+
+    /// <summary>The runtime's tracer while it traces (set by tracing when it starts): free tracebacks for the quarantine.</summary>
+    internal Tracing.MemoryTracer? Tracer { get; set; }
 
     /// <summary>What happens when a misuse is found. Can be changed at any time.</summary>
     public ViolationAction OnViolation
@@ -70,14 +177,21 @@ public sealed partial class MemoryDebugger : IDisposable
     /// <summary>Debug malloc/calloc/realloc calls made so far: the serial number of the latest block.</summary>
     public ulong Calls => (ulong)Volatile.Read(ref _calls.Value);
 
-    /// <summary>Freed blocks in the guard-page quarantine right now (inaccessible, not yet unmapped).</summary>
+    /// <summary>Freed blocks in the quarantine right now: in guard-page mode inaccessible and not yet unmapped, else
+    /// filled with 0xDD and not yet given back (all domains).</summary>
     public int QuarantinedBlocks
     {
         get
         {
+            int count = 0;
+            foreach (DebugHook hook in AllHooks())
+            {
+                count += hook.FreeQuarantine?.Count ?? 0;
+            }
+
             lock (_quarantineLock)
             {
-                return _quarantineCount;
+                return count + _quarantineCount;
             }
         }
     }
@@ -97,15 +211,32 @@ public sealed partial class MemoryDebugger : IDisposable
     internal DebugHook? HookOf(MemoryDomainKind kind) => Volatile.Read(ref _hooks[(int)kind]);
 
     /// <summary>Records the hook a domain installed (the latest one, if the hooks were removed and set up again).</summary>
-    internal void Register(DebugHook hook, MemoryDomainKind kind) => Volatile.Write(ref _hooks[(int)kind], hook);
+    internal void Register(DebugHook hook, MemoryDomainKind kind)
+    {
+        Volatile.Write(ref _hooks[(int)kind], hook);
+        lock (_allHooks)
+        {
+            _allHooks.Add(hook); // a hook removed since may still hold quarantined blocks
+        }
+    }
+
+    private readonly List<DebugHook> _allHooks = [];
+
+    private DebugHook[] AllHooks()
+    {
+        lock (_allHooks)
+        {
+            return [.. _allHooks];
+        }
+    }
 
     /// <summary>
     /// Keeps a retired guard-page block inaccessible until <see cref="QuarantineCapacity"/> newer ones have been
     /// freed, then unmaps it. A use after free faults meanwhile; a second free is reported from the shadow map.
     /// </summary>
-    internal void Quarantine(nuint data, nuint size)
+    internal void Quarantine(in QuarantinedBlock block)
     {
-        (nuint Data, nuint Size) evicted = default;
+        QuarantinedBlock evicted = default;
         lock (_quarantineLock)
         {
             if (_quarantineCount == QuarantineCapacity)
@@ -117,7 +248,7 @@ public sealed partial class MemoryDebugger : IDisposable
                 _quarantineCount++;
             }
 
-            _quarantine[_quarantineNext] = (data, size);
+            _quarantine[_quarantineNext] = block;
             _quarantineNext = (_quarantineNext + 1) % QuarantineCapacity;
         }
 

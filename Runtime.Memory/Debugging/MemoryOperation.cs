@@ -17,4 +17,7 @@ public enum MemoryOperation
 
     /// <summary>Calloc.</summary>
     Calloc,
+
+    /// <summary>A flush of the quarantine of freed blocks (<see cref="MemoryDebugger.FlushQuarantine()"/>, <see cref="RuntimeMemory.Collect"/>, Dispose).</summary>
+    Flush,
 }

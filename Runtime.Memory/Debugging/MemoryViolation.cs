@@ -74,6 +74,9 @@ internal struct BlockRecord
     /// <summary>The size requested, as far as it can be known: the size field when it is sound, else recovered from
     /// the allocator below (or the guard-page copy). Unknown (0) for a freed block.</summary>
     public nuint Size;
+
+    /// <summary>For a freed block still in the quarantine: what the quarantine keeps of it (size, serial, tracebacks).</summary>
+    public QuarantinedBlock? Quarantined;
 }
 
 /// <summary>Builds <see cref="MemoryViolation"/> reports from what the hooks know and the block's bytes.</summary>
@@ -115,8 +118,8 @@ internal static unsafe class ViolationReport
 
         return new MemoryViolation(kind, operation, domain, address,
             block is { } b ? DomainOf(b.Api) : null,
-            block is { State: not BlockState.Freed } known ? known.Size : null,
-            serial,
+            block is { State: not BlockState.Freed } known ? known.Size : block?.Quarantined?.Size,
+            serial ?? block?.Quarantined?.Serial,
             text.ToString());
     }
 
@@ -134,6 +137,7 @@ internal static unsafe class ViolationReport
             ? "double free (the block was freed already)"
             : "realloc of a freed block (the block was freed already)",
         MemoryViolationKind.ConcurrentRealloc => "the block is being reallocated by another thread at this moment",
+        MemoryViolationKind.WriteAfterFree => "write after free",
         MemoryViolationKind.InteriorPointer =>
             $"interior pointer ({DescribeOffset(address, block!.Value.Address)} a block, not its start)",
         _ => "a pointer this runtime's debug hooks never returned (a foreign pointer, or one into memory that is not a live block)",
@@ -145,6 +149,7 @@ internal static unsafe class ViolationReport
         MemoryOperation.Free => "free",
         MemoryOperation.Realloc => "realloc",
         MemoryOperation.Malloc => "malloc",
+        MemoryOperation.Flush => "a quarantine flush",
         _ => "calloc",
     };
 
@@ -188,6 +193,17 @@ internal static unsafe class ViolationReport
     {
         byte* p = (byte*)record.Address;
         text.Append(CultureInfo.InvariantCulture, $"Debug memory block at address p={Address(record.Address)}: API '{(char)record.Api}'\n");
+        if (record is { State: BlockState.Freed, Quarantined: { } held })
+        {
+            text.Append(record.GuardPage
+                ? "    The block was freed already and is still in the quarantine (its pages inaccessible, not yet\n    unmapped):\n"
+                : "    The block was freed already and is still in the quarantine (filled with DEADBYTE, not yet given\n    back to the allocator):\n");
+            text.Append(CultureInfo.InvariantCulture, $"    {held.Size} bytes originally requested\n");
+            text.Append(CultureInfo.InvariantCulture, $"    The block was made by call #{held.Serial} to debug malloc/realloc.\n");
+            FreeQuarantine.AppendTracebacks(text, held.Allocated, held.Freed);
+            return null;
+        }
+
         if (record.State == BlockState.Freed)
         {
             text.Append("    The block was freed already: its memory went back to the allocator, and no debug block has\n");

@@ -42,4 +42,11 @@ public enum MemoryViolationKind
     /// allocation failure. The report names the exception.
     /// </summary>
     AllocatorFault,
+
+    /// <summary>
+    /// A byte of a freed block changed while the block was in the debug hooks' quarantine (filled with 0xDD): a write
+    /// through a stale pointer. Found when the block leaves the quarantine or the quarantine is flushed;
+    /// <see cref="MemoryViolation.Address"/> is the freed block, not the pointer of the call that found it.
+    /// </summary>
+    WriteAfterFree,
 }

@@ -9,4 +9,11 @@ public sealed record DebugStatistics(IReadOnlyList<MemoryDomainKind> HookedDomai
 {
     /// <summary>No debug hook installed and nothing found.</summary>
     public static DebugStatistics None { get; } = new([], 0, 0, 0);
+
+    /// <summary>Bytes of freed blocks (data and guard bytes) held in the quarantines: live to the OS, dead to the
+    /// program, and in no domain's live bytes or budget.</summary>
+    public long QuarantinedBytes { get; init; }
+
+    /// <summary>Freed blocks held in the quarantines (guard-page mode: inaccessible blocks not yet unmapped).</summary>
+    public long QuarantinedBlocks { get; init; }
 }

@@ -31,7 +31,7 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
         nameof(RuntimeMemoryTracingOptions.SampleBytes), nameof(RuntimeMemoryTracingOptions.LeakReportOnDispose),
     ];
 
-    private static readonly string[] DebugKeys = [nameof(RuntimeMemoryDebugOptions.OnViolation), nameof(RuntimeMemoryDebugOptions.GuardPages)];
+    private static readonly string[] DebugKeys = [nameof(RuntimeMemoryDebugOptions.OnViolation), nameof(RuntimeMemoryDebugOptions.GuardPages), nameof(RuntimeMemoryDebugOptions.QuarantineBytes)];
 
     private readonly IConfigurationSection? _section;
     private readonly string _sectionPath;
@@ -72,9 +72,17 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
             {
                 failures.Add($"{Key(nameof(RuntimeMemoryOptions.Debug))} must not be null.");
             }
-            else if (!Enum.IsDefined(options.Debug.OnViolation))
+            else
             {
-                failures.Add($"{Key("Debug:OnViolation")} = '{options.Debug.OnViolation}': {ViolationActionProblem}");
+                if (!Enum.IsDefined(options.Debug.OnViolation))
+                {
+                    failures.Add($"{Key("Debug:OnViolation")} = '{options.Debug.OnViolation}': {ViolationActionProblem}");
+                }
+
+                if (options.Debug.QuarantineBytes < 0)
+                {
+                    failures.Add($"{Key("Debug:QuarantineBytes")} = '{options.Debug.QuarantineBytes}': {QuarantineBytesProblem}");
+                }
             }
 
             if (options.Tracing is null)
@@ -157,6 +165,9 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
 
     private static string FramesProblem => $"not a frame count. Allowed values: an integer from 1 to {RuntimeMemoryTracingOptions.MaxFrames}.";
 
+    private static string QuarantineBytesProblem =>
+        "not a quarantine size. Allowed values: 0 (no quarantine) or a positive number of bytes per domain.";
+
     private static string SampleBytesProblem => "not a sampling interval. Allowed values: 0 (trace every block) or a positive number of bytes.";
 
     private static string ViolationActionProblem =>
@@ -215,6 +226,14 @@ public sealed class RuntimeMemoryOptionsValidator : IValidateOptions<RuntimeMemo
         }
 
         CheckBoolean(debug.GetSection(nameof(RuntimeMemoryDebugOptions.GuardPages)), failures);
+        IConfigurationSection quarantine = debug.GetSection(nameof(RuntimeMemoryDebugOptions.QuarantineBytes));
+        if (quarantine.Value is null
+                ? quarantine.GetChildren().Any()
+                : !long.TryParse(quarantine.Value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out long held)
+                  || held < 0)
+        {
+            failures.Add($"{quarantine.Path} = '{quarantine.Value ?? "(an object)"}': {QuarantineBytesProblem}");
+        }
 
         IConfigurationSection tracing = section.GetSection(nameof(RuntimeMemoryOptions.Tracing));
         CheckKeys(tracing, TracingKeys, failures);

@@ -175,6 +175,7 @@ public sealed unsafe class MemoryTracer
                 session.Hooks[(int)kind] = hook;
             }
 
+            _runtime.Debugger.Tracer = this;
             _runtime.Debugger.TracebackOf = address => GetTraceback((void*)address) is { } tb
                 ? $"Memory block allocated at (most recent call first):\n{string.Join('\n', tb.Format(mostRecentFirst: true))}\n"
                 : null;
@@ -192,6 +193,7 @@ public sealed unsafe class MemoryTracer
             }
 
             _runtime.Debugger.TracebackOf = null;
+            _runtime.Debugger.Tracer = null;
             foreach (MemoryDomainKind kind in MemoryDomainKindExtensions.All)
             {
                 if (session.Hooks[(int)kind] is { } hook)
@@ -289,6 +291,33 @@ public sealed unsafe class MemoryTracer
 
         TraceThread thread = TraceThread.Current; // a block this thread is freeing below the tracer right now
         return ptr != null && thread.ReleasingAddress == (nuint)ptr && thread.ReleasingTraceback >= 0 ? s.Tracebacks[thread.ReleasingTraceback] : null;
+    }
+
+    /// <summary>
+    /// For the debug hooks' quarantine, while they free the block at <paramref name="address"/> below the tracing hook:
+    /// where it was allocated (the trace the tracing hook has just removed, kept on this thread) and where it is being
+    /// freed (the current traceback, captured now). With sampling, the free is captured only for a sampled block.
+    /// </summary>
+    internal void TracebacksForFree(nuint address, MemoryDomainKind domain, out Traceback? allocated, out Traceback? freed)
+    {
+        allocated = null;
+        freed = null;
+        if (_session is not { } s)
+        {
+            return;
+        }
+
+        TraceThread thread = TraceThread.Current;
+        allocated = thread.ReleasingAddress == address && thread.ReleasingTraceback >= 0
+            ? s.Tracebacks[thread.ReleasingTraceback]
+            : GetTraceback(domain, (void*)address); // a tracer that is not right above the hooks
+        if (allocated is null && s.SampleBytes > 0)
+        {
+            return;
+        }
+
+        int id = Capture(thread, s);
+        freed = id >= 0 ? s.Tracebacks[id] : null;
     }
 
     /// <summary>Where the block at <paramref name="ptr"/> (of any domain) was allocated, or null if it is not traced.</summary>

@@ -1,7 +1,11 @@
 // DebugHooks: what the debug hooks catch and how they report it.
 //
 //   dotnet run --project samples/DebugHooks
-//       a tour of six misuses under OnViolation=Throw; each report is printed; exits 0 when all six are caught
+//       a tour of seven misuses under OnViolation=Throw; each report is printed; exits 0 when all seven are caught.
+//       The seventh is a write after free caught without guard pages: the freed block waits in the quarantine
+//       (RuntimeMemory:Debug:QuarantineBytes, 1 MiB per domain by default) filled with 0xDD, and its fill is checked
+//       when it leaves or, here, when the quarantine is flushed; tracing is on for it, so the report names where the
+//       block was allocated and where it was freed.
 //
 //   dotnet run --project samples/DebugHooks -- overrun [switches]
 //       writes one byte past a 32-byte block of the mem domain, then frees it. With the defaults
@@ -12,6 +16,11 @@
 //
 //         --Sample:LogEvents=true                    also log through ILogger, one line per event on stderr
 //                                                    (written at once: FailFast leaves no time for a queued logger)
+//
+//   dotnet run --project samples/DebugHooks -- stale-write [switches]
+//       frees a 64-byte block of the obj domain, writes into it, then flushes the quarantine (as Collect and Dispose
+//       do). With the defaults the flush finds the changed byte: a WriteAfterFree report, and the process stops.
+//         --RuntimeMemory:Debug:QuarantineBytes=0    no quarantine: the write goes unnoticed (exit 0)
 //
 //   dotnet run --project samples/DebugHooks -- use-after-free [switches]
 //       frees a 64-byte block and then reads it. With the guard bytes alone the read sees the 0xDD the hooks left
@@ -65,14 +74,27 @@ return mode switch
     "tour" => Tour(runtime),
     "overrun" => Overrun(runtime),
     "use-after-free" => UseAfterFree(runtime),
+    "stale-write" => StaleWrite(runtime),
     "write-after-free" => WriteAfterFree(runtime, configuration.GetValue<bool>("Sample:PassThroughHook")),
     _ => Usage(mode),
 };
 
 static int Usage(string mode)
 {
-    Console.Error.WriteLine($"DebugHooks: unknown mode '{mode}'. Modes: (none) for the tour, overrun, use-after-free, write-after-free.");
+    Console.Error.WriteLine($"DebugHooks: unknown mode '{mode}'. Modes: (none) for the tour, overrun, stale-write, use-after-free, write-after-free.");
     return 2;
+}
+
+static unsafe int StaleWrite(IRuntimeMemory runtime)
+{
+    Console.WriteLine($"obj chain: {runtime.Obj.DescribeChain()}; quarantine {runtime.Debugger.QuarantineBytes} bytes per domain");
+    byte* p = (byte*)runtime.Obj.Malloc(64);
+    runtime.Obj.Free(p);
+    p[63] = 7; // the last byte, through a stale pointer
+    Console.WriteLine("wrote into the freed block; flushing the quarantine");
+    int found = runtime.Debugger.FlushQuarantine();
+    Console.WriteLine($"flushed; writes after free found: {found}");
+    return 0;
 }
 
 static unsafe int UseAfterFree(IRuntimeMemory runtime)
@@ -177,9 +199,31 @@ static unsafe int Tour(IRuntimeMemory runtime)
         }
     });
 
-    Console.WriteLine($"{caught} of 6 misuses caught; {runtime.Debugger.LiveBlocks} suspect blocks were leaked rather than freed.");
-    return caught == 6 ? 0 : 1;
+    caught += Expect(MemoryViolationKind.WriteAfterFree, "a write after free, found in the quarantine without guard pages", () =>
+    {
+        runtime.Tracer.Start(frames: 3); // so that the report names where the block was allocated and freed
+        try
+        {
+            byte* p = MakeBuffer(runtime);
+            DropBuffer(runtime, p);
+            p[5] = 1; // the stale pointer: the block is freed, filled with 0xDD and held in the quarantine
+            runtime.Debugger.FlushQuarantine(); // also done by Collect, by Dispose, and when the block leaves the quarantine
+        }
+        finally
+        {
+            runtime.Tracer.Stop();
+        }
+    });
+
+    Console.WriteLine($"{caught} of 7 misuses caught; {runtime.Debugger.LiveBlocks} suspect blocks were leaked rather than freed.");
+    return caught == 7 ? 0 : 1;
 }
+
+[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+static unsafe byte* MakeBuffer(IRuntimeMemory runtime) => (byte*)runtime.Obj.Malloc(32);
+
+[System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+static unsafe void DropBuffer(IRuntimeMemory runtime, byte* buffer) => runtime.Obj.Free(buffer);
 
 static int Expect(MemoryViolationKind expected, string what, Action misuse)
 {
