@@ -55,7 +55,7 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
 
     // ---- the detection matrix: writes after free -----------------------------------------------------------
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(DebugNamesAndActions))]
     public void A_write_after_free_at_the_first_a_middle_and_the_last_byte_is_reported_at_the_flush_with_its_offset(string name, ViolationAction action)
     {
@@ -88,7 +88,7 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
         }
     }
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(DebugNamesAndActions))]
     public void A_write_after_free_is_reported_by_the_free_that_evicts_the_block_which_then_stays_live_under_throw(string name, ViolationAction action)
     {
@@ -128,7 +128,7 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
         }
     }
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(DebugNamesAndActions))]
     public void A_write_through_a_pointer_kept_across_a_realloc_is_reported(string name, ViolationAction action)
     {
@@ -144,7 +144,7 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
         runtime.Mem.Free(q);
     }
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(DebugNamesAndActions))]
     public void A_write_after_free_is_reported_before_the_block_is_reused_and_the_reused_block_is_clean(string name, ViolationAction action)
     {
@@ -185,7 +185,7 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
         Assert.Equal(1, runtime.Debugger.Violations);
     }
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(DebugNamesAndActions))]
     public void A_double_free_of_a_quarantined_block_names_its_size_and_serial_number(string name, ViolationAction action)
     {
@@ -246,7 +246,7 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
         }
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(MemoryViolationKind.WriteAfterFree)]
     [InlineData(MemoryViolationKind.AlreadyFreed)]
     public void With_tracing_the_report_names_where_the_block_was_allocated_and_where_it_was_freed(MemoryViolationKind kind)
@@ -361,7 +361,7 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
 
     // ---- the detection rate for a given quarantine size --------------------------------------------------------
 
-    [Theory]
+    [SkippableTheory]
     [InlineData(AllocatorNames.MallocDebug, 16, 10, 20)]
     [InlineData(AllocatorNames.PymallocDebug, 16, 10, 20)]
     [InlineData(AllocatorNames.PymallocDebug, 200, 4, 12)]
