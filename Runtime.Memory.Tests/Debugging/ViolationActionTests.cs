@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging.Testing;
 using Runtime.Memory.Hosting;
 using Runtime.Memory.Tests.Infrastructure;
 
-namespace Runtime.Memory.Tests.Debug;
+namespace Runtime.Memory.Tests.Debugging;
 
 /// <summary>What happens after a violation is found: FailFast, Throw, Log, and the native-code rule.</summary>
 public sealed unsafe class ViolationActionTests

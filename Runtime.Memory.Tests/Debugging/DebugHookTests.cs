@@ -3,7 +3,7 @@ using Runtime.Memory.Hosting;
 using Runtime.Memory.Testing;
 using Runtime.Memory.Tests.Infrastructure;
 
-namespace Runtime.Memory.Tests.Debug;
+namespace Runtime.Memory.Tests.Debugging;
 
 /// <summary>What the debug hooks write into blocks, how they stack, and that they keep every domain guarantee.</summary>
 public sealed unsafe class DebugHookTests

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using Runtime.Memory.Tests.Infrastructure;
 using Runtime.Memory.Tests.Reliability;
 
-namespace Runtime.Memory.Tests.Debug;
+namespace Runtime.Memory.Tests.Debugging;
 
 /// <summary>
 /// A free the debug hooks refuse (a double free, the free of a damaged block, a foreign pointer) leaves the block live:

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging.Abstractions;
 using Runtime.Memory.Tests.Infrastructure;
 
-namespace Runtime.Memory.Tests.Debug;
+namespace Runtime.Memory.Tests.Debugging;
 
 /// <summary>
 /// Issue 29's detection matrix in one place: every kind of misuse the debug hooks know (overruns, underruns, a damaged

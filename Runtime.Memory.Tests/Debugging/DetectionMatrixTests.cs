@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Runtime.Memory.Tests.Infrastructure;
 
-namespace Runtime.Memory.Tests.Debug;
+namespace Runtime.Memory.Tests.Debugging;
 
 /// <summary>
 /// The detection matrix of the debug hooks: each misuse, provoked on purpose (as CPython's <c>test_mem.py</c> does) on

@@ -2,7 +2,7 @@ using Runtime.Memory.Diagnostics;
 using Runtime.Memory.Tests.Infrastructure;
 using Xunit.Abstractions;
 
-namespace Runtime.Memory.Tests.Debug;
+namespace Runtime.Memory.Tests.Debugging;
 
 /// <summary>
 /// The quarantine of freed blocks (<c>RuntimeMemory:Debug:QuarantineBytes</c>): a write after free is found without

@@ -1,7 +1,7 @@
 using Runtime.Memory.Platform;
 using Runtime.Memory.Tests.Infrastructure;
 
-namespace Runtime.Memory.Tests.Debug;
+namespace Runtime.Memory.Tests.Debugging;
 
 /// <summary>Guard-page mode: blocks end at an inaccessible page, and freed blocks stay inaccessible for a while.</summary>
 public sealed unsafe partial class GuardPageTests
