@@ -385,6 +385,7 @@ public sealed unsafe partial class MemoryDomain
     internal DomainStatistics GetStatistics(StatisticsParts parts)
     {
         DomainCounters sum = _accounting.Read(_index, out long peakBytes);
+        (long quarantinedBytes, long quarantinedBlocks) = _debugger.QuarantinedIn(Kind);
         return new DomainStatistics(
             Kind,
             (parts & StatisticsParts.Chains) != 0 ? DescribeChain() : "",
@@ -400,6 +401,8 @@ public sealed unsafe partial class MemoryDomain
             LimitRefusals = sum.LimitRefusals,
             MaxBytes = MaxBytes,
             SmallObjects = (parts & StatisticsParts.SmallObjects) != 0 ? _base.GetPoolStatistics() : null,
+            QuarantinedBytes = quarantinedBytes,
+            QuarantinedBlocks = quarantinedBlocks,
         };
     }
 

@@ -336,8 +336,14 @@ public sealed unsafe class QuarantineTests(ITestOutputHelper output)
         Assert.Equal(1, debug.QuarantinedBlocks);
         Assert.Equal(2000 + 32, runtime.Debugger.QuarantinedBytes);
 
+        // Per domain: obj holds the block, the others nothing; the domain's live bytes do not include it.
+        DomainStatistics obj = runtime.Obj.GetStatistics();
+        Assert.Equal((2000L + 32, 1L, 2000L), (obj.QuarantinedBytes, obj.QuarantinedBlocks, obj.LiveBytes));
+        Assert.Equal((0L, 0L), (runtime.Mem.GetStatistics().QuarantinedBytes, runtime.Raw.GetStatistics().QuarantinedBlocks));
+
         runtime.Collect(); // flushes the quarantine
         Assert.Equal(0, runtime.GetStatistics().Debug!.QuarantinedBytes);
+        Assert.Equal(0, runtime.Obj.GetStatistics().QuarantinedBytes);
         runtime.Obj.Free(b);
     }
 

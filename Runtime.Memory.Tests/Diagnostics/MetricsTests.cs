@@ -52,6 +52,23 @@ public sealed unsafe class MetricsTests : IDisposable
         return runtime;
     }
 
+    [Fact]
+    public void The_debug_quarantine_usage_is_reported_per_domain_apart_from_the_usage()
+    {
+        using RuntimeMemory runtime = CreateRuntime(AllocatorNames.PymallocDebug);
+        using MetricCollector<long> quarantine = Collect("runtime.memory.debug.quarantine.usage");
+        using MetricCollector<long> usage = Collect("runtime.memory.usage");
+
+        runtime.Mem.Free(runtime.Mem.Malloc(100));
+        Dictionary<string, long> held = Observe(quarantine, RuntimeMemoryMetrics.DomainTag);
+        Assert.Equal(100 + 32, held["mem"]); // the data and its guard bytes
+        Assert.Equal(0, held["obj"]);
+        Assert.Equal(0, Observe(usage, RuntimeMemoryMetrics.DomainTag)["mem"]);
+
+        runtime.Collect();
+        Assert.Equal(0, Observe(quarantine, RuntimeMemoryMetrics.DomainTag)["mem"]);
+    }
+
     [Theory]
     [InlineData(AllocatorNames.Malloc)]
     [InlineData(AllocatorNames.Pymalloc)]
@@ -285,6 +302,7 @@ public sealed unsafe class MetricsTests : IDisposable
             ("runtime.memory.allocated", typeof(ObservableCounter<long>), "By"),
             ("runtime.memory.allocations", typeof(ObservableCounter<long>), "{allocation}"),
             ("runtime.memory.allocation.failures", typeof(ObservableCounter<long>), "{failure}"),
+            ("runtime.memory.debug.quarantine.usage", typeof(ObservableUpDownCounter<long>), "By"),
             ("runtime.memory.debug.violations", typeof(ObservableCounter<long>), "{violation}"),
             ("runtime.memory.arena.count", typeof(ObservableUpDownCounter<long>), "{arena}"),
             ("runtime.memory.pool.count", typeof(ObservableUpDownCounter<long>), "{pool}"),

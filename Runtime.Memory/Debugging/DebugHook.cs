@@ -42,6 +42,9 @@ public sealed unsafe class DebugHook : MemoryHook
     private readonly MemoryDebugger _debugger;
     private readonly DebugShadowMap _shadow;
     private readonly MemoryDomainKind _domain;
+
+    /// <summary>The domain this hook serves.</summary>
+    internal MemoryDomainKind DomainKind => _domain;
     private readonly byte _api;
     private readonly bool _guardPages;
     private readonly byte _liveCode;

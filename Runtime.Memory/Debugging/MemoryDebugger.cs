@@ -222,6 +222,30 @@ public sealed partial class MemoryDebugger : IDisposable
 
     private readonly List<DebugHook> _allHooks = [];
 
+    /// <summary>
+    /// Bytes (data and guard bytes) and blocks held in <paramref name="kind"/>'s quarantine of freed blocks right now,
+    /// including a hook removed since that still holds some; (0, 0) without the debug hooks. Guard-page mode keeps its
+    /// freed blocks apart (<see cref="QuarantinedBlocks"/>).
+    /// </summary>
+    internal (long Bytes, long Blocks) QuarantinedIn(MemoryDomainKind kind)
+    {
+        long bytes = 0;
+        long blocks = 0;
+        lock (_allHooks)
+        {
+            foreach (DebugHook hook in _allHooks)
+            {
+                if (hook.DomainKind == kind && hook.FreeQuarantine is { } quarantine)
+                {
+                    bytes += quarantine.Bytes;
+                    blocks += quarantine.Count;
+                }
+            }
+        }
+
+        return (bytes, blocks);
+    }
+
     private DebugHook[] AllHooks()
     {
         lock (_allHooks)

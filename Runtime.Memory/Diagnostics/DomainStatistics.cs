@@ -46,6 +46,16 @@ public sealed record DomainStatistics(
     /// </summary>
     public SmallObjectStatistics? SmallObjects { get; init; }
 
+    /// <summary>
+    /// Bytes of freed blocks the domain's debug hook holds in its quarantine (<c>RuntimeMemory:Debug:QuarantineBytes</c>),
+    /// data and guard bytes: live to the OS, dead to the program, so not in <see cref="LiveBytes"/> nor in the budget.
+    /// 0 without the debug hooks.
+    /// </summary>
+    public long QuarantinedBytes { get; init; }
+
+    /// <summary>Freed blocks held in the domain's quarantine (see <see cref="QuarantinedBytes"/>).</summary>
+    public long QuarantinedBlocks { get; init; }
+
     /// <summary>Requests that returned null for want of memory: <see cref="Failures"/> less <see cref="LimitRefusals"/>.</summary>
     public long OutOfMemoryFailures => Failures - LimitRefusals;
 }

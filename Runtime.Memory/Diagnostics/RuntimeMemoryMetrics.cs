@@ -108,6 +108,8 @@ public sealed class RuntimeMemoryMetrics : IDisposable
             "{allocation}", "Blocks created: malloc, calloc and realloc of null.");
         _meter.CreateObservableCounter("runtime.memory.allocation.failures", Failures,
             "{failure}", "Requests the domain answered with null, by reason: out_of_memory or limit (its budget).");
+        _meter.CreateObservableUpDownCounter("runtime.memory.debug.quarantine.usage", () => PerDomain(static d => d.QuarantinedBytes),
+            "By", "Bytes of freed blocks held in the debug hooks' quarantine, per domain: not live, not in the budget.");
         _meter.CreateObservableCounter("runtime.memory.debug.violations", Violations,
             "{violation}", "Misuses the debug hooks found (overruns, double frees, frees through the wrong domain).");
         _meter.CreateObservableUpDownCounter("runtime.memory.arena.count", () => PerDomain(static d => d.SmallObjects?.ArenasCurrent, StatisticsParts.SmallObjects),
