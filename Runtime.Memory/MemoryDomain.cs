@@ -385,7 +385,7 @@ public sealed unsafe partial class MemoryDomain
     internal DomainStatistics GetStatistics(StatisticsParts parts)
     {
         DomainCounters sum = _accounting.Read(_index, out long peakBytes);
-        (long quarantinedBytes, long quarantinedBlocks) = _debugger.QuarantinedIn(Kind);
+        (long quarantinedBytes, long quarantinedBlocks) = _debugger.Quarantined(Kind);
         return new DomainStatistics(
             Kind,
             (parts & StatisticsParts.Chains) != 0 ? DescribeChain() : "",

@@ -24,6 +24,13 @@ internal static class ChildProcess
     {
         string dll = Path.Combine(AppContext.BaseDirectory, program + ".dll");
         Assert.True(File.Exists(dll), $"{dll} is not built beside the tests");
+        return Dotnet(workingDirectory, environment, timeout, [dll, .. args]);
+    }
+
+    /// <summary>Runs <c>dotnet args</c> (the SDK running the tests) in <paramref name="workingDirectory"/> and waits for
+    /// it, failing (and killing it) when it has not finished within <paramref name="timeout"/>.</summary>
+    public static Result Dotnet(string? workingDirectory, IReadOnlyDictionary<string, string> environment, TimeSpan timeout, params string[] args)
+    {
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {
             RedirectStandardOutput = true,
@@ -31,7 +38,6 @@ internal static class ChildProcess
             UseShellExecute = false,
             WorkingDirectory = workingDirectory ?? Environment.CurrentDirectory,
         };
-        start.ArgumentList.Add(dll);
         foreach (string arg in args)
         {
             start.ArgumentList.Add(arg);
@@ -49,7 +55,7 @@ internal static class ChildProcess
         if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"{program} {string.Join(' ', args)} did not finish within {timeout.TotalSeconds:0} s");
+            Assert.Fail($"dotnet {string.Join(' ', args)} did not finish within {timeout.TotalSeconds:0} s");
         }
 
         return new Result(process.ExitCode, stdout.Result, stderr.Result);

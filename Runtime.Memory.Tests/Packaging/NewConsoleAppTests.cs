@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using Runtime.Memory.Tests.Infrastructure;
 
 namespace Runtime.Memory.Tests.Packaging;
 
@@ -72,29 +72,13 @@ public sealed class NewConsoleAppTests
 
     private static (int ExitCode, string Output) Dotnet(string directory, params string[] args)
     {
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = directory,
-        };
-        foreach (string arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        start.Environment["DOTNET_NOLOGO"] = "1";
-        using Process process = Process.Start(start)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(4)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"dotnet {string.Join(' ', args)} did not finish within 4 minutes");
-        }
-
-        return (process.ExitCode, stdout.Result + stderr.Result);
+        ChildProcess.Result result = ChildProcess.Dotnet(directory, QuietSdk, TimeSpan.FromMinutes(4), args);
+        return (result.ExitCode, result.Stdout + result.Stderr);
     }
+
+    private static readonly Dictionary<string, string> QuietSdk = new()
+    {
+        ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1",
+        ["DOTNET_NOLOGO"] = "1",
+    };
 }

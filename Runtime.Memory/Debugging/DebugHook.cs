@@ -52,7 +52,7 @@ public sealed unsafe class DebugHook : MemoryHook
     private readonly byte _freedCode;
 
     /// <summary>Whether the allocator below is the small-object allocator (whose free reads the block's pool header).</summary>
-    private bool _innerIsSmallObjects => Inner is SmallObjectAllocator;
+    private bool InnerIsSmallObjects => Inner is SmallObjectAllocator;
 
     /// <summary>Freed blocks held back from the allocator below (guard-byte mode with a quarantine), else null.</summary>
     private readonly FreeQuarantine? _quarantine;
@@ -462,7 +462,7 @@ public sealed unsafe class DebugHook : MemoryHook
             // The block that leaves next was freed a quarantine ago and is cold: fetch its header (and, below the
             // small-object allocator, its pool's header, which that free reads) while this free goes on. A prefetch never faults.
             Sse.Prefetch0((byte*)next - DebugLayout.HeaderSize);
-            if (_innerIsSmallObjects)
+            if (InnerIsSmallObjects)
             {
                 Sse.Prefetch0((void*)((next - DebugLayout.HeaderSize) & ~(nuint)(Allocators.SmallObject.SizeClasses.PoolSize - 1)));
             }
@@ -525,12 +525,7 @@ public sealed unsafe class DebugHook : MemoryHook
         List<MemoryViolation>? found = null;
         foreach (QuarantinedBlock block in quarantine.TakeAll())
         {
-            if (FreeQuarantine.FirstChanged(block) is { } offset)
-            {
-                (found ??= []).Add(FreeQuarantine.Report(block, offset, MemoryOperation.Flush, _domain));
-            }
-
-            Inner.Free((byte*)block.Data - DebugLayout.HeaderSize);
+            found = Leave(block, MemoryOperation.Flush, found);
         }
 
         if (found is null)

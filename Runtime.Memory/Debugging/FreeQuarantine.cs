@@ -192,18 +192,7 @@ internal sealed unsafe class FreeQuarantine
     /// <summary>The quarantined block at <paramref name="data"/>, for a report (a scan: cold).</summary>
     public bool TryFind(nuint data, out QuarantinedBlock found)
     {
-        QuarantinedBlock[] all;
-        Enter();
-        try
-        {
-            all = _blocks.ToArray(); // a report is cold: copy under the lock, search outside it
-        }
-        finally
-        {
-            Exit();
-        }
-
-        foreach (QuarantinedBlock block in all)
+        foreach (QuarantinedBlock block in Peek()) // a report is cold: copy under the lock, search outside it
         {
             if (block.Data == data)
             {

@@ -55,19 +55,7 @@ public sealed partial class MemoryDebugger : IDisposable
 
     /// <summary>Bytes of freed blocks held in the quarantines of all domains right now: live to the OS, dead to the
     /// program, and counted in no domain's live bytes or budget.</summary>
-    public long QuarantinedBytes
-    {
-        get
-        {
-            long bytes = 0;
-            foreach (DebugHook hook in AllHooks())
-            {
-                bytes += hook.FreeQuarantine?.Bytes ?? 0;
-            }
-
-            return bytes;
-        }
-    }
+    public long QuarantinedBytes => Quarantined(null).Bytes;
 
     /// <summary>
     /// Checks every freed block in the quarantines of all domains and gives it back to the allocator below; a changed
@@ -81,7 +69,7 @@ public sealed partial class MemoryDebugger : IDisposable
     internal int FlushQuarantine(ViolationAction? action)
     {
         int found = 0;
-        List<Exception>? thrown = null;
+        System.Runtime.ExceptionServices.ExceptionDispatchInfo? first = null;
         foreach (DebugHook hook in AllHooks())
         {
             try
@@ -90,15 +78,11 @@ public sealed partial class MemoryDebugger : IDisposable
             }
             catch (MemoryViolationException ex)
             {
-                (thrown ??= []).Add(ex);
+                first ??= System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex); // every hook is flushed first
             }
         }
 
-        if (thrown is not null)
-        {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(thrown[0]);
-        }
-
+        first?.Throw();
         return found;
     }
 
@@ -183,12 +167,7 @@ public sealed partial class MemoryDebugger : IDisposable
     {
         get
         {
-            int count = 0;
-            foreach (DebugHook hook in AllHooks())
-            {
-                count += hook.FreeQuarantine?.Count ?? 0;
-            }
-
+            int count = (int)Quarantined(null).Blocks;
             lock (_quarantineLock)
             {
                 return count + _quarantineCount;
@@ -223,11 +202,11 @@ public sealed partial class MemoryDebugger : IDisposable
     private readonly List<DebugHook> _allHooks = [];
 
     /// <summary>
-    /// Bytes (data and guard bytes) and blocks held in <paramref name="kind"/>'s quarantine of freed blocks right now,
-    /// including a hook removed since that still holds some; (0, 0) without the debug hooks. Guard-page mode keeps its
-    /// freed blocks apart (<see cref="QuarantinedBlocks"/>).
+    /// Bytes (data and guard bytes) and blocks held now in the quarantines of freed blocks of <paramref name="kind"/>'s
+    /// hooks (all domains when null), including a hook removed since that still holds some; (0, 0) without the debug
+    /// hooks. Guard-page mode keeps its freed blocks apart (<see cref="QuarantinedBlocks"/>).
     /// </summary>
-    internal (long Bytes, long Blocks) QuarantinedIn(MemoryDomainKind kind)
+    internal (long Bytes, long Blocks) Quarantined(MemoryDomainKind? kind)
     {
         long bytes = 0;
         long blocks = 0;
@@ -235,7 +214,7 @@ public sealed partial class MemoryDebugger : IDisposable
         {
             foreach (DebugHook hook in _allHooks)
             {
-                if (hook.DomainKind == kind && hook.FreeQuarantine is { } quarantine)
+                if ((kind is null || hook.DomainKind == kind) && hook.FreeQuarantine is { } quarantine)
                 {
                     bytes += quarantine.Bytes;
                     blocks += quarantine.Count;

@@ -67,10 +67,7 @@ public static class RuntimeMemoryBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(factory);
-        if (!Enum.IsDefined(domain))
-        {
-            throw new ArgumentOutOfRangeException(nameof(domain), domain, "Not a memory domain: use Raw, Mem or Obj.");
-        }
+        CheckDomain(domain);
 
         builder.Services.AddSingleton(new RuntimeMemoryConfigureAction((sp, runtime) =>
             runtime[domain].InstallHook(factory(sp) ?? throw new InvalidOperationException($"The hook factory for the {domain.ToName()} domain returned null."))));
@@ -108,10 +105,7 @@ public static class RuntimeMemoryBuilderExtensions
     public static IRuntimeMemoryBuilder SetLimit(this IRuntimeMemoryBuilder builder, MemoryDomainKind domain, long? maxBytes)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        if (!Enum.IsDefined(domain))
-        {
-            throw new ArgumentOutOfRangeException(nameof(domain), domain, "Not a memory domain: use Raw, Mem or Obj.");
-        }
+        CheckDomain(domain);
 
         return builder.Configure(options => options.Limits[domain].MaxBytes = maxBytes);
     }
@@ -173,10 +167,7 @@ public static class RuntimeMemoryBuilderExtensions
     public static IRuntimeMemoryBuilder UseMemoryPool(this IRuntimeMemoryBuilder builder, MemoryDomainKind domain)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        if (!Enum.IsDefined(domain))
-        {
-            throw new ArgumentOutOfRangeException(nameof(domain), domain, "Not a memory domain: use Raw, Mem or Obj.");
-        }
+        CheckDomain(domain);
 
         builder.Services.Replace(ServiceDescriptor.Singleton(sp => sp.GetRequiredService<IRuntimeMemory>()[domain].AsMemoryPool()));
         return builder;
@@ -189,5 +180,13 @@ public static class RuntimeMemoryBuilderExtensions
         ArgumentNullException.ThrowIfNull(configure);
         builder.Services.Configure(configure);
         return builder;
+    }
+
+    private static void CheckDomain(MemoryDomainKind domain, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(domain))] string? parameter = null)
+    {
+        if (!Enum.IsDefined(domain))
+        {
+            throw new ArgumentOutOfRangeException(parameter, domain, "Not a memory domain: use Raw, Mem or Obj.");
+        }
     }
 }
